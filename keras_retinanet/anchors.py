@@ -1,0 +1,333 @@
+"""Anchor generation and anchor-to-ground-truth target assignment.
+
+There is exactly one implementation of the anchor grid: :func:`generate_anchors` for the base
+anchors of a level and :func:`shift` for tiling them over a feature map. :func:`shift` takes
+an ``xp`` argument (``numpy`` or ``keras.ops``), so the NumPy data loader
+(:func:`anchors_for_shape`) and the inference graph's ``Anchors`` layer compute the same numbers
+from the same code; ``tests/test_anchors.py`` checks that they agree.
+
+Anchor order, which the model's outputs follow: level by level (P3 first), then location by
+location in row-major order (x fastest), then anchor by anchor (ratio-major, scale-minor).
+"""
+
+from __future__ import annotations
+
+import configparser
+import dataclasses
+import functools
+import json
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from keras_retinanet.boxes import DEFAULT_MEAN, DEFAULT_STD, bbox_transform, compute_overlap
+
+# Anchor states in the last column of the targets.
+IGNORE = -1
+NEGATIVE = 0
+POSITIVE = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class AnchorParameters:
+    """Sizes, strides, aspect ratios and scales of the anchors, one size and stride per level.
+
+    The defaults are those of Lin et al. 2017 (sec. 4): areas 32^2..512^2 on P3..P7, three
+    aspect ratios and three octave scales, so A = 9 anchors per location.
+
+    Attributes:
+        sizes: base anchor side per level, in pixels.
+        strides: feature-map stride per level; the pyramid level is ``log2(stride)``.
+        ratios: aspect ratios ``h / w``.
+        scales: multipliers of the base size.
+    """
+
+    sizes: tuple[float, ...] = (32, 64, 128, 256, 512)
+    strides: tuple[int, ...] = (8, 16, 32, 64, 128)
+    ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
+    scales: tuple[float, ...] = (2**0, 2 ** (1.0 / 3.0), 2 ** (2.0 / 3.0))
+
+    def __post_init__(self) -> None:
+        # Stored as tuples of Python numbers so the parameters are hashable (cache keys) and
+        # serialise to JSON unchanged.
+        object.__setattr__(self, "sizes", tuple(float(s) for s in self.sizes))
+        object.__setattr__(self, "strides", tuple(int(s) for s in self.strides))
+        object.__setattr__(self, "ratios", tuple(float(r) for r in self.ratios))
+        object.__setattr__(self, "scales", tuple(float(s) for s in self.scales))
+        if len(self.sizes) != len(self.strides):
+            raise ValueError(
+                f"anchor sizes and strides need one entry per level, got {len(self.sizes)} "
+                f"sizes and {len(self.strides)} strides"
+            )
+        for stride in self.strides:
+            if stride <= 0 or stride & (stride - 1):
+                raise ValueError(f"anchor strides must be powers of two, got {stride}")
+        if not self.ratios or not self.scales:
+            raise ValueError("anchor ratios and scales must not be empty")
+
+    @property
+    def num_anchors(self) -> int:
+        """Anchors per location (A)."""
+        return len(self.ratios) * len(self.scales)
+
+    @property
+    def pyramid_levels(self) -> tuple[int, ...]:
+        """Pyramid level of each stride, ``log2(stride)`` (3..7 for the defaults)."""
+        return tuple(int(math.log2(s)) for s in self.strides)
+
+    def to_dict(self) -> dict[str, list[float]]:
+        """Plain-Python form, for JSON snapshots and layer configs."""
+        return {k: list(v) for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, config: dict[str, Sequence[float]]) -> AnchorParameters:
+        """Inverse of :meth:`to_dict`; missing keys take the defaults."""
+        unknown = set(config) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(
+                f"unknown anchor parameter(s) {sorted(unknown)}; "
+                "expected sizes, strides, ratios, scales"
+            )
+        return cls(**{k: tuple(v) for k, v in config.items()})
+
+
+def read_anchor_parameters(path: str) -> AnchorParameters:
+    """Read anchor parameters from a small JSON or INI file.
+
+    JSON: ``{"sizes": [32, 64, 128, 256, 512], "strides": [8, 16, 32, 64, 128],
+    "ratios": [0.5, 1, 2], "scales": [1, 1.26, 1.587]}`` (any subset; missing keys default).
+    INI (fizyr's format): a section ``[anchor_parameters]`` with space-separated values,
+    e.g. ``sizes = 32 64 128 256 512``.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file cannot be parsed; the message names the file and the field.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"anchor configuration file not found: {path}")
+    try:
+        if path.lower().endswith(".json"):
+            with open(path) as f:
+                config = json.load(f)
+            if "anchor_parameters" in config:
+                config = config["anchor_parameters"]
+        else:
+            parser = configparser.ConfigParser()
+            parser.read(path)
+            if "anchor_parameters" not in parser:
+                raise ValueError("missing section [anchor_parameters]")
+            config = {
+                key: [float(v) for v in value.replace(",", " ").split()]
+                for key, value in parser["anchor_parameters"].items()
+            }
+        return AnchorParameters.from_dict(config)
+    except (ValueError, TypeError, json.JSONDecodeError, configparser.Error) as e:
+        raise ValueError(f"invalid anchor configuration in {path}: {e}") from e
+
+
+def generate_anchors(
+    base_size: float = 16,
+    ratios: Sequence[float] = AnchorParameters.ratios,
+    scales: Sequence[float] = AnchorParameters.scales,
+) -> np.ndarray:
+    """Base anchors of one level, centred on the origin.
+
+    Each anchor has area ``(base_size * scale)^2`` and aspect ratio ``h / w == ratio``.
+
+    Args:
+        base_size: anchor side at scale 1 and ratio 1, in pixels.
+        ratios: aspect ratios ``h / w``.
+        scales: multipliers of ``base_size``.
+
+    Returns:
+        ``(len(ratios) * len(scales), 4)`` float32 ``(x1, y1, x2, y2)`` anchors, ordered
+        ratio-major, scale-minor.
+    """
+    ratios = np.asarray(ratios, dtype=np.float64)
+    scales = np.asarray(scales, dtype=np.float64)
+    areas = (base_size * np.tile(scales, len(ratios))) ** 2
+    ratio_per_anchor = np.repeat(ratios, len(scales))
+    widths = np.sqrt(areas / ratio_per_anchor)
+    heights = widths * ratio_per_anchor
+    return np.stack([-widths / 2, -heights / 2, widths / 2, heights / 2], axis=1).astype(np.float32)
+
+
+def shift(shape: Any, stride: float, anchors: Any, xp: Any = np) -> Any:
+    """Tile base anchors over a feature map.
+
+    The anchors of cell ``(i, j)`` are centred at ``((j + 0.5) * stride, (i + 0.5) * stride)``.
+
+    Args:
+        shape: ``(height, width)`` of the feature map (ints or scalar tensors).
+        stride: feature-map stride in pixels.
+        anchors: ``(A, 4)`` base anchors from :func:`generate_anchors`.
+        xp: ``numpy`` or ``keras.ops``.
+
+    Returns:
+        ``(height * width * A, 4)`` float32 anchors, x fastest, then y, anchor index innermost.
+    """
+    height, width = shape[0], shape[1]
+    if xp is np:
+        shift_x = (np.arange(width, dtype=np.float32) + 0.5) * np.float32(stride)
+        shift_y = (np.arange(height, dtype=np.float32) + 0.5) * np.float32(stride)
+        base = np.asarray(anchors, dtype=np.float32)
+    else:
+        shift_x = (xp.cast(xp.arange(width), "float32") + 0.5) * stride
+        shift_y = (xp.cast(xp.arange(height), "float32") + 0.5) * stride
+        base = xp.convert_to_tensor(anchors, dtype="float32")
+    shift_x, shift_y = xp.meshgrid(shift_x, shift_y)  # (height, width), x fastest
+    shift_x = xp.reshape(shift_x, (-1,))
+    shift_y = xp.reshape(shift_y, (-1,))
+    shifts = xp.stack([shift_x, shift_y, shift_x, shift_y], axis=1)  # (H*W, 4)
+    all_anchors = xp.reshape(shifts, (-1, 1, 4)) + xp.reshape(base, (1, -1, 4))
+    return xp.reshape(all_anchors, (-1, 4))
+
+
+def feature_shape(image_shape: Sequence[int], stride: int) -> tuple[int, int]:
+    """Feature-map size of a pyramid level for an image size.
+
+    ResNet halves with "same"-style rounding up at every stride-2 step (and P6/P7 use padding
+    "same"), so the map of stride ``s`` is ``ceil(H / s) x ceil(W / s)``.
+    """
+    return (-(-int(image_shape[0]) // stride), -(-int(image_shape[1]) // stride))
+
+
+def anchors_for_shape(
+    image_shape: Sequence[int], anchor_parameters: AnchorParameters | None = None
+) -> np.ndarray:
+    """All anchors for an (padded) input image size, over every pyramid level.
+
+    Args:
+        image_shape: ``(H, W)`` or ``(H, W, C)`` of the network input.
+        anchor_parameters: defaults to ``AnchorParameters()``.
+
+    Returns:
+        ``(N, 4)`` float32 ``(x1, y1, x2, y2)`` anchors in the order of the model's outputs.
+    """
+    anchor_parameters = anchor_parameters or AnchorParameters()
+    return _anchors_for_shape((int(image_shape[0]), int(image_shape[1])), anchor_parameters).copy()
+
+
+@functools.lru_cache(maxsize=64)
+def _anchors_for_shape(image_shape: tuple[int, int], params: AnchorParameters) -> np.ndarray:
+    # Cached: a loader sees few distinct padded sizes, and the grid is pure arithmetic.
+    levels = []
+    for size, stride in zip(params.sizes, params.strides):
+        base = generate_anchors(size, params.ratios, params.scales)
+        levels.append(shift(feature_shape(image_shape, stride), stride, base))
+    return np.concatenate(levels, axis=0).astype(np.float32)
+
+
+def num_anchors_for_shape(
+    image_shape: Sequence[int], anchor_parameters: AnchorParameters | None = None
+) -> int:
+    """Number of anchors N for an input image size (``sum_l ceil(H/s_l) * ceil(W/s_l) * A``)."""
+    params = anchor_parameters or AnchorParameters()
+    return sum(
+        int(np.prod(feature_shape(image_shape, stride))) * params.num_anchors
+        for stride in params.strides
+    )
+
+
+def _image_hw(image: Any) -> tuple[int, int]:
+    shape = image.shape if hasattr(image, "shape") else image
+    return int(shape[0]), int(shape[1])
+
+
+def anchor_targets_bbox(
+    anchors: np.ndarray,
+    image_group: Sequence[Any],
+    annotations_group: Sequence[dict],
+    num_classes: int,
+    negative_overlap: float = 0.4,  # bg < 0.4, fg >= 0.5, ignore between: Lin et al. 2017, sec. 4
+    positive_overlap: float = 0.5,
+    allow_low_quality_matches: bool = True,
+    mean: Any = DEFAULT_MEAN,
+    std: Any = DEFAULT_STD,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Regression and classification targets for a batch.
+
+    An anchor is positive when its IoU with its best ground-truth box is ``>=
+    positive_overlap``, negative below ``negative_overlap`` and ignored in between. With
+    ``allow_low_quality_matches`` (as torchvision's RetinaNet), each box's best anchor(s) are
+    also made positive for it, so that no box, however thin, goes unlearned. Anchors centred
+    outside the image (in the padding) are ignored. Boxes flagged ``difficult`` are not
+    assigned; anchors that overlap one by ``>= negative_overlap`` are ignored rather than used
+    as negatives.
+
+    Args:
+        anchors: ``(N, 4)`` float anchors from :func:`anchors_for_shape` for the padded batch.
+        image_group: per image, the (unpadded) image or its shape ``(H, W[, C])``.
+        annotations_group: per image, ``{"bboxes": (M, 4) float, "labels": (M,) int}`` and
+            optionally ``"difficult": (M,) bool``, boxes in the image's (resized) pixels.
+        num_classes: K.
+        negative_overlap: IoU below which an anchor is background.
+        positive_overlap: IoU at or above which an anchor is foreground.
+        allow_low_quality_matches: also match each box to its highest-IoU anchor(s).
+        mean: regression target mean, see :func:`keras_retinanet.boxes.bbox_transform`.
+        std: regression target std.
+
+    Returns:
+        ``regression`` ``(B, N, 5)`` float32 (4 deltas, then the anchor state) and
+        ``labels`` ``(B, N, K + 1)`` float32 (one-hot classes, then the anchor state); the
+        state is -1 ignore, 0 negative, 1 positive.
+    """
+    if len(image_group) != len(annotations_group):
+        raise ValueError(
+            f"got {len(image_group)} images but {len(annotations_group)} annotation sets"
+        )
+    anchors = np.asarray(anchors, dtype=np.float32)
+    batch_size, num_anchors = len(image_group), anchors.shape[0]
+    regression = np.zeros((batch_size, num_anchors, 5), dtype=np.float32)
+    labels = np.zeros((batch_size, num_anchors, num_classes + 1), dtype=np.float32)
+    centres_x = (anchors[:, 0] + anchors[:, 2]) / 2
+    centres_y = (anchors[:, 1] + anchors[:, 3]) / 2
+
+    for index, (image, image_annotations) in enumerate(zip(image_group, annotations_group)):
+        height, width = _image_hw(image)
+        outside = (centres_x >= width) | (centres_y >= height)
+        bboxes = np.asarray(image_annotations["bboxes"], dtype=np.float32).reshape(-1, 4)
+        box_labels = np.asarray(image_annotations["labels"], dtype=np.int64).reshape(-1)
+        difficult = np.asarray(
+            image_annotations.get("difficult", np.zeros(len(bboxes), dtype=bool)), dtype=bool
+        ).reshape(-1)
+        if len(box_labels) and (box_labels.min() < 0 or box_labels.max() >= num_classes):
+            raise ValueError(
+                f"annotation labels must be in [0, {num_classes}), got {box_labels.tolist()}"
+            )
+
+        state = np.zeros(num_anchors, dtype=np.float32)  # all negative to start
+        easy = ~difficult
+        if easy.any():
+            overlaps = compute_overlap(anchors, bboxes[easy])  # (N, M_easy)
+            argmax = overlaps.argmax(axis=1)
+            max_overlap = overlaps[np.arange(num_anchors), argmax]
+            positive = max_overlap >= positive_overlap
+            state[(max_overlap >= negative_overlap) & ~positive] = IGNORE
+            if allow_low_quality_matches:
+                # Only anchors inside the image can be a box's best match.
+                inside_overlaps = np.where(outside[:, None], -1.0, overlaps)
+                best = inside_overlaps.max(axis=0)  # (M_easy,)
+                anchor_idx, box_idx = np.nonzero(
+                    (inside_overlaps == best[None, :]) & (best[None, :] > 0)
+                )
+                argmax[anchor_idx] = box_idx
+                positive[anchor_idx] = True
+            state[positive] = POSITIVE
+            easy_boxes, easy_labels = bboxes[easy], box_labels[easy]
+            regression[index, :, :4] = bbox_transform(
+                anchors, easy_boxes[argmax], mean=mean, std=std
+            )
+            labels[index, positive, easy_labels[argmax[positive]]] = 1
+        if difficult.any():
+            near_difficult = compute_overlap(anchors, bboxes[difficult]).max(axis=1)
+            state[(near_difficult >= negative_overlap) & (state != POSITIVE)] = IGNORE
+
+        state[outside] = IGNORE
+        labels[index, state != POSITIVE, :num_classes] = 0
+        regression[index, :, 4] = state
+        labels[index, :, num_classes] = state
+    return regression, labels

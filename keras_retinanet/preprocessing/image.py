@@ -1,0 +1,114 @@
+"""Reading, resizing and normalising images for the network.
+
+Images move through the package as NumPy ``(H, W, 3)`` arrays in **BGR** order (OpenCV's), because
+the ImageNet ResNet weights of ``keras.applications`` were trained in Caffe's BGR, mean-subtracted
+convention ("caffe" mode).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# ImageNet channel means in BGR order, as used by Caffe's ResNet and keras.applications'
+# "caffe" preprocessing mode.
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+class ImageReadError(OSError):
+    """An image file is missing, truncated or not an image. The message names the file."""
+
+
+def read_image_bgr(path: str) -> np.ndarray:
+    """Read an image file as a 3-channel uint8 BGR array.
+
+    JPEG, PNG (also a PNG named ``.jpg``: the format is detected from the content), BMP, TIFF and
+    WebP are read with Pillow. Grayscale, RGBA (alpha dropped), palette and CMYK images become
+    3-channel; the EXIF orientation tag is applied, so the array is upright as a viewer shows it.
+
+    Args:
+        path: image file path.
+
+    Returns:
+        ``(H, W, 3)`` uint8 array in BGR order.
+
+    Raises:
+        ImageReadError: the file does not exist, is truncated or cannot be decoded.
+    """
+    if not os.path.isfile(path):
+        raise ImageReadError(f"image not found: {path}")
+    try:
+        with Image.open(path) as image:
+            image.load()  # decode now, so that a truncated file fails here and names itself
+            image = ImageOps.exif_transpose(image)
+            image = image.convert("RGB")
+            array = np.asarray(image)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ImageReadError(
+            f"cannot read image {path}: {e}. Re-export or remove the file "
+            "(training CLIs can skip such files with --skip-bad-images)."
+        ) from e
+    return np.ascontiguousarray(array[:, :, ::-1])
+
+
+def preprocess_image(x: np.ndarray) -> np.ndarray:
+    """Caffe-mode normalisation: BGR input minus the ImageNet mean, as float32.
+
+    Args:
+        x: ``(..., H, W, 3)`` BGR image(s), any numeric dtype.
+
+    Returns:
+        float32 array of the same shape; the input is not modified.
+    """
+    return np.asarray(x, dtype=np.float32) - np.asarray(CAFFE_MEAN_BGR, dtype=np.float32)
+
+
+def compute_resize_scale(image_shape: Any, min_side: float = 800, max_side: float = 1333) -> float:
+    """Scale that brings the shorter side to ``min_side`` unless the longer side would exceed
+    ``max_side``, in which case the longer side is brought to ``max_side``.
+
+    800/1333 is the detectron2 / torchvision default, 1333 ~= 800 * 5 / 3.
+    """
+    rows, cols = int(image_shape[0]), int(image_shape[1])
+    smallest, largest = min(rows, cols), max(rows, cols)
+    scale = min_side / smallest
+    if largest * scale > max_side:
+        scale = max_side / largest
+    return scale
+
+
+def resize_image(
+    img: np.ndarray, min_side: float = 800, max_side: float = 1333
+) -> tuple[np.ndarray, float]:
+    """Resize keeping the aspect ratio (see :func:`compute_resize_scale`).
+
+    Args:
+        img: ``(H, W, C)`` image.
+        min_side: target length of the shorter side.
+        max_side: upper bound on the longer side.
+
+    Returns:
+        ``(resized_image, scale)``; multiply boxes in original pixels by ``scale`` to get boxes in
+        the resized image, divide detections by it to go back.
+    """
+    scale = compute_resize_scale(img.shape, min_side=min_side, max_side=max_side)
+    rows, cols = img.shape[:2]
+    size = (max(1, round(cols * scale)), max(1, round(rows * scale)))
+    if size == (cols, rows):
+        return img, scale
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return cv2.resize(img, size, interpolation=interpolation), scale
+
+
+def try_read_image_bgr(path: str) -> np.ndarray | None:
+    """:func:`read_image_bgr`, but warn and return None on an unreadable file."""
+    try:
+        return read_image_bgr(path)
+    except ImageReadError as e:
+        warnings.warn(str(e), stacklevel=2)
+        return None
