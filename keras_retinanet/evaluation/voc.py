@@ -16,7 +16,8 @@ with no ``+ 1``. The VOC loader turns the 1-based inclusive ``[xmin, xmax]`` of 
 into ``x1 = xmin - 1, x2 = xmax``, so the IoU computed here equals the devkit's IoU with its
 ``+ 1`` widths.
 
-Only NumPy is needed; matplotlib is imported inside :func:`plot_precision_recall` alone.
+IoU comes from :func:`keras_retinanet.boxes.compute_overlap` (NumPy only); matplotlib is
+imported inside :func:`plot_precision_recall` alone.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from keras_retinanet.boxes import compute_overlap
+
 __all__ = [
     "average_precision",
     "precision_recall",
@@ -34,34 +37,6 @@ __all__ = [
     "mean_average_precision",
     "plot_precision_recall",
 ]
-
-
-def _pairwise_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """IoU of every box in ``boxes_a`` with every box in ``boxes_b``.
-
-    Args:
-        boxes_a: ``(N, 4)`` float array of ``(x1, y1, x2, y2)`` boxes.
-        boxes_b: ``(M, 4)`` float array of ``(x1, y1, x2, y2)`` boxes.
-
-    Returns:
-        ``(N, M)`` float64 array of IoUs in ``[0, 1]``; a pair whose union is empty (two
-        zero-area boxes) has IoU 0.
-    """
-    boxes_a = np.asarray(boxes_a, dtype=np.float64)
-    boxes_b = np.asarray(boxes_b, dtype=np.float64)
-    top_left = np.maximum(boxes_a[:, None, :2], boxes_b[None, :, :2])
-    bottom_right = np.minimum(boxes_a[:, None, 2:], boxes_b[None, :, 2:])
-    # Disjoint boxes give a negative extent; clipping makes their intersection 0.
-    inter_wh = np.clip(bottom_right - top_left, 0.0, None)
-    intersection = inter_wh[..., 0] * inter_wh[..., 1]
-    wh_a = np.clip(boxes_a[:, 2:] - boxes_a[:, :2], 0.0, None)
-    wh_b = np.clip(boxes_b[:, 2:] - boxes_b[:, :2], 0.0, None)
-    area_a = wh_a[:, 0] * wh_a[:, 1]
-    area_b = wh_b[:, 0] * wh_b[:, 1]
-    union = area_a[:, None] + area_b[None, :] - intersection
-    iou = np.zeros_like(intersection)
-    np.divide(intersection, union, out=iou, where=union > 0)
-    return iou
 
 
 def _image_detections(detections_image: Any, label: int, image_index: int) -> np.ndarray:
@@ -215,7 +190,7 @@ def precision_recall(
         difficult_per_image.append(difficult)
         if len(dets):
             if len(boxes):
-                iou = _pairwise_iou(dets[:, :4], boxes)  # (D, G)
+                iou = compute_overlap(dets[:, :4], boxes)  # (D, G)
                 best_box = iou.argmax(axis=1)  # first maximum on ties, as in the devkit
                 best_iou = iou[np.arange(len(dets)), best_box]
             else:
