@@ -1,0 +1,584 @@
+"""Drawing detections and annotations on images, and plotting training curves.
+
+Conventions used throughout this module:
+
+* Images are NumPy ``uint8`` arrays of shape ``(H, W, 3)`` in BGR channel order (OpenCV's),
+  and every ``draw_*`` function draws on the image **in place** and returns ``None``.
+* Boxes are ``(x1, y1, x2, y2)`` in absolute pixel coordinates (floats are rounded to the
+  nearest pixel).
+* Colours are BGR tuples of three ints in ``[0, 255]``.
+
+Only NumPy and OpenCV are imported at module level; matplotlib is imported inside the two
+plotting functions so that drawing code (used by the data loader's debug tool and by
+``predict``) does not pay for it.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "PADDING_COLOR",
+    "draw_annotations",
+    "draw_box",
+    "draw_boxes",
+    "draw_caption",
+    "draw_detections",
+    "label_color",
+    "plot_focal_loss",
+    "plot_training_log",
+]
+
+Color = tuple[int, int, int]
+LabelToName = Callable[[int], str] | Mapping[int, str]
+
+# 80 BGR colours, one per COCO class index. They were picked greedily from a 9x9x9 RGB grid
+# (channel levels 0, 32, ..., 255), keeping colours of CIELAB lightness 30..85 (visible on both
+# white and black backgrounds) and chroma >= 30 (no greys), each new colour being the candidate
+# farthest in CIELAB from the colours already picked and from four reserved ones: the
+# ground-truth green of draw_annotations, PADDING_COLOR, white and black. Greedy farthest-point
+# order puts the most distinct colours first, so labels 0..19 are >= 37 Delta-E apart, any
+# two labels >= 17 and any label >= 23 from the ground-truth green.
+_PALETTE: tuple[Color, ...] = (
+    (255, 0, 0), (0, 0, 255), (191, 64, 255), (0, 191, 223), (255, 128, 0),
+    (159, 223, 0), (128, 128, 255), (0, 96, 32), (255, 191, 0), (128, 64, 128),
+    (191, 32, 128), (0, 64, 128), (255, 191, 255), (128, 223, 191), (0, 223, 159),
+    (255, 0, 255), (0, 128, 255), (128, 191, 255), (159, 96, 0), (64, 0, 159),
+    (191, 191, 0), (0, 159, 0), (255, 128, 223), (96, 0, 255), (0, 128, 128),
+    (0, 0, 159), (96, 128, 64), (64, 64, 128), (0, 128, 191), (191, 128, 255),
+    (159, 64, 64), (64, 96, 255), (255, 32, 159), (223, 159, 159), (128, 0, 159),
+    (255, 96, 64), (159, 128, 0), (96, 159, 159), (96, 128, 191), (96, 223, 128),
+    (64, 223, 0), (32, 96, 96), (96, 159, 32), (255, 159, 0), (223, 64, 223),
+    (128, 96, 191), (128, 32, 223), (191, 128, 191), (255, 64, 0), (64, 64, 191),
+    (191, 223, 128), (255, 223, 64), (64, 128, 223), (64, 191, 191), (223, 96, 128),
+    (64, 159, 96), (223, 128, 159), (96, 191, 0), (0, 96, 128), (128, 191, 128),
+    (64, 159, 191), (191, 96, 191), (32, 0, 223), (255, 96, 191), (128, 128, 0),
+    (191, 64, 0), (255, 159, 255), (0, 159, 128), (96, 64, 128), (191, 159, 255),
+    (128, 159, 255), (96, 0, 159), (128, 64, 64), (223, 0, 191), (64, 191, 255),
+    (64, 128, 96), (159, 191, 0), (191, 96, 0), (0, 128, 32), (0, 223, 96),
+)  # fmt: skip
+
+#: Colour returned by :func:`label_color` for negative labels (``-1`` is the padding label of
+#: ``FilterDetections``). Mid grey: visible on most images, and absent from the class palette.
+PADDING_COLOR: Color = (128, 128, 128)
+
+# Hershey fonts only cover ASCII; SIMPLEX at 0.5 is ~10 px tall, readable on images from
+# 300 px to ~1500 px across without covering small objects.
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+_FONT_SCALE = 0.5
+_FONT_THICKNESS = 1
+_CAPTION_PAD = 2  # pixels of background around the caption text on every side
+
+# Dash pattern for difficult boxes, in pixels along each edge; gaps stretch or shrink a little
+# so that each edge starts and ends with a dash.
+_DASH_ON = 6
+_DASH_OFF = 4
+
+
+def label_color(label: int) -> Color:
+    """Returns a fixed BGR colour for a class index.
+
+    Labels ``0..79`` each get their own colour from an 80-colour palette ordered so that the
+    first labels, and any two neighbouring labels, are far apart in CIELAB. Labels ``>= 80``
+    wrap around (``label_color(80) == label_color(0)``). Negative labels, such as the ``-1``
+    padding of ``FilterDetections``, get :data:`PADDING_COLOR` (grey) instead of raising, so
+    that drawing a padded batch never fails.
+
+    Args:
+        label: Class index (``int`` or an integer NumPy scalar).
+
+    Returns:
+        A ``(b, g, r)`` tuple of Python ints in ``[0, 255]``; the same for the same label on
+        every call.
+    """
+    label = int(label)
+    if label < 0:
+        return PADDING_COLOR
+    return _PALETTE[label % len(_PALETTE)]
+
+
+def _check_image(image: np.ndarray) -> None:
+    """Raises if OpenCV could not draw on ``image`` in place."""
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"image must be a NumPy array, got {type(image).__name__}.")
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(
+            f"image must be a uint8 array of shape (H, W, 3) in BGR order, got dtype "
+            f"{image.dtype} and shape {image.shape}; undo any preprocessing (mean "
+            "subtraction, scaling) and convert with np.clip(image, 0, 255).astype(np.uint8)."
+        )
+    # OpenCV draws in place on views whose pixels are packed within each row (a crop such as
+    # image[10:50, 20:80] works) but rejects others (image[:, ::-1], image[..., ::-1]) with an
+    # opaque "Layout of the output array" error; say what to do instead.
+    rows_ok = image.strides[0] > 0 and image.strides[1] == 3 and image.strides[2] == 1
+    if not rows_ok or not image.flags.writeable:
+        raise ValueError(
+            f"image must be writeable with packed BGR pixels in each row to be drawn on in "
+            f"place, got strides {image.strides}; pass np.ascontiguousarray(image) and keep "
+            "the returned array."
+        )
+
+
+def _box_to_pixels(box: ArrayLike) -> tuple[int, int, int, int]:
+    """Rounds an ``(x1, y1, x2, y2)`` box to integer pixel coordinates."""
+    coords = np.asarray(box, dtype=np.float64).reshape(-1)
+    if coords.shape[0] < 4:
+        raise ValueError(f"box must hold (x1, y1, x2, y2), got {coords.shape[0]} values.")
+    if not np.all(np.isfinite(coords[:4])):
+        raise ValueError(f"box must be finite, got {coords[:4].tolist()}.")
+    # Clamp to a range OpenCV's int32 maths accepts; the drawing is clipped to the image
+    # anyway, so a box far outside it still draws the visible part.
+    coords = np.clip(np.rint(coords[:4]), -(2**20), 2**20)
+    x1, y1, x2, y2 = (int(v) for v in coords)
+    return x1, y1, x2, y2
+
+
+def _as_boxes(boxes: ArrayLike, name: str = "boxes") -> np.ndarray:
+    """Converts ``boxes`` to a float ``(N, 4)`` array, explaining a batch dimension if any."""
+    array = np.asarray(boxes, dtype=np.float64)
+    if array.size == 0:
+        return array.reshape(0, 4)
+    if array.ndim == 3 and array.shape[0] == 1:
+        raise ValueError(
+            f"{name} has shape {array.shape}, which looks batched; pass {name}[0] to draw "
+            "the detections of one image."
+        )
+    if array.ndim != 2 or array.shape[1] != 4:
+        raise ValueError(f"{name} must have shape (N, 4) as (x1, y1, x2, y2), got {array.shape}.")
+    return array
+
+
+def _label_name(label: int, label_to_name: LabelToName | None) -> str:
+    """Looks up a class name; falls back to the label number when no name is known."""
+    if label_to_name is None:
+        return str(label)
+    if isinstance(label_to_name, Mapping):
+        return str(label_to_name.get(label, label))
+    return str(label_to_name(label))
+
+
+def _text_color(background: Color) -> Color:
+    """Black or white, whichever contrasts more with a BGR background colour."""
+    b, g, r = background
+    # Rec. 601 luma; 128 splits the palette so that dark reds/blues get white text.
+    luma = 0.114 * b + 0.587 * g + 0.299 * r
+    return (0, 0, 0) if luma >= 128 else (255, 255, 255)
+
+
+def draw_box(image: np.ndarray, box: ArrayLike, color: Color, thickness: int = 2) -> None:
+    """Draws a box outline on an image in place.
+
+    The outline is centred on the box edges: with ``thickness=2`` it covers the edge pixel and
+    one pixel either side. Parts of the box outside the image are clipped.
+
+    Args:
+        image: ``uint8`` array of shape ``(H, W, 3)``, BGR; modified in place.
+        box: 4 numbers ``(x1, y1, x2, y2)`` in absolute pixels (any extra values are ignored,
+            so a row of ``[x1, y1, x2, y2, score]`` works).
+        color: BGR colour of the outline.
+        thickness: Line width in pixels.
+
+    Raises:
+        ValueError: If ``image`` is not a drawable ``uint8 (H, W, 3)`` array or ``box`` is not
+            four finite numbers.
+    """
+    _check_image(image)
+    x1, y1, x2, y2 = _box_to_pixels(box)
+    # Axis-aligned lines gain nothing from anti-aliasing; LINE_8 keeps the outline crisp.
+    cv2.rectangle(image, (x1, y1), (x2, y2), tuple(int(c) for c in color), thickness, cv2.LINE_8)
+
+
+def _dash_spans(low: int, high: int) -> list[tuple[int, int]]:
+    """Inclusive pixel spans of the dashes along an edge from ``low`` to ``high``.
+
+    The dashes are spread so that the first starts at ``low`` and the last ends at ``high``:
+    every corner of a dashed box is drawn, which keeps even a small box recognisable.
+    """
+    length = high - low + 1
+    if length <= _DASH_ON:
+        return [(low, high)]
+    count = max(2, round((length + _DASH_OFF) / (_DASH_ON + _DASH_OFF)))
+    step = (length - _DASH_ON) / (count - 1)
+    return [(low + round(i * step), low + round(i * step) + _DASH_ON - 1) for i in range(count)]
+
+
+def _draw_dashed_box(image: np.ndarray, box: ArrayLike, color: Color, thickness: int) -> None:
+    """Draws a dashed box outline in place (used for difficult annotations)."""
+    x1, y1, x2, y2 = _box_to_pixels(box)
+    x1, x2 = sorted((x1, x2))
+    y1, y2 = sorted((y1, y2))
+    color = tuple(int(c) for c in color)
+    # Each dash is a filled rectangle rather than a cv2.line: thick lines get round caps that
+    # spill into the gaps and, at thickness 2, close them. thickness // 2 pixels either side of
+    # the edge matches cv2.rectangle's outline at the default thickness of 2.
+    half = max(thickness, 1) // 2
+    for start, stop in _dash_spans(x1, x2):
+        for y in (y1, y2):
+            cv2.rectangle(image, (start, y - half), (stop, y + half), color, cv2.FILLED)
+    for start, stop in _dash_spans(y1, y2):
+        for x in (x1, x2):
+            cv2.rectangle(image, (x - half, start), (x + half, stop), color, cv2.FILLED)
+
+
+def draw_caption(image: np.ndarray, box: ArrayLike, caption: str, color: Color = (0, 0, 0)) -> None:
+    """Draws a caption at the top-left corner of a box, in place.
+
+    The text sits on a filled rectangle of ``color`` with black or white text, whichever
+    contrasts more, so it stays readable on any image. The caption goes just above the box;
+    if that would leave the image (a box touching the top edge) it goes just inside the box
+    instead, and it is shifted left or right as needed to stay within the image width, so the
+    whole caption is visible whenever the image is at least as large as the caption.
+
+    Args:
+        image: ``uint8`` array of shape ``(H, W, 3)``, BGR; modified in place.
+        box: ``(x1, y1, x2, y2)`` in absolute pixels; only ``x1`` and ``y1`` are used.
+        caption: Text to draw. OpenCV's Hershey fonts only cover ASCII; other characters are
+            drawn as ``?``.
+        color: BGR colour of the caption background (usually the box colour). The default,
+            black, keeps fizyr's three-argument call readable.
+
+    Raises:
+        ValueError: If ``image`` is not a drawable ``uint8 (H, W, 3)`` array or ``box`` is not
+            four finite numbers.
+    """
+    _check_image(image)
+    x1, y1, _, _ = _box_to_pixels(box)
+    height, width = image.shape[:2]
+    (text_w, text_h), baseline = cv2.getTextSize(caption, _FONT, _FONT_SCALE, _FONT_THICKNESS)
+    label_w = text_w + 2 * _CAPTION_PAD
+    label_h = text_h + baseline + 2 * _CAPTION_PAD
+
+    # Top edge of the label: above the box if it fits, otherwise inside it; then clamp to the
+    # image so that boxes partly outside the image still get a visible caption.
+    top = y1 - label_h if y1 - label_h >= 0 else y1
+    top = min(max(top, 0), max(height - label_h, 0))
+    left = min(max(x1, 0), max(width - label_w, 0))
+
+    cv2.rectangle(
+        image,
+        (left, top),
+        (left + label_w - 1, top + label_h - 1),
+        tuple(int(c) for c in color),
+        cv2.FILLED,
+    )
+    origin = (left + _CAPTION_PAD, top + _CAPTION_PAD + text_h)  # putText anchors the baseline
+    cv2.putText(
+        image,
+        caption,
+        origin,
+        _FONT,
+        _FONT_SCALE,
+        _text_color(color),
+        _FONT_THICKNESS,
+        cv2.LINE_AA,
+    )
+
+
+def draw_boxes(image: np.ndarray, boxes: ArrayLike, color: Color, thickness: int = 2) -> None:
+    """Draws several box outlines of one colour on an image, in place.
+
+    Args:
+        image: ``uint8`` array of shape ``(H, W, 3)``, BGR; modified in place.
+        boxes: ``(N, 4)`` array of ``(x1, y1, x2, y2)`` boxes in absolute pixels; ``N`` may be 0.
+        color: BGR colour of every outline.
+        thickness: Line width in pixels.
+
+    Raises:
+        ValueError: If ``boxes`` is not ``(N, 4)`` or ``image`` cannot be drawn on in place.
+    """
+    _check_image(image)
+    for box in _as_boxes(boxes):
+        draw_box(image, box, color, thickness=thickness)
+
+
+def draw_detections(
+    image: np.ndarray,
+    boxes: ArrayLike,
+    scores: ArrayLike,
+    labels: ArrayLike,
+    label_to_name: LabelToName | None = None,
+    score_threshold: float = 0.5,
+    color: Color | None = None,
+) -> None:
+    """Draws the detections of one image with a ``"name: score"`` caption each, in place.
+
+    Detections are drawn when ``score >= score_threshold``. Padding entries of
+    ``FilterDetections`` (``label == -1`` or ``score < 0``) are never drawn, whatever the
+    threshold. Outlines are drawn before captions, and both from the lowest to the highest
+    score, so no outline crosses a caption and where captions overlap the most confident one
+    is on top.
+
+    Args:
+        image: ``uint8`` array of shape ``(H, W, 3)``, BGR; modified in place.
+        boxes: ``(D, 4)`` float array of ``(x1, y1, x2, y2)`` boxes in absolute pixels of
+            ``image`` (undo any resize scale first).
+        scores: ``(D,)`` float array of scores in ``[0, 1]``, or ``-1`` for padding.
+        labels: ``(D,)`` int array of class indices, or ``-1`` for padding.
+        label_to_name: Callable or mapping from class index to name; when ``None``, or when a
+            mapping lacks the label, the caption shows the label number.
+        score_threshold: Minimum score to draw (inclusive).
+        color: BGR colour for every detection; ``None`` colours each by
+            :func:`label_color`.
+
+    Raises:
+        ValueError: If the shapes are inconsistent (including a leading batch dimension: pass
+            ``boxes[0], scores[0], labels[0]``) or ``image`` cannot be drawn on in place.
+    """
+    _check_image(image)
+    boxes = _as_boxes(boxes)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    labels = np.asarray(labels).reshape(-1)
+    if not (boxes.shape[0] == scores.shape[0] == labels.shape[0]):
+        raise ValueError(
+            f"boxes, scores and labels must describe the same detections, got "
+            f"{boxes.shape[0]} boxes, {scores.shape[0]} scores and {labels.shape[0]} labels."
+        )
+
+    keep = (scores >= score_threshold) & (scores >= 0) & (labels >= 0)
+    order = np.flatnonzero(keep)[np.argsort(scores[keep], kind="stable")]
+    colors = [label_color(int(labels[i])) if color is None else color for i in order]
+    # All outlines first, then all captions, so that no outline crosses a caption's text.
+    for index, box_color in zip(order, colors):
+        draw_box(image, boxes[index], box_color)
+    for index, box_color in zip(order, colors):
+        caption = f"{_label_name(int(labels[index]), label_to_name)}: {scores[index]:.2f}"
+        draw_caption(image, boxes[index], caption, color=box_color)
+
+
+def draw_annotations(
+    image: np.ndarray,
+    annotations: Mapping[str, ArrayLike],
+    label_to_name: LabelToName | None = None,
+    color: Color | None = (0, 255, 0),
+) -> None:
+    """Draws ground-truth boxes with their class name, in place.
+
+    Difficult boxes (PASCAL VOC's ``difficult`` flag) are drawn with a **dashed** outline and
+    the caption ``"name (difficult)"``, so they stand apart from the solid outlines of boxes
+    that count in evaluation. Entries with a negative label (padding) are skipped.
+
+    Args:
+        image: ``uint8`` array of shape ``(H, W, 3)``, BGR; modified in place.
+        annotations: Mapping with ``"bboxes"``, an ``(M, 4)`` float array of ``(x1, y1, x2,
+            y2)`` boxes in absolute pixels, ``"labels"``, an ``(M,)`` int array of class
+            indices, and optionally ``"difficult"``, an ``(M,)`` bool array.
+        label_to_name: Callable or mapping from class index to name; when ``None``, or when a
+            mapping lacks the label, the caption shows the label number.
+        color: BGR colour for every box; green by default so ground truth stands apart from
+            detections drawn with :func:`label_color`. ``None`` colours each by
+            :func:`label_color`.
+
+    Raises:
+        KeyError: If ``"bboxes"`` or ``"labels"`` is missing.
+        ValueError: If the arrays disagree in length or ``image`` cannot be drawn on in place.
+    """
+    _check_image(image)
+    for key in ("bboxes", "labels"):
+        if key not in annotations:
+            raise KeyError(
+                f"annotations must have a {key!r} entry, got keys {sorted(annotations)}."
+            )
+    boxes = _as_boxes(annotations["bboxes"], name="annotations['bboxes']")
+    labels = np.asarray(annotations["labels"]).reshape(-1)
+    difficult = np.asarray(
+        annotations.get("difficult", np.zeros(labels.shape[0], dtype=bool)), dtype=bool
+    ).reshape(-1)
+    if not (boxes.shape[0] == labels.shape[0] == difficult.shape[0]):
+        raise ValueError(
+            f"annotations must hold one entry per box, got {boxes.shape[0]} bboxes, "
+            f"{labels.shape[0]} labels and {difficult.shape[0]} difficult flags."
+        )
+
+    captions = []
+    # All outlines first, then all captions, so that no outline crosses a caption's text.
+    for box, label, is_difficult in zip(boxes, labels, difficult):
+        label = int(label)
+        if label < 0:
+            continue
+        box_color = label_color(label) if color is None else color
+        caption = _label_name(label, label_to_name)
+        if is_difficult:
+            _draw_dashed_box(image, box, box_color, thickness=2)
+            caption += " (difficult)"
+        else:
+            draw_box(image, box, box_color)
+        captions.append((box, caption, box_color))
+    for box, caption, box_color in captions:
+        draw_caption(image, box, caption, color=box_color)
+
+
+# Columns plotted by plot_training_log, in legend order; the rest of the log is ignored.
+_LOSS_COLUMNS = ("loss", "regression_loss", "classification_loss", "val_loss")
+_MAP_COLUMN = "mAP"
+
+
+def _read_training_log(log_path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Reads a Keras ``CSVLogger`` file into float columns; blank or ``NA`` cells become NaN."""
+    if not os.path.isfile(log_path):
+        raise ValueError(
+            f"Training log {os.fspath(log_path)!r} does not exist; pass the CSV written by "
+            "keras.callbacks.CSVLogger during training."
+        )
+    with open(log_path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    rows = [row for row in rows if any(cell.strip() for cell in row)]
+    if len(rows) < 2:
+        raise ValueError(
+            f"Training log {os.fspath(log_path)!r} is empty or has a header but no epochs; "
+            "train for at least one epoch before plotting."
+        )
+    header = [name.strip() for name in rows[0]]
+    if "epoch" not in header:
+        raise ValueError(
+            f"Training log {os.fspath(log_path)!r} has no 'epoch' column (header: {header}); "
+            "pass a CSV written by keras.callbacks.CSVLogger."
+        )
+
+    def to_float(cell: str) -> float:
+        try:
+            return float(cell)
+        except ValueError:
+            # CSVLogger writes "NA" for metrics missing from an epoch (e.g. mAP computed only
+            # every few epochs); those points are left out of the plot.
+            return math.nan
+
+    columns = {}
+    for index, name in enumerate(header):
+        columns[name] = np.array(
+            [to_float(row[index]) if index < len(row) else math.nan for row in rows[1:]]
+        )
+    return columns
+
+
+def plot_training_log(log_path: str | os.PathLike, output_path: str | os.PathLike) -> str:
+    """Plots the loss curves and mAP of a training run to a PNG.
+
+    Reads the CSV written by ``keras.callbacks.CSVLogger``: a header that includes ``epoch``
+    and any of ``loss``, ``regression_loss``, ``classification_loss``, ``val_loss`` (plotted
+    together in a first panel) and ``mAP`` (plotted in a second panel, added only when the
+    column is present). Missing columns and missing cells (``NA``, blank) are skipped.
+
+    Args:
+        log_path: Path of the CSV training log.
+        output_path: Path of the PNG to write (its folder must exist).
+
+    Returns:
+        ``output_path`` as a string.
+
+    Raises:
+        ValueError: If the log does not exist, has no epochs, has no ``epoch`` column or has
+            none of the plotted columns; the message names the file.
+    """
+    columns = _read_training_log(log_path)
+    loss_names = [
+        name for name in _LOSS_COLUMNS if name in columns and np.isfinite(columns[name]).any()
+    ]
+    has_map = _MAP_COLUMN in columns and np.isfinite(columns[_MAP_COLUMN]).any()
+    if not loss_names and not has_map:
+        raise ValueError(
+            f"Training log {os.fspath(log_path)!r} has none of the columns "
+            f"{list(_LOSS_COLUMNS) + [_MAP_COLUMN]} with values (header: {list(columns)})."
+        )
+
+    # Build the figure without pyplot: pyplot would switch the process-wide backend (breaking a
+    # caller's interactive session) and keep every figure alive until closed.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    panels = int(bool(loss_names)) + int(has_map)
+    figure = Figure(figsize=(8, 3.5 * panels), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(panels, 1, sharex=True, squeeze=False)[:, 0]
+    epochs = columns["epoch"]
+
+    def plot_column(ax, name: str) -> None:
+        values = columns[name]
+        finite = np.isfinite(values) & np.isfinite(epochs)
+        # Markers keep isolated points (an mAP computed once) visible where lines cannot be.
+        ax.plot(epochs[finite], values[finite], marker="o", markersize=3, label=name)
+
+    panel = 0
+    if loss_names:
+        ax = axes[panel]
+        for name in loss_names:
+            plot_column(ax, name)
+        ax.set_ylabel("loss")
+        ax.set_title("Training losses")
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+        panel += 1
+    if has_map:
+        ax = axes[panel]
+        plot_column(ax, _MAP_COLUMN)
+        ax.set_ylabel("mAP")
+        # mAP is a fraction, but some loggers write percentages; never cut those off.
+        ax.set_ylim(0, max(1.0, float(np.nanmax(columns[_MAP_COLUMN])) * 1.05))
+        ax.set_title("Validation mAP")
+        ax.grid(True, alpha=0.3)
+    axes[-1].set_xlabel("epoch")
+
+    output_path = os.fspath(output_path)
+    figure.savefig(output_path, dpi=100)
+    return output_path
+
+
+def plot_focal_loss(
+    path: str | os.PathLike | None = None,
+    gammas: Sequence[float] = (0, 0.5, 1, 2, 5),  # the values of Lin et al. 2017, Fig. 1
+) -> Figure:
+    """Plots focal loss against the probability of the ground-truth class.
+
+    Reproduces Fig. 1 of Lin et al. 2017, "Focal Loss for Dense Object Detection": for each
+    ``gamma``, ``FL(p_t) = -(1 - p_t) ** gamma * log(p_t)`` over ``p_t`` in ``(0, 1]``, where
+    ``gamma = 0`` is the cross-entropy loss. The curve is computed here in NumPy rather than
+    with ``keras_retinanet.losses`` so that plotting does not import a Keras backend.
+
+    Args:
+        path: Where to save a PNG; ``None`` saves nothing.
+        gammas: Focusing parameters to plot, each ``>= 0``.
+
+    Returns:
+        The ``matplotlib.figure.Figure`` (not registered with pyplot; display it in a notebook
+        by making it the cell's last expression).
+
+    Raises:
+        ValueError: If ``gammas`` is empty or holds a negative value.
+    """
+    gammas = [float(gamma) for gamma in gammas]
+    if not gammas or min(gammas) < 0:
+        raise ValueError(f"gammas must be one or more values >= 0, got {gammas}.")
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    # Start just above 0, where -log(p_t) diverges; the y-axis is cut at 5 as in the paper.
+    p_t = np.linspace(1e-3, 1.0, 500)
+    figure = Figure(figsize=(6, 4.5), layout="constrained")
+    FigureCanvasAgg(figure)
+    ax = figure.subplots()
+    for gamma in gammas:
+        loss = -((1.0 - p_t) ** gamma) * np.log(p_t)
+        label = f"γ = {gamma:g}" + (" (cross entropy)" if gamma == 0 else "")
+        ax.plot(p_t, loss, label=label)
+    ax.axvspan(0.6, 1.0, color="0.9", zorder=0)
+    ax.text(0.8, 3.0, "well-classified\nexamples", ha="center", va="center")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 5)
+    ax.set_xlabel("probability of ground truth class")
+    ax.set_ylabel("loss")
+    ax.set_title("Focal loss vs. cross entropy")
+    ax.legend()
+    if path is not None:
+        figure.savefig(os.fspath(path), dpi=100)
+    return figure
