@@ -1,0 +1,91 @@
+"""ResNet backbones from ``keras.applications``, tapped at C3, C4 and C5."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import keras
+
+# Output layer of the last block of stages 3, 4 and 5 in keras.applications' ResNets.
+BACKBONES: dict[str, tuple[str, tuple[str, str, str]]] = {
+    "resnet50": ("ResNet50", ("conv3_block4_out", "conv4_block6_out", "conv5_block3_out")),
+    "resnet101": ("ResNet101", ("conv3_block4_out", "conv4_block23_out", "conv5_block3_out")),
+    "resnet152": ("ResNet152", ("conv3_block8_out", "conv4_block36_out", "conv5_block3_out")),
+}
+
+
+def validate_backbone(name: str) -> str:
+    """Return the canonical backbone name or raise a ValueError listing the choices."""
+    key = str(name).lower()
+    if key not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}")
+    return key
+
+
+def resolve_weights(weights: str | None) -> str | None:
+    """Normalise a ``weights`` argument: ``"imagenet"``, None (also ``"none"``) or a file path.
+
+    Raises:
+        FileNotFoundError: a path that does not exist, with the accepted values in the message.
+    """
+    if weights is None or str(weights).lower() == "none":
+        return None
+    if weights == "imagenet":
+        return weights
+    path = os.path.expanduser(str(weights))
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"backbone weights file not found: {weights}. Pass 'imagenet' (downloads the "
+            "keras.applications ImageNet weights), None for random initialisation, or the path "
+            "of a local .h5 weights file such as resnet50_weights_tf_dim_ordering_tf_kernels_"
+            "notop.h5."
+        )
+    return path
+
+
+def backbone_features(
+    inputs: Any,
+    backbone: str = "resnet50",
+    weights: str | None = "imagenet",
+    freeze_backbone: bool = False,
+    freeze_batch_norm: bool = True,
+) -> tuple[Any, Any, Any]:
+    """Build a ResNet on ``inputs`` and return its C3, C4, C5 feature maps.
+
+    Args:
+        inputs: ``(B, H, W, 3)`` symbolic input of caffe-preprocessed BGR images.
+        backbone: ``"resnet50"``, ``"resnet101"`` or ``"resnet152"``.
+        weights: ``"imagenet"``, None, or a path to a local ``.h5`` weights file of the same
+            ResNet without its top (as ``keras.applications`` writes it).
+        freeze_backbone: make every backbone layer non-trainable.
+        freeze_batch_norm: keep BatchNormalization layers in inference mode with fixed
+            statistics. Detection trains with 1-2 images per device, too few for batch
+            statistics (detectron2 and fizyr freeze them too).
+
+    Returns:
+        ``(C3, C4, C5)`` with strides 8, 16, 32 and 512, 1024, 2048 channels.
+    """
+    name = validate_backbone(backbone)
+    weights = resolve_weights(weights)
+    constructor_name, taps = BACKBONES[name]
+    constructor = getattr(keras.applications, constructor_name)
+    model = constructor(
+        include_top=False,
+        weights="imagenet" if weights == "imagenet" else None,
+        input_tensor=inputs,
+    )
+    if weights not in (None, "imagenet"):
+        try:
+            model.load_weights(weights)
+        except Exception as e:  # h5py/Keras raise several types for a mismatched file
+            raise ValueError(
+                f"could not load backbone weights from {weights} into {constructor_name} "
+                f"(include_top=False): {e}. Use the notop weights file of the same ResNet."
+            ) from e
+    for layer in model.layers:
+        if freeze_backbone or (
+            freeze_batch_norm and isinstance(layer, keras.layers.BatchNormalization)
+        ):
+            layer.trainable = False
+    return tuple(model.get_layer(tap).output for tap in taps)

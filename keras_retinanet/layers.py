@@ -1,0 +1,345 @@
+"""Custom Keras layers of the RetinaNet graphs, written in ``keras.ops`` for every backend.
+
+All layers are registered under the package name ``keras_retinanet``, store each ``__init__``
+argument under its own name and return it from ``get_config()``, so
+``keras.saving.load_model(path)`` needs no ``custom_objects``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_retinanet import anchors as anchors_lib
+from keras_retinanet import boxes as boxes_lib
+
+_PACKAGE = "keras_retinanet"
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class UpsampleLike(keras.layers.Layer):
+    """Nearest-neighbour resize of ``source`` to the spatial size of ``target``.
+
+    Called as ``UpsampleLike()([source, target])`` with ``source`` ``(B, h, w, C)`` and
+    ``target`` ``(B, H, W, C')``; returns ``(B, H, W, C)``. Output pixel ``(i, j)`` takes source
+    pixel ``(floor(i * h / H), floor(j * w / W))``. In the FPN, ``H`` is ``2h`` or ``2h - 1``
+    (ResNet rounds odd sizes up), so this is 2x nearest upsampling cropped to the finer map.
+    """
+
+    def call(self, inputs: Sequence[Any]) -> Any:
+        source, target = inputs
+        source_shape, target_shape = ops.shape(source), ops.shape(target)
+        rows = (ops.arange(target_shape[1]) * source_shape[1]) // target_shape[1]
+        cols = (ops.arange(target_shape[2]) * source_shape[2]) // target_shape[2]
+        resized = ops.take(source, rows, axis=1)
+        return ops.take(resized, cols, axis=2)
+
+    def compute_output_shape(self, input_shape: Sequence[Sequence[int | None]]) -> tuple:
+        source_shape, target_shape = input_shape
+        return (source_shape[0], target_shape[1], target_shape[2], source_shape[3])
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class Anchors(keras.layers.Layer):
+    """Anchors of one pyramid level for a feature map, in input-image pixels.
+
+    Uses :func:`keras_retinanet.anchors.generate_anchors` and
+    :func:`keras_retinanet.anchors.shift`, the same code the data loader uses.
+
+    Args:
+        size: base anchor side in pixels.
+        stride: feature-map stride in pixels.
+        ratios: aspect ratios ``h / w``.
+        scales: multipliers of ``size``.
+
+    Call: ``Anchors(...)(features)`` with ``features`` ``(B, H, W, C)``; returns
+    ``(B, H * W * A, 4)`` float32 ``(x1, y1, x2, y2)``.
+    """
+
+    def __init__(
+        self,
+        size: float,
+        stride: int,
+        ratios: Sequence[float] = anchors_lib.AnchorParameters.ratios,
+        scales: Sequence[float] = anchors_lib.AnchorParameters.scales,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.size = float(size)
+        self.stride = int(stride)
+        self.ratios = [float(r) for r in ratios]
+        self.scales = [float(s) for s in scales]
+        self.num_anchors = len(self.ratios) * len(self.scales)
+        self._base_anchors = anchors_lib.generate_anchors(self.size, self.ratios, self.scales)
+
+    def call(self, features: Any) -> Any:
+        shape = ops.shape(features)
+        level_anchors = anchors_lib.shift(shape[1:3], self.stride, self._base_anchors, xp=ops)
+        level_anchors = ops.expand_dims(level_anchors, axis=0)
+        return ops.tile(level_anchors, (shape[0], 1, 1))
+
+    def compute_output_shape(self, input_shape: Sequence[int | None]) -> tuple:
+        height, width = input_shape[1], input_shape[2]
+        count = None if height is None or width is None else height * width * self.num_anchors
+        return (input_shape[0], count, 4)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(
+            {"size": self.size, "stride": self.stride, "ratios": self.ratios, "scales": self.scales}
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class RegressBoxes(keras.layers.Layer):
+    """Apply regression deltas to anchors (:func:`keras_retinanet.boxes.bbox_transform_inv`).
+
+    Args:
+        mean: mean of the regression targets (scalar or 4 values).
+        std: std of the regression targets (scalar or 4 values).
+
+    Call: ``RegressBoxes()([anchors, regression])`` with both ``(B, N, 4)``; returns
+    ``(B, N, 4)`` float32 ``(x1, y1, x2, y2)`` boxes.
+    """
+
+    def __init__(
+        self,
+        mean: float | Sequence[float] = boxes_lib.DEFAULT_MEAN,
+        std: float | Sequence[float] = boxes_lib.DEFAULT_STD,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.mean = [float(m) for m in np.broadcast_to(np.asarray(mean, dtype=float), (4,))]
+        self.std = [float(s) for s in np.broadcast_to(np.asarray(std, dtype=float), (4,))]
+
+    def call(self, inputs: Sequence[Any]) -> Any:
+        anchors, regression = inputs
+        regression = ops.cast(regression, "float32")
+        return boxes_lib.bbox_transform_inv(anchors, regression, self.mean, self.std, xp=ops)
+
+    def compute_output_shape(self, input_shape: Sequence[Sequence[int | None]]) -> tuple:
+        return tuple(input_shape[1])
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update({"mean": self.mean, "std": self.std})
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ClipBoxes(keras.layers.Layer):
+    """Clip boxes to the network input's ``[0, W] x [0, H]``.
+
+    Call: ``ClipBoxes()([image, boxes])`` with ``image`` ``(B, H, W, C)`` and ``boxes``
+    ``(B, N, 4)``; returns ``(B, N, 4)``.
+    """
+
+    def call(self, inputs: Sequence[Any]) -> Any:
+        image, boxes = inputs
+        shape = ops.shape(image)
+        height = ops.cast(shape[1], boxes.dtype)
+        width = ops.cast(shape[2], boxes.dtype)
+        return boxes_lib.clip_boxes(boxes, height, width, xp=ops)
+
+    def compute_output_shape(self, input_shape: Sequence[Sequence[int | None]]) -> tuple:
+        return tuple(input_shape[1])
+
+
+def _gather_rows(values: Any, indices: Any) -> Any:
+    """``values[b, indices[b, i]]`` for ``values`` ``(B, N, ...)`` and ``indices`` ``(B, C)``."""
+    if len(values.shape) == 3:
+        return ops.take_along_axis(values, ops.expand_dims(indices, -1), axis=1)
+    return ops.take_along_axis(values, indices, axis=1)
+
+
+def greedy_nms_mask(boxes: Any, valid: Any, labels: Any | None, iou_threshold: float) -> Any:
+    """Which candidates survive greedy NMS, for candidates already sorted by score.
+
+    Greedy NMS keeps candidate ``j`` iff no kept candidate ``i < j`` (of the same label, when
+    ``labels`` is given) overlaps it with IoU ``> iou_threshold``. That rule defines the kept set
+    uniquely, so it is computed as the fixed point of ``keep = valid & ~any_i(keep_i & O_ij)``
+    starting from ``keep = valid``: each sweep is one matrix reduction, and the number of sweeps
+    is the length of the longest chain of suppressions (a few in practice) rather than the
+    number of candidates.
+
+    Args:
+        boxes: ``(B, C, 4)`` float ``(x1, y1, x2, y2)`` candidates, highest score first.
+        valid: ``(B, C)`` bool, candidates that may be kept (above the score threshold).
+        labels: ``(B, C)`` int labels, or None for class-agnostic suppression.
+        iou_threshold: suppress at IoU strictly above this.
+
+    Returns:
+        ``(B, C)`` bool mask of kept candidates.
+    """
+    iou = boxes_lib.box_iou(boxes, boxes, xp=ops)  # (B, C, C)
+    count = ops.shape(boxes)[1]
+    index = ops.arange(count)
+    earlier = ops.expand_dims(index, 1) < ops.expand_dims(index, 0)  # i < j
+    suppresses = ops.logical_and(iou > iou_threshold, ops.expand_dims(earlier, 0))
+    if labels is not None:
+        same_label = ops.equal(ops.expand_dims(labels, 2), ops.expand_dims(labels, 1))
+        suppresses = ops.logical_and(suppresses, same_label)
+    both_valid = ops.logical_and(ops.expand_dims(valid, 2), ops.expand_dims(valid, 1))
+    suppresses = ops.cast(ops.logical_and(suppresses, both_valid), "float32")
+
+    def sweep(keep: Any) -> Any:
+        suppressed = ops.einsum("bi,bij->bj", ops.cast(keep, "float32"), suppresses) > 0
+        return ops.logical_and(valid, ops.logical_not(suppressed))
+
+    def cond(keep: Any, previous: Any) -> Any:
+        return ops.any(ops.not_equal(keep, previous))
+
+    def body(keep: Any, previous: Any) -> tuple[Any, Any]:
+        return sweep(keep), keep
+
+    keep, _ = ops.while_loop(cond, body, (sweep(valid), valid))
+    return keep
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class FilterDetections(keras.layers.Layer):
+    """Score threshold, (per-class) NMS and top-``max_detections`` selection.
+
+    Candidates are the top ``pre_nms_top_k`` (anchor, class) pairs by score (or, without
+    ``class_specific_filter``, the top anchors by their best class score); those at or below
+    ``score_threshold`` are dropped, the rest go through greedy NMS (a box is suppressed when
+    its IoU with a kept, higher-scoring box of the same class is ``> nms_threshold``), and the
+    best ``max_detections`` are returned.
+
+    Args:
+        nms: apply non-maximum suppression.
+        class_specific_filter: score and suppress every class separately, so an anchor may yield
+            several labels; otherwise each anchor keeps only its best class and NMS is
+            class-agnostic.
+        nms_threshold: IoU above which a lower-scoring box is suppressed.
+        score_threshold: scores must be strictly greater to be kept.
+        max_detections: D, the fixed number of output rows per image.
+        pre_nms_top_k: candidates considered per image before NMS. Lin et al. 2017 (sec. 5.1)
+            decode at most 1000 per pyramid level; one global budget of 1000 keeps the
+            candidate-pair IoU matrix at 1000 x 1000 per image. None considers every candidate
+            (exhaustive; memory grows with (N * K)^2, for tests and small inputs only).
+
+    Call: ``FilterDetections(...)([boxes, classification])`` with ``boxes`` ``(B, N, 4)`` and
+    ``classification`` ``(B, N, K)``. Returns ``boxes`` ``(B, D, 4)`` float32, ``scores``
+    ``(B, D)`` float32 and ``labels`` ``(B, D)`` int32, sorted by score (highest first); rows
+    past the last detection are -1.
+    """
+
+    def __init__(
+        self,
+        nms: bool = True,
+        class_specific_filter: bool = True,
+        nms_threshold: float = 0.5,  # Lin et al. 2017, sec. 5.1
+        score_threshold: float = 0.05,  # Lin et al. 2017, sec. 5.1
+        max_detections: int = 300,
+        pre_nms_top_k: int | None = 1000,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if max_detections < 1:
+            raise ValueError(f"max_detections must be >= 1, got {max_detections}")
+        if pre_nms_top_k is not None and pre_nms_top_k < 1:
+            raise ValueError(f"pre_nms_top_k must be >= 1 or None, got {pre_nms_top_k}")
+        self.nms = bool(nms)
+        self.class_specific_filter = bool(class_specific_filter)
+        self.nms_threshold = float(nms_threshold)
+        self.score_threshold = float(score_threshold)
+        self.max_detections = int(max_detections)
+        self.pre_nms_top_k = None if pre_nms_top_k is None else int(pre_nms_top_k)
+
+    def call(self, inputs: Sequence[Any]) -> tuple[Any, Any, Any]:
+        boxes, classification = inputs
+        boxes = ops.cast(boxes, "float32")
+        classification = ops.cast(classification, "float32")
+        shape = ops.shape(classification)
+        batch, num_classes = shape[0], shape[2]
+
+        if self.class_specific_filter:
+            flat_scores = ops.reshape(classification, (batch, -1))  # (B, N*K), class fastest
+        else:
+            flat_scores = ops.max(classification, axis=-1)  # (B, N)
+            best_labels = ops.cast(ops.argmax(classification, axis=-1), "int32")
+
+        # Pad with -1 scores so that top_k always has enough entries, whatever N is: padded
+        # candidates are below any threshold and never kept.
+        budget = max(self.pre_nms_top_k or 0, self.max_detections)
+        flat_scores = ops.concatenate(
+            [flat_scores, -ops.ones((batch, budget), dtype="float32")], axis=1
+        )
+        if self.pre_nms_top_k is None:
+            candidates = ops.shape(flat_scores)[1]
+        else:
+            candidates = budget
+        scores, flat_index = ops.top_k(flat_scores, candidates, sorted=True)
+
+        if self.class_specific_filter:
+            anchor_index = flat_index // num_classes
+            labels = ops.cast(flat_index % num_classes, "int32")
+        else:
+            anchor_index = flat_index
+        anchor_index = ops.minimum(anchor_index, ops.shape(boxes)[1] - 1)  # padded slots
+        candidate_boxes = _gather_rows(boxes, anchor_index)
+        if not self.class_specific_filter:
+            labels = _gather_rows(best_labels, anchor_index)
+
+        valid = scores > self.score_threshold
+        if self.nms:
+            keep = greedy_nms_mask(
+                candidate_boxes,
+                valid,
+                labels if self.class_specific_filter else None,
+                self.nms_threshold,
+            )
+        else:
+            keep = valid
+
+        kept_scores = ops.where(keep, scores, -ops.ones_like(scores))
+        top_scores, top_index = ops.top_k(kept_scores, self.max_detections, sorted=True)
+        top_boxes = _gather_rows(candidate_boxes, top_index)
+        top_labels = _gather_rows(labels, top_index)
+        found = top_scores > -1.0
+        top_boxes = ops.where(ops.expand_dims(found, -1), top_boxes, -ops.ones_like(top_boxes))
+        top_labels = ops.where(found, top_labels, -ops.ones_like(top_labels))
+        return top_boxes, top_scores, ops.cast(top_labels, "int32")
+
+    def compute_output_shape(self, input_shape: Sequence[Sequence[int | None]]) -> tuple:
+        batch = input_shape[0][0]
+        return (
+            (batch, self.max_detections, 4),
+            (batch, self.max_detections),
+            (batch, self.max_detections),
+        )
+
+    def compute_output_spec(self, inputs: Sequence[Any]) -> tuple:
+        batch = inputs[0].shape[0]
+        return (
+            keras.KerasTensor((batch, self.max_detections, 4), dtype="float32"),
+            keras.KerasTensor((batch, self.max_detections), dtype="float32"),
+            keras.KerasTensor((batch, self.max_detections), dtype="int32"),
+        )
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(
+            {
+                "nms": self.nms,
+                "class_specific_filter": self.class_specific_filter,
+                "nms_threshold": self.nms_threshold,
+                "score_threshold": self.score_threshold,
+                "max_detections": self.max_detections,
+                "pre_nms_top_k": self.pre_nms_top_k,
+            }
+        )
+        return config
+
+
+def prior_bias(probability: float) -> float:
+    """Classification bias so that every anchor starts at foreground ``probability``:
+    ``-log((1 - p) / p)`` (Lin et al. 2017, sec. 4.1, p = 0.01)."""
+    return -math.log((1.0 - probability) / probability)
