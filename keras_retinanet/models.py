@@ -143,7 +143,7 @@ def retinanet_model(
     classification_feature_size: int = 256,
     regression_feature_size: int = 256,
     prior_probability: float = 0.01,
-    freeze_batch_norm: bool = True,
+    freeze_batch_norm: bool | None = None,
     name: str = "retinanet",
 ) -> keras.Model:
     """The RetinaNet training model.
@@ -161,7 +161,9 @@ def retinanet_model(
         regression_feature_size: channels of the regression subnet's hidden convs.
         prior_probability: initial foreground probability of every anchor.
         freeze_batch_norm: keep the backbone's BatchNormalization frozen (see
-            :func:`keras_retinanet.backbones.backbone_features`).
+            :func:`keras_retinanet.backbones.backbone_features`). None (default): frozen when
+            loading pretrained weights, trained when starting from random weights, where frozen
+            statistics (mean 0, variance 1) would leave the 50-layer ResNet unnormalised.
         name: model name.
 
     Returns:
@@ -182,6 +184,8 @@ def retinanet_model(
             f"anchor strides {params.strides} give pyramid levels {levels}; this model has "
             f"levels {_SUPPORTED_LEVELS} (strides 8..128)"
         )
+    if freeze_batch_norm is None:
+        freeze_batch_norm = backbones_lib.resolve_weights(weights) is not None
     inputs = keras.Input(shape=(None, None, 3), name="image")
     c3, c4, c5 = backbones_lib.backbone_features(
         inputs,

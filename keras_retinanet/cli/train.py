@@ -1,0 +1,186 @@
+"""``retinanet-train``: train a RetinaNet on a VOC-layout, CSV or COCO dataset.
+
+Examples::
+
+    retinanet-train voc /data/VOC2007
+    retinanet-train --weights none --epochs 1 --steps 10 voc ./shapes --classes ./shapes/classes.txt
+    retinanet-train csv train.csv classes.csv --val-annotations val.csv
+    retinanet-train --snapshot snapshots/resnet50_voc_03.keras voc /data/VOC2007   # resume
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from keras_retinanet.backbones import BACKBONES
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="retinanet-train",
+        description="Train a RetinaNet object detector.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    subparsers = parser.add_subparsers(dest="dataset_type", required=True, metavar="DATASET")
+
+    voc = subparsers.add_parser("voc", help="Pascal VOC layout (also custom VOC-layout data)")
+    voc.add_argument("data_dir", help="folder with Annotations/, JPEGImages/, ImageSets/Main/")
+    voc.add_argument("--train-set", default="trainval")
+    voc.add_argument("--val-set", default="test", help="'none' for no validation")
+    voc.add_argument("--classes", help="classes.txt (one name per line); default: the 20 VOC")
+
+    csv_parser = subparsers.add_parser("csv", help="CSV annotations (path,x1,y1,x2,y2,class)")
+    csv_parser.add_argument("annotations")
+    csv_parser.add_argument("classes", help="CSV of class_name,id")
+    csv_parser.add_argument("--val-annotations")
+
+    coco = subparsers.add_parser("coco", help="COCO layout (annotations/instances_SET.json)")
+    coco.add_argument("data_dir")
+    coco.add_argument("--train-set", default="train2017")
+    coco.add_argument("--val-set", default="val2017", help="'none' for no validation")
+
+    parser.add_argument("--backbone", default="resnet50", choices=sorted(BACKBONES))
+    parser.add_argument(
+        "--weights", default="imagenet", help="backbone weights: imagenet, none, or a .h5 path"
+    )
+    parser.add_argument("--snapshot", help="resume from this training snapshot")
+    parser.add_argument("--freeze-backbone", action="store_true")
+    parser.add_argument("--batch-size", type=_positive_int, default=1)
+    parser.add_argument("--epochs", type=_positive_int, default=50)
+    parser.add_argument("--steps", type=_positive_int, help="steps per epoch (default: all)")
+    parser.add_argument("--lr", type=float, default=1e-5, help="Adam learning rate")
+    parser.add_argument("--clipnorm", type=float, default=0.001)
+    parser.add_argument("--image-min-side", type=_positive_int, default=800)
+    parser.add_argument("--image-max-side", type=_positive_int, default=1333)
+    parser.add_argument("--random-transform", action="store_true", help="flip/scale/colour")
+    parser.add_argument("--snapshot-path", default="./snapshots")
+    parser.add_argument("--snapshot-format", choices=("keras", "h5"), default="keras")
+    parser.add_argument("--no-snapshots", action="store_true")
+    parser.add_argument(
+        "--keep-snapshots", type=_positive_int, help="keep only the newest N epoch snapshots"
+    )
+    parser.add_argument("--tensorboard-dir")
+    parser.add_argument("--no-evaluation", action="store_true", help="no per-epoch mAP")
+    parser.add_argument("--workers", type=_positive_int, default=1)
+    parser.add_argument("--multiprocessing", action="store_true")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--mixed-precision", action="store_true")
+    parser.add_argument("--config", help="anchor parameters (.json or .ini)")
+    parser.add_argument("--skip-bad-images", action="store_true")
+    parser.add_argument(
+        "--multi-gpu",
+        type=_positive_int,
+        help="train on N devices of this machine (MirroredStrategy on TF, DataParallel on JAX)",
+    )
+    parser.add_argument(
+        "--distribute",
+        choices=("mirrored", "multi_worker", "data_parallel"),
+        help="distribution strategy (multi_worker reads TF_CONFIG)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def _none_if_none(value: str | None) -> str | None:
+    return None if value is None or value.lower() == "none" else value
+
+
+def dataset_record(args: argparse.Namespace) -> dict:
+    """The dataset record stored in snapshots, with absolute paths."""
+    if args.dataset_type == "voc":
+        classes = os.path.abspath(args.classes) if args.classes else None
+        return {
+            "type": "voc",
+            "data_dir": os.path.abspath(args.data_dir),
+            "train_set": args.train_set,
+            "val_set": _none_if_none(args.val_set),
+            "classes": classes,
+        }
+    if args.dataset_type == "csv":
+        return {
+            "type": "csv",
+            "annotations": os.path.abspath(args.annotations),
+            "classes": os.path.abspath(args.classes),
+            "val_annotations": os.path.abspath(args.val_annotations)
+            if args.val_annotations
+            else None,
+        }
+    return {
+        "type": "coco",
+        "data_dir": os.path.abspath(args.data_dir),
+        "train_set": args.train_set,
+        "val_set": _none_if_none(args.val_set),
+    }
+
+
+def config_from_args(args: argparse.Namespace):
+    from keras_retinanet.anchors import read_anchor_parameters
+    from keras_retinanet.training import TrainConfig
+
+    distribute = args.distribute
+    if args.multi_gpu and args.multi_gpu > 1 and distribute is None:
+        import keras
+
+        distribute = "data_parallel" if keras.backend.backend() == "jax" else "mirrored"
+    return TrainConfig(
+        dataset=dataset_record(args),
+        backbone=args.backbone,
+        weights=_none_if_none(args.weights),
+        snapshot=args.snapshot,
+        freeze_backbone=args.freeze_backbone,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        steps=args.steps,
+        lr=args.lr,
+        clipnorm=args.clipnorm,
+        image_min_side=args.image_min_side,
+        image_max_side=args.image_max_side,
+        random_transform=args.random_transform,
+        snapshot_path=None if args.no_snapshots else args.snapshot_path,
+        snapshot_format=args.snapshot_format,
+        keep_snapshots=args.keep_snapshots,
+        tensorboard_dir=args.tensorboard_dir,
+        evaluation=not args.no_evaluation,
+        workers=args.workers,
+        multiprocessing=args.multiprocessing,
+        seed=args.seed,
+        mixed_precision=args.mixed_precision,
+        anchor_parameters=read_anchor_parameters(args.config) if args.config else None,
+        distribute=distribute,
+        num_devices=args.multi_gpu,
+        skip_bad_images=args.skip_bad_images,
+        verbose=0 if args.quiet else 1,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run ``retinanet-train``; exits with status 1 and a one-line message on a user-facing
+    error (missing files, NaN loss, mismatched snapshot). The work is done by
+    :func:`keras_retinanet.training.train`, which returns the history and snapshot paths."""
+    args = build_parser().parse_args(argv)
+    from keras_retinanet.training import TrainingError, train
+
+    try:
+        config = config_from_args(args)
+        result = train(config)
+    except (TrainingError, FileNotFoundError, ValueError) as e:
+        if os.environ.get("RETINANET_DEBUG"):
+            raise
+        print(f"retinanet-train: error: {e}", file=sys.stderr)
+        raise SystemExit(1) from e
+    if result["last_snapshot"]:
+        print(f"last snapshot: {result['last_snapshot']}")
+        print(f"best snapshot: {result['best_snapshot']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,449 @@
+"""Training: compiling, snapshots that survive failure, callbacks, and the fit loop.
+
+The CLI (``keras_retinanet.cli.train``) only parses arguments into a :class:`TrainConfig` and
+calls :func:`train`; notebooks and scripts can do the same.
+
+Snapshots are written with :func:`keras_retinanet.models.save_model` (temporary file, then an
+atomic rename), so a kill during a write leaves the previous snapshot intact. Each one records
+the epoch, optimizer state, anchor parameters, class names, backbone, image sizes and the
+dataset, so ``--snapshot`` resumes at the next epoch with the same learning rate, and
+``retinanet-evaluate snapshot.keras`` needs no other argument.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import shutil
+from typing import Any
+
+import keras
+
+from keras_retinanet import losses, models
+from keras_retinanet.anchors import AnchorParameters
+
+SNAPSHOT_FORMAT_VERSION = 1
+
+
+class TrainingError(RuntimeError):
+    """Training stopped for a reason the user must act on (the message says which)."""
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything :func:`train` needs. Defaults match ``retinanet-train``'s."""
+
+    dataset: dict  # a record as in keras_retinanet.preprocessing.factory
+    backbone: str = "resnet50"
+    weights: str | None = "imagenet"
+    snapshot: str | None = None  # resume from this file
+    freeze_backbone: bool = False
+    batch_size: int = 1
+    epochs: int = 50
+    steps: int | None = None  # per epoch; None: the whole training set
+    lr: float = 1e-5  # Adam; fizyr's default, stable from ImageNet weights with clipnorm
+    clipnorm: float = 0.001
+    image_min_side: int = 800
+    image_max_side: int = 1333
+    random_transform: bool = False
+    snapshot_path: str | None = "./snapshots"  # None: no snapshots
+    snapshot_format: str = "keras"
+    keep_snapshots: int | None = None  # None: keep every epoch's snapshot
+    tensorboard_dir: str | None = None
+    evaluation: bool = True
+    workers: int = 1
+    multiprocessing: bool = False
+    seed: int | None = None
+    mixed_precision: bool = False
+    anchor_parameters: AnchorParameters | None = None
+    distribute: str | None = None  # None, "mirrored", "multi_worker" (TF) or "data_parallel"
+    num_devices: int | None = None  # devices for "mirrored" / "data_parallel"
+    skip_bad_images: bool = False
+    verbose: int = 1
+
+
+def compile_model(model: keras.Model, lr: float = 1e-5, clipnorm: float = 0.001) -> keras.Model:
+    """Compile with Adam, smooth L1 on ``regression`` and focal loss on ``classification``."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=lr, clipnorm=clipnorm),
+        loss={"regression": losses.smooth_l1(), "classification": losses.focal()},
+    )
+    return model
+
+
+def snapshot_metadata(
+    config: TrainConfig, classes: list[str], epoch: int, params: AnchorParameters
+) -> dict:
+    """The record stored inside every snapshot (see the module docstring)."""
+    return {
+        "format_version": SNAPSHOT_FORMAT_VERSION,
+        "model": "training",
+        "epoch": int(epoch),
+        "classes": list(classes),
+        "num_classes": len(classes),
+        "backbone": config.backbone,
+        "anchor_parameters": params.to_dict(),
+        "image_min_side": int(config.image_min_side),
+        "image_max_side": int(config.image_max_side),
+        "dataset": config.dataset,
+    }
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+class StopOnNaN(keras.callbacks.Callback):
+    """Stop at the first non-finite batch loss and remember where, so that no snapshot of the
+    broken weights is written and :func:`train` can raise a clear error."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed_at: tuple[int, int] | None = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not _finite(loss) and self.failed_at is None:
+            self.failed_at = (self._epoch + 1, batch + 1)
+            self.model.stop_training = True
+
+
+class Snapshot(keras.callbacks.Callback):
+    """Write a snapshot every epoch and a ``best`` snapshot by a monitored log value.
+
+    Args:
+        directory: folder for the snapshots.
+        prefix: file name prefix, e.g. ``resnet50_voc``.
+        metadata_fn: ``epoch -> dict`` giving the metadata record of that epoch.
+        nan_guard: a :class:`StopOnNaN`; no snapshot is written after it fired.
+        monitor: log key of the ``best`` snapshot (higher is better), e.g. ``"mAP"``; when the
+            key is absent (no evaluation), ``best`` follows the lowest ``loss`` instead.
+        extension: ``".keras"`` or ``".h5"``.
+        keep: keep only the newest ``keep`` epoch snapshots (each holds the weights and Adam's
+            two moment tensors, ~440 MB for ResNet50); None keeps all. ``best`` is always kept.
+    """
+
+    def __init__(
+        self,
+        directory: str,
+        prefix: str,
+        metadata_fn: Any,
+        nan_guard: StopOnNaN | None = None,
+        monitor: str = "mAP",
+        extension: str = ".keras",
+        keep: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.directory = directory
+        self.prefix = prefix
+        self.metadata_fn = metadata_fn
+        self.nan_guard = nan_guard
+        self.monitor = monitor
+        self.extension = extension
+        self.keep = keep
+        self.best: float | None = None
+        self.last_path: str | None = None
+        self.best_path: str | None = None
+
+    def path_for(self, epoch: int) -> str:
+        return os.path.join(self.directory, f"{self.prefix}_{epoch:02d}{self.extension}")
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        if self.nan_guard is not None and self.nan_guard.failed_at is not None:
+            return
+        if not _finite(logs.get("loss", 0.0)):
+            return
+        metadata = self.metadata_fn(epoch + 1)
+        if self.monitor in logs and _finite(logs[self.monitor]):
+            score, key = float(logs[self.monitor]), self.monitor
+        else:
+            score, key = -float(logs.get("loss", 0.0)), "loss"
+        is_best = self.best is None or score > self.best
+        metadata["logs"] = {k: float(v) for k, v in logs.items() if _finite(v)}
+        metadata["best_by"] = key
+        self.last_path = models.save_model(self.model, self.path_for(epoch + 1), metadata)
+        if is_best:
+            self.best = score
+            self.best_path = os.path.join(self.directory, f"{self.prefix}_best{self.extension}")
+            _atomic_copy(self.last_path, self.best_path)
+        self._prune()
+
+    def _prune(self) -> None:
+        if not self.keep:
+            return
+        prefix = f"{self.prefix}_"
+        epochs = []
+        for name in os.listdir(self.directory):
+            stem = name[len(prefix) : -len(self.extension)]
+            if name.startswith(prefix) and name.endswith(self.extension) and stem.isdigit():
+                epochs.append(int(stem))
+        for old in sorted(epochs)[: -self.keep]:
+            os.remove(self.path_for(old))
+
+
+def _atomic_copy(source: str, destination: str) -> None:
+    """Copy to a temporary file beside ``destination``, then rename it into place."""
+    temporary = f"{destination}.tmp-{os.getpid()}"
+    try:
+        shutil.copyfile(source, temporary)
+        os.replace(temporary, destination)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+class JSONLogger(keras.callbacks.Callback):
+    """Append every epoch's logs (losses, learning rate, mAP) as one JSON line."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        record = {"epoch": epoch + 1}
+        record.update({k: float(v) for k, v in (logs or {}).items() if _finite(v)})
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def distribution_scope(strategy: str | None, num_devices: int | None = None) -> Any:
+    """A context in which to build and compile the model for multi-device training.
+
+    * ``"mirrored"``: ``tf.distribute.MirroredStrategy`` over the first ``num_devices`` GPUs
+      (or logical CPUs when there is no GPU), TensorFlow backend only.
+    * ``"multi_worker"``: ``tf.distribute.MultiWorkerMirroredStrategy`` (reads ``TF_CONFIG``).
+    * ``"data_parallel"``: ``keras.distribution.DataParallel`` (JAX backend).
+
+    Raises:
+        TrainingError: the strategy does not fit the backend or the devices.
+    """
+    if strategy is None:
+        return contextlib.nullcontext()
+    backend = keras.backend.backend()
+    if strategy in ("mirrored", "multi_worker"):
+        if backend != "tensorflow":
+            raise TrainingError(
+                f"--distribute {strategy} needs the TensorFlow backend (KERAS_BACKEND is "
+                f"{backend!r}); on JAX use --distribute data_parallel"
+            )
+        import tensorflow as tf
+
+        if strategy == "multi_worker":
+            return tf.distribute.MultiWorkerMirroredStrategy().scope()
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        names = [d.name for d in devices]
+        if num_devices:
+            if num_devices > len(names):
+                raise TrainingError(
+                    f"asked for {num_devices} devices but only {len(names)} are visible: {names}"
+                )
+            names = names[:num_devices]
+        return tf.distribute.MirroredStrategy(devices=names).scope()
+    if strategy == "data_parallel":
+        if backend != "jax":
+            raise TrainingError(
+                f"--distribute data_parallel needs the JAX backend (KERAS_BACKEND is "
+                f"{backend!r}); on TensorFlow use --distribute mirrored"
+            )
+        devices = keras.distribution.list_devices()
+        if num_devices:
+            if num_devices > len(devices):
+                raise TrainingError(
+                    f"asked for {num_devices} devices but only {len(devices)} are visible"
+                )
+            devices = devices[:num_devices]
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        return contextlib.nullcontext()
+    raise TrainingError(
+        f"unknown distribution strategy {strategy!r}; use mirrored, multi_worker or data_parallel"
+    )
+
+
+def _generator_kwargs(config: TrainConfig, params: AnchorParameters) -> dict:
+    return {
+        "batch_size": config.batch_size,
+        "image_min_side": config.image_min_side,
+        "image_max_side": config.image_max_side,
+        "anchor_parameters": params,
+        "seed": config.seed,
+        "skip_bad_images": config.skip_bad_images,
+        "workers": config.workers,
+        "use_multiprocessing": config.multiprocessing,
+    }
+
+
+def create_generators(config: TrainConfig, params: AnchorParameters) -> tuple[Any, Any]:
+    """The training generator (shuffled, augmented if asked) and the validation one or None."""
+    from keras_retinanet.preprocessing.factory import create_generator
+
+    transform = None
+    if config.random_transform:
+        from keras_retinanet.preprocessing.transform import random_transform
+
+        transform = random_transform(seed=config.seed)
+    kwargs = _generator_kwargs(config, params)
+    train_generator = create_generator(
+        config.dataset, "train", shuffle=True, transform=transform, **kwargs
+    )
+    validation_generator = None
+    if config.evaluation:
+        val_kwargs = dict(kwargs, batch_size=1, workers=1, use_multiprocessing=False)
+        validation_generator = create_generator(
+            config.dataset, "val", shuffle=False, group_method="none", **val_kwargs
+        )
+    return train_generator, validation_generator
+
+
+def build_or_resume(
+    config: TrainConfig, num_classes: int, params: AnchorParameters
+) -> tuple[keras.Model, int]:
+    """A compiled training model and the number of epochs already done.
+
+    Raises:
+        TrainingError: the resume snapshot does not fit the dataset.
+    """
+    if config.snapshot:
+        metadata = models.read_metadata(config.snapshot)
+        recorded = metadata.get("num_classes")
+        if recorded is not None and recorded != num_classes:
+            raise TrainingError(
+                f"snapshot {config.snapshot} was trained for {recorded} classes but the dataset "
+                f"has {num_classes}; resume on the same dataset or start a new training"
+            )
+        model = keras.saving.load_model(config.snapshot, compile=True)
+        if models.is_inference_model(model):
+            raise TrainingError(
+                f"{config.snapshot} is an inference model; resume from a training snapshot"
+            )
+        if model.optimizer is None:
+            compile_model(model, config.lr, config.clipnorm)
+        return model, int(metadata.get("epoch", 0))
+    model = models.retinanet_model(
+        num_classes,
+        backbone=config.backbone,
+        weights=config.weights,
+        freeze_backbone=config.freeze_backbone,
+        anchor_parameters=params,
+    )
+    return compile_model(model, config.lr, config.clipnorm), 0
+
+
+def train(config: TrainConfig) -> dict:
+    """Train a RetinaNet as configured.
+
+    Returns:
+        ``{"history": {key: [values per epoch]}, "last_snapshot": path | None,
+        "best_snapshot": path | None, "log_csv": path | None, "model": keras.Model,
+        "epochs_done": int}``.
+
+    Raises:
+        TrainingError: a non-finite loss (the last good snapshot is kept and named), or a
+            configuration that does not fit the data.
+    """
+    if config.seed is not None:
+        keras.utils.set_random_seed(config.seed)
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    if config.snapshot_format not in ("keras", "h5"):
+        raise TrainingError(f"snapshot format must be keras or h5, got {config.snapshot_format}")
+
+    params = config.anchor_parameters
+    if params is None and config.snapshot:
+        recorded = models.read_metadata(config.snapshot).get("anchor_parameters")
+        params = AnchorParameters.from_dict(recorded) if recorded else None
+    params = params or AnchorParameters()
+
+    train_generator, validation_generator = create_generators(config, params)
+    classes = [train_generator.label_to_name(i) for i in range(train_generator.num_classes())]
+
+    with distribution_scope(config.distribute, config.num_devices):
+        model, initial_epoch = build_or_resume(config, train_generator.num_classes(), params)
+    if initial_epoch >= config.epochs:
+        raise TrainingError(
+            f"the snapshot already has {initial_epoch} epochs and --epochs is {config.epochs}; "
+            "raise --epochs to train further"
+        )
+
+    nan_guard = StopOnNaN()
+    callbacks: list[keras.callbacks.Callback] = [nan_guard]
+    if validation_generator is not None and validation_generator.size() > 0:
+        from keras_retinanet.evaluation.callback import Evaluate
+
+        # Before the loggers, the LR schedule and the snapshots, so they all see logs["mAP"].
+        callbacks.append(
+            Evaluate(
+                validation_generator,
+                anchor_parameters=params,
+                tensorboard_dir=config.tensorboard_dir,
+                verbose=config.verbose,
+            )
+        )
+    callbacks.append(
+        keras.callbacks.ReduceLROnPlateau(
+            monitor="loss", factor=0.1, patience=2, verbose=config.verbose, min_lr=1e-10
+        )
+    )
+    if config.tensorboard_dir:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=config.tensorboard_dir))
+
+    snapshot_callback, log_csv = None, None
+    if config.snapshot_path:
+        os.makedirs(config.snapshot_path, exist_ok=True)
+        log_csv = os.path.join(config.snapshot_path, "training_log.csv")
+        callbacks.append(keras.callbacks.CSVLogger(log_csv, append=initial_epoch > 0))
+        callbacks.append(JSONLogger(os.path.join(config.snapshot_path, "training_log.jsonl")))
+        snapshot_callback = Snapshot(
+            config.snapshot_path,
+            prefix=f"{config.backbone}_{config.dataset.get('type', 'data')}",
+            metadata_fn=lambda epoch: snapshot_metadata(config, classes, epoch, params),
+            nan_guard=nan_guard,
+            extension=f".{config.snapshot_format}",
+            keep=config.keep_snapshots,
+        )
+        callbacks.append(snapshot_callback)
+
+    steps = config.steps or len(train_generator)
+    history = model.fit(
+        train_generator,
+        epochs=config.epochs,
+        initial_epoch=initial_epoch,
+        steps_per_epoch=steps,
+        callbacks=callbacks,
+        verbose=config.verbose,
+    )
+
+    last = snapshot_callback.last_path if snapshot_callback else None
+    if nan_guard.failed_at is not None:
+        epoch, batch = nan_guard.failed_at
+        kept = last or (config.snapshot if config.snapshot else None)
+        raise TrainingError(
+            f"the loss became NaN or infinite at epoch {epoch}, batch {batch}; training stopped. "
+            f"The last good snapshot is {kept or 'none (no epoch finished)'}. Lower --lr, check "
+            "the annotations (retinanet-debug), or resume from that snapshot."
+        )
+    if log_csv and os.path.isfile(log_csv):
+        from keras_retinanet.visualization import plot_training_log
+
+        with contextlib.suppress(ValueError):
+            plot_training_log(log_csv, os.path.join(config.snapshot_path, "training_log.png"))
+    return {
+        "history": history.history,
+        "last_snapshot": last,
+        "best_snapshot": snapshot_callback.best_path if snapshot_callback else None,
+        "log_csv": log_csv,
+        "model": model,
+        "epochs_done": initial_epoch + len(history.history.get("loss", [])),
+        "classes": classes,
+        "anchor_parameters": params,
+    }
