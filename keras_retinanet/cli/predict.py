@@ -1,0 +1,115 @@
+"""``retinanet-predict MODEL INPUT... [--output DIR] [--score-threshold 0.5]``.
+
+Runs a trained snapshot on images, folders or glob patterns, writes each image with its
+detections drawn and one ``detections.json`` (see :mod:`keras_retinanet.predict`).
+
+Examples::
+
+    retinanet-predict snapshots/resnet50_voc_20.keras photos/ --output predictions
+    retinanet-predict model.keras 'data/**/*.jpg' --score-threshold 0.3 --batch-size 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse the command line."""
+    parser = argparse.ArgumentParser(
+        prog="retinanet-predict",
+        description="Detect objects in images with a trained RetinaNet snapshot; write the "
+        "images with detections drawn and detections.json.",
+    )
+    parser.add_argument("model", help="snapshot (.keras or .h5), training or inference model")
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="image file, folder (its images, not recursive) or quoted glob pattern "
+        "('photos/*.jpg', 'data/**/*.png')",
+    )
+    parser.add_argument(
+        "--output", "-o", default="predictions", help="output folder (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--score-threshold",
+        type=float,
+        default=0.5,
+        help="keep detections scoring above this (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--image-min-side",
+        type=int,
+        default=None,
+        help="resize the shorter side to this (default: the snapshot's training value, else 800)",
+    )
+    parser.add_argument(
+        "--image-max-side",
+        type=int,
+        default=None,
+        help="bound on the longer side (default: the snapshot's training value, else 1333)",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=1, help="images per forward pass (default: 1)"
+    )
+    parser.add_argument(
+        "--classes",
+        default=None,
+        help="text file with one class name per line, for snapshots without class names",
+    )
+    parser.add_argument(
+        "--nms-threshold",
+        type=float,
+        default=0.5,
+        help="IoU above which NMS suppresses a box (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-detections",
+        type=int,
+        default=300,
+        help="most detections per image (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--no-draw", action="store_true", help="only write detections.json, no drawn images"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
+    if not 0.0 <= args.score_threshold <= 1.0:
+        parser.error(f"--score-threshold must be in [0, 1], got {args.score_threshold}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``retinanet-predict``; returns the exit status (1 if no image was read)."""
+    args = parse_args(argv)
+    from keras_retinanet.predict import predict
+
+    try:
+        result = predict(
+            args.model,
+            args.inputs,
+            output_dir=args.output,
+            score_threshold=args.score_threshold,
+            image_min_side=args.image_min_side,
+            image_max_side=args.image_max_side,
+            batch_size=args.batch_size,
+            classes_file=args.classes,
+            nms_threshold=args.nms_threshold,
+            max_detections=args.max_detections,
+            draw=not args.no_draw,
+            progress=not args.no_progress,
+        )
+    except (FileNotFoundError, ValueError) as e:
+        print(f"retinanet-predict: error: {e}", file=sys.stderr)
+        return 2
+    print(result.summary())
+    return 0 if result.records else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

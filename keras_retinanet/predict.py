@@ -1,0 +1,396 @@
+"""Run a trained detector on image files: draw the detections and write them to JSON.
+
+The work behind ``retinanet-predict``. Inputs may be image files, folders (their image files,
+not recursive) and glob patterns (``**`` recurses). Images are read in order, batched,
+resized and padded by :func:`keras_retinanet.inference.detect`, and each one is written with
+its detections drawn to ``<output_dir>/<stem>.jpg`` (``.png`` for PNG inputs). One
+``detections.json`` holds every image's detections in original pixels::
+
+    {
+      "model": "snapshots/resnet50_voc_10.keras",
+      "score_threshold": 0.5,
+      "classes": ["aeroplane", ...],
+      "images": [
+        {"path": "photos/dog.jpg", "output": "out/dog.jpg", "width": 500, "height": 375,
+         "detections": [{"box": [x1, y1, x2, y2], "score": 0.93, "label": 11,
+                         "class": "dog"}, ...]},
+        ...
+      ],
+      "skipped": ["photos/broken.jpg"],
+      "errors": {"photos/broken.jpg": "cannot read image photos/broken.jpg: ..."}
+    }
+
+Boxes are ``(x1, y1, x2, y2)`` floats in the original image's 0-based pixels (``x2 - x1`` is
+the width), clipped to the image. An unreadable image is reported with a warning, listed
+under ``"skipped"`` and left out; the other images go on.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+from keras_retinanet.inference import Detections, batched, detect
+from keras_retinanet.preprocessing.image import ImageReadError, read_image_bgr
+from keras_retinanet.visualization import draw_detections
+
+#: File extensions (lower case) taken from a folder; explicit file arguments are always taken.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+DETECTIONS_FILE = "detections.json"
+
+# The defaults of training (detectron2 / torchvision); a snapshot's metadata overrides them.
+DEFAULT_MIN_SIDE = 800
+DEFAULT_MAX_SIDE = 1333
+
+_GLOB_CHARACTERS = frozenset("*?[")
+
+
+def collect_images(inputs: Sequence[str | os.PathLike]) -> list[str]:
+    """Expand image files, folders and glob patterns into a list of image paths.
+
+    Args:
+        inputs: each an image file (taken whatever its extension), a folder (its files with an
+            extension in :data:`IMAGE_EXTENSIONS`, sorted by name, not recursive) or a glob
+            pattern (``photos/*.jpg``, ``data/**/*.png``; matching files, sorted).
+
+    Returns:
+        The paths in input order, each once.
+
+    Raises:
+        FileNotFoundError: an input is neither a file nor a folder nor a pattern matching a
+            file (the message names it), or no image is found at all.
+    """
+    paths: list[str] = []
+    for item in inputs:
+        item = os.fspath(item)
+        if os.path.isfile(item):
+            found = [item]
+        elif os.path.isdir(item):
+            found = sorted(
+                os.path.join(item, name)
+                for name in os.listdir(item)
+                if name.lower().endswith(IMAGE_EXTENSIONS)
+                and os.path.isfile(os.path.join(item, name))
+            )
+            if not found:
+                warnings.warn(
+                    f"folder {item} has no image files (extensions {', '.join(IMAGE_EXTENSIONS)})",
+                    stacklevel=2,
+                )
+        elif _GLOB_CHARACTERS & set(item):
+            found = sorted(p for p in glob.glob(item, recursive=True) if os.path.isfile(p))
+            if not found:
+                warnings.warn(f"pattern {item!r} matches no file", stacklevel=2)
+        else:
+            raise FileNotFoundError(
+                f"input not found: {item} (give an image file, a folder or a glob pattern "
+                "such as 'photos/*.jpg' in quotes)"
+            )
+        paths.extend(found)
+    unique = list(dict.fromkeys(paths))
+    if not unique:
+        raise FileNotFoundError(f"no images found in {[os.fspath(i) for i in inputs]}")
+    return unique
+
+
+def load_class_names(
+    model_path: str | os.PathLike, classes_file: str | os.PathLike | None = None
+) -> list[str] | None:
+    """Class names by label: from ``classes_file`` if given, else from the snapshot metadata.
+
+    Args:
+        model_path: a snapshot written by :func:`keras_retinanet.models.save_model`.
+        classes_file: a text file with one class name per line (label = line index, blank
+            lines ignored), for models saved without metadata.
+
+    Returns:
+        The names, or None when neither source has them (labels are then shown as numbers).
+
+    Raises:
+        FileNotFoundError: ``classes_file`` or ``model_path`` does not exist.
+    """
+    if classes_file is not None:
+        classes_file = os.fspath(classes_file)
+        if not os.path.isfile(classes_file):
+            raise FileNotFoundError(
+                f"classes file not found: {classes_file} (expected one class name per line)"
+            )
+        with open(classes_file, encoding="utf-8-sig") as f:
+            names = [line.strip() for line in f if line.strip()]
+        if not names:
+            raise ValueError(f"no class names in {classes_file} (expected one name per line)")
+        return names
+    from keras_retinanet import models
+
+    names = models.read_metadata(os.fspath(model_path)).get("classes")
+    return [str(n) for n in names] if names else None
+
+
+def class_name(label: int, class_names: Sequence[str] | None) -> str:
+    """Name of ``label``, or the label number when it has none."""
+    label = int(label)
+    if class_names is not None and 0 <= label < len(class_names):
+        return class_names[label]
+    return str(label)
+
+
+def detections_record(
+    path: str, image_shape: Sequence[int], detections: Detections, class_names: Sequence[str] | None
+) -> dict[str, Any]:
+    """The JSON record of one image (see the module docstring), boxes in original pixels."""
+    return {
+        "path": path,
+        "width": int(image_shape[1]),
+        "height": int(image_shape[0]),
+        "detections": [
+            {
+                "box": [round(float(v), 2) for v in box],
+                "score": round(float(score), 5),
+                "label": int(label),
+                "class": class_name(label, class_names),
+            }
+            for box, score, label in zip(detections.boxes, detections.scores, detections.labels)
+        ],
+    }
+
+
+def _output_name(path: str, used: set[str]) -> str:
+    """``<stem>.jpg`` (``.png`` for PNG inputs), made unique among ``used``."""
+    stem, extension = os.path.splitext(os.path.basename(path))
+    extension = ".png" if extension.lower() == ".png" else ".jpg"
+    name, counter = stem + extension, 1
+    while name in used:  # photos/a.jpg and more/a.jpg must not overwrite each other
+        name, counter = f"{stem}_{counter}{extension}", counter + 1
+    used.add(name)
+    return name
+
+
+def _read_images(paths: Iterable[str], errors: dict[str, str]) -> list[tuple[str, np.ndarray]]:
+    images = []
+    for path in paths:
+        try:
+            images.append((path, read_image_bgr(path)))
+        except ImageReadError as e:
+            warnings.warn(f"skipping {path}: {e}", stacklevel=3)
+            errors[path] = str(e)
+    return images
+
+
+@dataclass
+class PredictionResult:
+    """What :func:`predict_images` did.
+
+    Attributes:
+        records: one record per image read (see the module docstring).
+        skipped: paths of the images that could not be read.
+        errors: path -> error message, for the skipped images.
+        json_path: the JSON file written, or None.
+    """
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+    json_path: str | None = None
+
+    @property
+    def num_detections(self) -> int:
+        """Detections over all images."""
+        return sum(len(r["detections"]) for r in self.records)
+
+    def summary(self) -> str:
+        """One line for the console."""
+        text = f"{len(self.records)} image(s), {self.num_detections} detection(s)"
+        if self.skipped:
+            text += f", {len(self.skipped)} unreadable image(s) skipped: {', '.join(self.skipped)}"
+        if self.json_path:
+            text += f"; detections written to {self.json_path}"
+        return text
+
+
+def predict_images(
+    model: Any,
+    image_paths: Sequence[str],
+    output_dir: str | os.PathLike | None = None,
+    class_names: Sequence[str] | None = None,
+    score_threshold: float = 0.5,
+    image_min_side: float = DEFAULT_MIN_SIDE,
+    image_max_side: float = DEFAULT_MAX_SIDE,
+    batch_size: int = 1,
+    draw: bool = True,
+    progress: bool = True,
+    metadata: dict[str, Any] | None = None,
+) -> PredictionResult:
+    """Detect objects in image files, draw them and write ``detections.json``.
+
+    Args:
+        model: an inference model (:func:`keras_retinanet.models.retinanet_box`).
+        image_paths: image files, in the order they are processed.
+        output_dir: where the drawn images and ``detections.json`` go (created if needed);
+            None writes nothing and only returns the records.
+        class_names: names by label for captions and the JSON; None shows label numbers.
+        score_threshold: keep detections scoring above this.
+        image_min_side: resize target of the shorter side (use the training value).
+        image_max_side: bound on the longer side.
+        batch_size: images per forward pass.
+        draw: write the images with detections drawn (``output_dir`` must be set).
+        progress: show a progress bar.
+        metadata: extra top-level entries for the JSON (e.g. ``{"model": path}``).
+
+    Returns:
+        A :class:`PredictionResult`.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if output_dir is not None:
+        output_dir = os.fspath(output_dir)
+        os.makedirs(output_dir, exist_ok=True)
+    result = PredictionResult()
+    used_names: set[str] = set()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(image_paths), unit="image", desc="predict")
+    try:
+        for paths in batched(image_paths, batch_size):
+            images = _read_images(paths, result.errors)
+            if images:
+                detections = detect(
+                    model,
+                    [image for _, image in images],
+                    min_side=image_min_side,
+                    max_side=image_max_side,
+                    score_threshold=score_threshold,
+                )
+                for (path, image), image_detections in zip(images, detections):
+                    record = detections_record(path, image.shape, image_detections, class_names)
+                    if draw and output_dir is not None:
+                        drawn = image.copy()
+                        draw_detections(
+                            drawn,
+                            image_detections.boxes,
+                            image_detections.scores,
+                            image_detections.labels,
+                            label_to_name=lambda label: class_name(label, class_names),
+                            score_threshold=score_threshold,
+                        )
+                        output_path = os.path.join(output_dir, _output_name(path, used_names))
+                        if not cv2.imwrite(output_path, drawn):
+                            raise OSError(f"could not write {output_path}; is the folder writable?")
+                        record["output"] = output_path
+                    result.records.append(record)
+            if bar is not None:
+                bar.set_postfix(
+                    detections=result.num_detections, skipped=len(result.errors), refresh=False
+                )
+                bar.update(len(paths))
+    finally:
+        if bar is not None:
+            bar.close()
+    result.skipped = [p for p in image_paths if p in result.errors]
+
+    if output_dir is not None:
+        document = dict(metadata or {})
+        document.update(
+            {
+                "score_threshold": float(score_threshold),
+                "image_min_side": image_min_side,
+                "image_max_side": image_max_side,
+                "classes": list(class_names) if class_names is not None else None,
+                "images": result.records,
+                "skipped": result.skipped,
+                "errors": result.errors,
+            }
+        )
+        json_path = os.path.join(output_dir, DETECTIONS_FILE)
+        temporary = json_path + ".tmp"
+        with open(temporary, "w", encoding="utf-8") as f:
+            json.dump(document, f, indent=1)
+        os.replace(temporary, json_path)
+        result.json_path = json_path
+    return result
+
+
+def predict(
+    model_path: str | os.PathLike,
+    inputs: Sequence[str | os.PathLike],
+    output_dir: str | os.PathLike = "predictions",
+    score_threshold: float = 0.5,
+    image_min_side: float | None = None,
+    image_max_side: float | None = None,
+    batch_size: int = 1,
+    classes_file: str | os.PathLike | None = None,
+    nms_threshold: float = 0.5,
+    max_detections: int = 300,
+    draw: bool = True,
+    progress: bool = True,
+) -> PredictionResult:
+    """Load a snapshot and run :func:`predict_images` on files, folders and glob patterns.
+
+    Args:
+        model_path: a ``.keras`` / ``.h5`` snapshot (training or inference model).
+        inputs: see :func:`collect_images`.
+        output_dir: see :func:`predict_images`.
+        score_threshold: keep detections scoring above this.
+        image_min_side: resize target; by default the snapshot's training value, else 800.
+        image_max_side: bound on the longer side; by default the snapshot's, else 1333.
+        batch_size: images per forward pass.
+        classes_file: class names, one per line, when the snapshot has none.
+        nms_threshold: IoU above which NMS suppresses a lower-scoring box (used when the
+            snapshot holds a training model that is converted here).
+        max_detections: most detections per image (likewise).
+        draw: write the drawn images.
+        progress: show a progress bar.
+
+    Returns:
+        A :class:`PredictionResult`.
+
+    Raises:
+        FileNotFoundError: the snapshot, the classes file or an input does not exist.
+    """
+    from keras_retinanet import models
+
+    model_path = os.fspath(model_path)
+    image_paths = collect_images(inputs)  # before the slow model load: fail fast on typos
+    metadata = models.read_metadata(model_path)
+    class_names = load_class_names(model_path, classes_file)
+    num_classes = metadata.get("num_classes")
+    if class_names is not None and num_classes is not None and len(class_names) != num_classes:
+        warnings.warn(
+            f"{len(class_names)} class names for a model of {num_classes} classes "
+            f"({model_path}); labels without a name are shown as numbers",
+            stacklevel=2,
+        )
+    if image_min_side is None:
+        image_min_side = metadata.get("image_min_side", DEFAULT_MIN_SIDE)
+    if image_max_side is None:
+        image_max_side = metadata.get("image_max_side", DEFAULT_MAX_SIDE)
+    model = models.load_model(
+        model_path,
+        convert=True,
+        score_threshold=score_threshold,
+        nms_threshold=nms_threshold,
+        max_detections=max_detections,
+    )
+    return predict_images(
+        model,
+        image_paths,
+        output_dir=output_dir,
+        class_names=class_names,
+        score_threshold=score_threshold,
+        image_min_side=image_min_side,
+        image_max_side=image_max_side,
+        batch_size=batch_size,
+        draw=draw,
+        progress=progress,
+        metadata={"model": model_path},
+    )
