@@ -108,11 +108,12 @@ def label_color(label: int) -> Color:
     return _PALETTE[label % len(_PALETTE)]
 
 
-def _check_image(image: np.ndarray) -> None:
-    """Raises if OpenCV could not draw on ``image`` in place."""
+def _check_image(image: np.ndarray, allow_float: bool = False) -> None:
+    """Raises if OpenCV could not draw on ``image`` in place (``allow_float``: float32/64 too)."""
     if not isinstance(image, np.ndarray):
         raise TypeError(f"image must be a NumPy array, got {type(image).__name__}.")
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+    dtypes = (np.uint8, np.float32, np.float64) if allow_float else (np.uint8,)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype not in dtypes:
         raise ValueError(
             f"image must be a uint8 array of shape (H, W, 3) in BGR order, got dtype "
             f"{image.dtype} and shape {image.shape}; undo any preprocessing (mean "
@@ -121,7 +122,8 @@ def _check_image(image: np.ndarray) -> None:
     # OpenCV draws in place on views whose pixels are packed within each row (a crop such as
     # image[10:50, 20:80] works) but rejects others (image[:, ::-1], image[..., ::-1]) with an
     # opaque "Layout of the output array" error; say what to do instead.
-    rows_ok = image.strides[0] > 0 and image.strides[1] == 3 and image.strides[2] == 1
+    item = image.itemsize
+    rows_ok = image.strides[0] > 0 and image.strides[1] == 3 * item and image.strides[2] == item
     if not rows_ok or not image.flags.writeable:
         raise ValueError(
             f"image must be writeable with packed BGR pixels in each row to be drawn on in "
@@ -248,11 +250,15 @@ def draw_caption(image: np.ndarray, box: ArrayLike, caption: str, color: Color =
         color: BGR colour of the caption background (usually the box colour). The default,
             black, keeps fizyr's three-argument call readable.
 
+    A float32/float64 image (the network input, as in the README snippet that draws with
+    ``cv2.rectangle`` and this function on the preprocessed image) is drawn on too, with the
+    same 0..255 colour values.
+
     Raises:
-        ValueError: If ``image`` is not a drawable ``uint8 (H, W, 3)`` array or ``box`` is not
-            four finite numbers.
+        ValueError: If ``image`` is not a drawable ``(H, W, 3)`` uint8 or float array or
+            ``box`` is not four finite numbers.
     """
-    _check_image(image)
+    _check_image(image, allow_float=True)
     x1, y1, _, _ = _box_to_pixels(box)
     height, width = image.shape[:2]
     (text_w, text_h), baseline = cv2.getTextSize(caption, _FONT, _FONT_SCALE, _FONT_THICKNESS)
@@ -265,16 +271,22 @@ def draw_caption(image: np.ndarray, box: ArrayLike, caption: str, color: Color =
     top = min(max(top, 0), max(height - label_h, 0))
     left = min(max(x1, 0), max(width - label_w, 0))
 
+    if image.dtype == np.uint8:
+        canvas, x0, y0 = image, left, top
+    else:
+        # OpenCV's putText draws on 8-bit images only: draw the label on a uint8 patch and
+        # copy it into the float image.
+        canvas, x0, y0 = np.zeros((label_h, label_w, 3), dtype=np.uint8), 0, 0
     cv2.rectangle(
-        image,
-        (left, top),
-        (left + label_w - 1, top + label_h - 1),
+        canvas,
+        (x0, y0),
+        (x0 + label_w - 1, y0 + label_h - 1),
         tuple(int(c) for c in color),
         cv2.FILLED,
     )
-    origin = (left + _CAPTION_PAD, top + _CAPTION_PAD + text_h)  # putText anchors the baseline
+    origin = (x0 + _CAPTION_PAD, y0 + _CAPTION_PAD + text_h)  # putText anchors the baseline
     cv2.putText(
-        image,
+        canvas,
         caption,
         origin,
         _FONT,
@@ -283,6 +295,9 @@ def draw_caption(image: np.ndarray, box: ArrayLike, caption: str, color: Color =
         _FONT_THICKNESS,
         cv2.LINE_AA,
     )
+    if canvas is not image:
+        bottom, right = min(top + label_h, height), min(left + label_w, width)
+        image[top:bottom, left:right] = canvas[: bottom - top, : right - left]
 
 
 def draw_boxes(image: np.ndarray, boxes: ArrayLike, color: Color, thickness: int = 2) -> None:
