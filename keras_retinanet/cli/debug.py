@@ -1,0 +1,179 @@
+"""``retinanet-debug``: check that the anchors cover the ground truth, as training sees it.
+
+Prints the share of boxes that no anchor covers (IoU >= 0.5), per class, and with
+``--output-dir`` writes one PNG per image: positive anchors (thin, class colours), ground
+truth (green) and uncovered boxes (red). See :mod:`keras_retinanet.debug`.
+
+Examples::
+
+    retinanet-debug voc data/VOC2007 --output-dir debug --limit 20
+    retinanet-debug voc data/cells --image-min-side 600 --config small_anchors.json
+    retinanet-debug csv annotations.csv classes.csv --random-transform --output-dir debug
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="retinanet-debug",
+        description="Show which ground-truth boxes the anchors cover after the training "
+        "transforms; print the share of boxes without a positive anchor.",
+    )
+    # The options go after the dataset arguments (retinanet-debug voc DATA_DIR --anchors),
+    # so every dataset sub-command takes them.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--anchors", action="store_true", help="draw the positive anchors (default: both)"
+    )
+    common.add_argument(
+        "--annotations", action="store_true", help="draw the ground truth (default: both)"
+    )
+    common.add_argument(
+        "--random-transform",
+        action="store_true",
+        help="apply the training augmentation (flip, scale, colour)",
+    )
+    common.add_argument("--seed", type=int, default=0, help="seed of --random-transform")
+    common.add_argument(
+        "--output-dir", help="write one PNG per image and coverage.json here (default: none)"
+    )
+    common.add_argument("--image-min-side", type=int, default=None, help="default: 800")
+    common.add_argument("--image-max-side", type=int, default=None, help="default: 1333")
+    common.add_argument("--config", help="anchor parameters (.json or .ini)")
+    common.add_argument(
+        "--snapshot",
+        help="take the anchor parameters and image sizes from this snapshot's metadata "
+        "(--config and --image-*-side override them)",
+    )
+    common.add_argument("--limit", type=int, help="analyse only the first N images")
+    common.add_argument(
+        "--positive-overlap",
+        type=float,
+        default=0.5,
+        help="IoU that makes an anchor positive (default: %(default)s)",
+    )
+    common.add_argument(
+        "--negative-overlap",
+        type=float,
+        default=0.4,
+        help="IoU below which an anchor is background (default: %(default)s)",
+    )
+    common.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    subparsers = parser.add_subparsers(dest="dataset_type", required=True, metavar="DATASET")
+    voc = subparsers.add_parser(
+        "voc", parents=[common], help="Pascal VOC layout (also custom VOC-layout data)"
+    )
+    voc.add_argument("data_dir", help="folder with Annotations/, JPEGImages/, ImageSets/Main/")
+    voc.add_argument("--set", default="trainval", help="split to read (default: %(default)s)")
+    voc.add_argument(
+        "--classes",
+        help="classes.txt (one name per line); default: DATA_DIR/classes.txt if it exists, "
+        "else the 20 VOC classes",
+    )
+    csv_parser = subparsers.add_parser(
+        "csv", parents=[common], help="CSV annotations (path,x1,y1,x2,y2,class)"
+    )
+    csv_parser.add_argument("annotations", help="annotations CSV")
+    csv_parser.add_argument("classes", help="classes CSV (class_name,id)")
+
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> tuple:
+    """Anchor parameters and image sizes from --config/--snapshot/--image-*-side."""
+    from keras_retinanet.anchors import AnchorParameters, read_anchor_parameters
+
+    params, min_side, max_side = None, 800, 1333
+    if args.snapshot:
+        from keras_retinanet.models import read_metadata
+
+        metadata = read_metadata(args.snapshot)
+        recorded = metadata.get("anchor_parameters")
+        params = AnchorParameters.from_dict(recorded) if recorded else None
+        min_side = metadata.get("image_min_side", min_side)
+        max_side = metadata.get("image_max_side", max_side)
+    if args.config:
+        params = read_anchor_parameters(args.config)
+    if args.image_min_side is not None:
+        min_side = args.image_min_side
+    if args.image_max_side is not None:
+        max_side = args.image_max_side
+    return params or AnchorParameters(), min_side, max(max_side, min_side)
+
+
+def create_generator(args: argparse.Namespace):
+    """The generator of the chosen dataset, in file order, with the training transforms."""
+    params, min_side, max_side = _settings(args)
+    transform = None
+    if args.random_transform:
+        from keras_retinanet.preprocessing.transform import random_transform
+
+        transform = random_transform(seed=args.seed)
+    kwargs = dict(
+        batch_size=1,
+        shuffle=False,
+        group_method="none",
+        image_min_side=min_side,
+        image_max_side=max_side,
+        transform=transform,
+        anchor_parameters=params,
+        seed=args.seed,
+        skip_bad_images=True,
+    )
+    if args.dataset_type == "voc":
+        from keras_retinanet.preprocessing.voc import VOC_CLASSES, PascalVocGenerator
+
+        classes = args.classes
+        if classes is None:
+            default_file = os.path.join(args.data_dir, "classes.txt")
+            classes = default_file if os.path.isfile(default_file) else VOC_CLASSES
+        return PascalVocGenerator(args.data_dir, args.set, classes=classes, **kwargs)
+    from keras_retinanet.preprocessing.csv import CSVGenerator
+
+    return CSVGenerator(args.annotations, args.classes, **kwargs)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``retinanet-debug``; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        parser.error(f"--limit must be at least 1, got {args.limit}")
+    if not 0 < args.negative_overlap <= args.positive_overlap <= 1:
+        parser.error("need 0 < --negative-overlap <= --positive-overlap <= 1")
+    # Neither flag: draw both, the useful default.
+    draw_anchors = args.anchors or not args.annotations
+    draw_ground_truth = args.annotations or not args.anchors
+
+    from keras_retinanet.debug import analyze_coverage
+
+    try:
+        generator = create_generator(args)
+        report = analyze_coverage(
+            generator,
+            output_dir=args.output_dir,
+            draw_anchors=draw_anchors,
+            draw_ground_truth=draw_ground_truth,
+            limit=args.limit,
+            progress=not args.no_progress,
+            negative_overlap=args.negative_overlap,
+            positive_overlap=args.positive_overlap,
+        )
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        print(f"retinanet-debug: error: {e}", file=sys.stderr)
+        return 2
+    print(report.format())
+    if args.output_dir:
+        print(f"pictures and coverage.json in {args.output_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,424 @@
+"""Anchor coverage: which ground-truth boxes the anchors fit, as training sees them.
+
+The work behind ``retinanet-debug``, the tool to reach for when mAP stays at 0 or small
+objects are missed. Each image goes through the generator's own pipeline (augmentation when
+asked, resizing), the anchors of its padded input shape are laid out, and the training
+targets are computed with :func:`keras_retinanet.anchors.anchor_targets_bbox`. Then:
+
+* a box is **covered** when at least one anchor centred in the image overlaps it with IoU
+  ``>= positive_overlap`` (0.5): it is taught from anchors that fit it;
+* a box is **uncovered** otherwise. Training still makes its best anchor positive (a
+  "low-quality match", IoU < 0.5), but the regression has to stretch that anchor far and the
+  classifier sees a single example, so such objects are learned badly or not at all. Many
+  uncovered boxes mean the anchor sizes or ratios (``--config``) or the image size
+  (``--image-min-side``) do not suit the data.
+
+Difficult boxes get no positive anchor by design and are left out of the statistics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+from keras_retinanet.anchors import POSITIVE, AnchorParameters, anchor_targets_bbox
+from keras_retinanet.anchors import anchors_for_shape as anchor_grid
+from keras_retinanet.boxes import compute_overlap
+from keras_retinanet.visualization import (
+    draw_annotations,
+    draw_box,
+    draw_caption,
+    label_color,
+)
+
+UNCOVERED_COLOR = (0, 0, 255)  # BGR red
+COVERAGE_FILE = "coverage.json"
+
+
+def _is_reddish(color: tuple[int, int, int]) -> bool:
+    blue, green, red = color
+    return red >= 128 and green < 100 and blue < 100
+
+
+# Anchor colours: the class palette without its reds, which would look like uncovered boxes.
+_ANCHOR_COLORS = tuple(
+    label_color(label) for label in range(80) if not _is_reddish(label_color(label))
+)
+
+
+def anchor_color(label: int) -> tuple[int, int, int]:
+    """BGR colour of the positive anchors of a class (never red, which marks uncovered boxes)."""
+    return _ANCHOR_COLORS[int(label) % len(_ANCHOR_COLORS)]
+
+
+@dataclass
+class ImageCoverage:
+    """Anchor coverage of one image after the training transforms.
+
+    Attributes:
+        image: ``(H, W, 3)`` uint8 BGR image as the network sees it (augmented, resized,
+            before mean subtraction and padding).
+        annotations: its ground truth in the same pixels (``"bboxes"`` ``(M, 4)``,
+            ``"labels"`` ``(M,)``, ``"difficult"`` ``(M,)``).
+        positive_anchors: ``(P, 4)`` float32 anchors that are positive in the training
+            targets, ``(x1, y1, x2, y2)`` in the same pixels.
+        positive_labels: ``(P,)`` int class of each positive anchor.
+        best_iou: ``(M,)`` float IoU of each box with its best anchor centred in the image.
+        covered: ``(M,)`` bool, ``best_iou >= positive_overlap``; False for difficult boxes.
+    """
+
+    image: np.ndarray
+    annotations: dict[str, np.ndarray]
+    positive_anchors: np.ndarray
+    positive_labels: np.ndarray
+    best_iou: np.ndarray
+    covered: np.ndarray
+
+    @property
+    def counted(self) -> np.ndarray:
+        """``(M,)`` bool: the boxes the statistics count (not difficult)."""
+        difficult = self.annotations.get("difficult")
+        if difficult is None:
+            return np.ones(len(self.covered), dtype=bool)
+        return ~np.asarray(difficult, dtype=bool).reshape(-1)
+
+    @property
+    def uncovered(self) -> np.ndarray:
+        """``(M,)`` bool: counted boxes without an anchor of IoU >= ``positive_overlap``."""
+        return self.counted & ~self.covered
+
+
+def image_coverage(
+    image: np.ndarray,
+    annotations: dict[str, np.ndarray],
+    num_classes: int,
+    anchor_parameters: AnchorParameters | None = None,
+    padded_shape: Sequence[int] | None = None,
+    negative_overlap: float = 0.4,
+    positive_overlap: float = 0.5,
+) -> ImageCoverage:
+    """Anchor coverage of one (already resized) image.
+
+    Args:
+        image: ``(H, W, 3)`` image as fed to the network (before padding).
+        annotations: ``{"bboxes": (M, 4), "labels": (M,)[, "difficult": (M,)]}`` in the
+            image's pixels.
+        num_classes: K.
+        anchor_parameters: the anchors; defaults to ``AnchorParameters()``.
+        padded_shape: ``(H, W)`` of the padded network input the anchors are laid out on;
+            the image's own shape if None.
+        negative_overlap: passed to :func:`~keras_retinanet.anchors.anchor_targets_bbox`.
+        positive_overlap: IoU a box needs with some anchor to count as covered (and the
+            training threshold for positives).
+
+    Returns:
+        An :class:`ImageCoverage`.
+    """
+    height, width = image.shape[:2]
+    shape = tuple(padded_shape) if padded_shape is not None else (height, width)
+    anchors = anchor_grid(shape, anchor_parameters)
+    regression, labels = anchor_targets_bbox(
+        anchors,
+        [image],
+        [annotations],
+        num_classes,
+        negative_overlap=negative_overlap,
+        positive_overlap=positive_overlap,
+    )
+    positive = regression[0, :, 4] == POSITIVE
+    positive_labels = labels[0, positive, :num_classes].argmax(axis=1)
+
+    bboxes = np.asarray(annotations["bboxes"], dtype=np.float32).reshape(-1, 4)
+    difficult = np.asarray(
+        annotations.get("difficult", np.zeros(len(bboxes), dtype=bool)), dtype=bool
+    ).reshape(-1)
+    # Anchors centred in the padding are ignored by training, so they cover nothing.
+    centre_x = (anchors[:, 0] + anchors[:, 2]) / 2
+    centre_y = (anchors[:, 1] + anchors[:, 3]) / 2
+    inside = (centre_x < width) & (centre_y < height)
+    if len(bboxes):
+        best_iou = compute_overlap(anchors[inside], bboxes).max(axis=0, initial=0.0)
+    else:
+        best_iou = np.zeros((0,), dtype=np.float64)
+    covered = (best_iou >= positive_overlap) & ~difficult
+    return ImageCoverage(
+        image=image,
+        annotations=annotations,
+        positive_anchors=anchors[positive],
+        positive_labels=positive_labels,
+        best_iou=best_iou,
+        covered=covered,
+    )
+
+
+def draw_coverage(
+    coverage: ImageCoverage,
+    class_names: Sequence[str] | None = None,
+    draw_anchors: bool = True,
+    draw_ground_truth: bool = True,
+) -> np.ndarray:
+    """Picture of an image's positive anchors, ground truth and uncovered boxes.
+
+    Positive anchors are thin outlines in their class colour (:func:`anchor_color`), ground
+    truth is green (dashed when difficult) with its class name, and boxes without an anchor
+    of IoU >= 0.5 are drawn over in thick red with the caption ``"<name>: no anchor"``.
+
+    Args:
+        coverage: from :func:`image_coverage`.
+        class_names: names by label for the captions; label numbers if None.
+        draw_anchors: draw the positive anchors.
+        draw_ground_truth: draw the ground-truth boxes.
+
+    Returns:
+        A new ``(H, W, 3)`` uint8 BGR image.
+    """
+    picture = np.ascontiguousarray(coverage.image, dtype=np.uint8).copy()
+
+    def name(label: int) -> str:
+        label = int(label)
+        return class_names[label] if class_names and 0 <= label < len(class_names) else str(label)
+
+    if draw_anchors:
+        for anchor, label in zip(coverage.positive_anchors, coverage.positive_labels):
+            draw_box(picture, anchor, anchor_color(label), thickness=1)
+    if draw_ground_truth:
+        draw_annotations(picture, coverage.annotations, label_to_name=name)
+    bboxes = np.asarray(coverage.annotations["bboxes"]).reshape(-1, 4)
+    labels = np.asarray(coverage.annotations["labels"]).reshape(-1)
+    uncovered = np.flatnonzero(coverage.uncovered)
+    for index in uncovered:
+        draw_box(picture, bboxes[index], UNCOVERED_COLOR, thickness=3)
+    for index in uncovered:
+        draw_caption(picture, bboxes[index], f"{name(labels[index])}: no anchor", UNCOVERED_COLOR)
+    return picture
+
+
+@dataclass
+class CoverageReport:
+    """Anchor coverage over a dataset.
+
+    Attributes:
+        class_names: names by label.
+        anchor_parameters: the anchors analysed.
+        positive_overlap: the IoU a box needs to count as covered.
+        images: images analysed.
+        boxes: per class, boxes counted (difficult ones excluded).
+        uncovered: per class, boxes without an anchor of IoU >= ``positive_overlap``.
+        difficult: difficult boxes left out.
+        positive_anchors: positive anchors over all images.
+        uncovered_sizes: ``(U, 2)`` width and height (network pixels) of the uncovered boxes.
+        best_ious: best anchor IoU of every counted box.
+        uncovered_images: ``{image path: number of uncovered boxes}``, images with any.
+        pictures: paths of the pictures written.
+        skipped: images that could not be read.
+    """
+
+    class_names: list[str]
+    anchor_parameters: AnchorParameters
+    positive_overlap: float = 0.5
+    images: int = 0
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    uncovered: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    difficult: int = 0
+    positive_anchors: int = 0
+    uncovered_sizes: list[tuple[float, float]] = field(default_factory=list)
+    best_ious: list[float] = field(default_factory=list)
+    uncovered_images: dict[str, int] = field(default_factory=dict)
+    pictures: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if len(self.boxes) == 0:
+            self.boxes = np.zeros(len(self.class_names), dtype=np.int64)
+            self.uncovered = np.zeros(len(self.class_names), dtype=np.int64)
+
+    @property
+    def total_boxes(self) -> int:
+        """Boxes counted, all classes."""
+        return int(self.boxes.sum())
+
+    @property
+    def total_uncovered(self) -> int:
+        """Uncovered boxes, all classes."""
+        return int(self.uncovered.sum())
+
+    @property
+    def uncovered_share(self) -> float:
+        """Share of the counted boxes that no anchor covers (0 when there are no boxes)."""
+        return self.total_uncovered / self.total_boxes if self.total_boxes else 0.0
+
+    def add(self, path: str, coverage: ImageCoverage) -> None:
+        """Count one image."""
+        self.images += 1
+        counted, uncovered = coverage.counted, coverage.uncovered
+        labels = np.asarray(coverage.annotations["labels"], dtype=np.int64).reshape(-1)
+        bboxes = np.asarray(coverage.annotations["bboxes"], dtype=np.float64).reshape(-1, 4)
+        np.add.at(self.boxes, labels[counted], 1)
+        np.add.at(self.uncovered, labels[uncovered], 1)
+        self.difficult += int((~counted).sum())
+        self.positive_anchors += len(coverage.positive_anchors)
+        self.best_ious.extend(float(v) for v in coverage.best_iou[counted])
+        for x1, y1, x2, y2 in bboxes[uncovered]:
+            self.uncovered_sizes.append((float(x2 - x1), float(y2 - y1)))
+        if uncovered.any():
+            self.uncovered_images[path] = int(uncovered.sum())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable summary."""
+        return {
+            "images": self.images,
+            "boxes": self.total_boxes,
+            "uncovered": self.total_uncovered,
+            "uncovered_share": self.uncovered_share,
+            "difficult": self.difficult,
+            "positive_overlap": self.positive_overlap,
+            "positive_anchors_per_image": self.positive_anchors / max(self.images, 1),
+            "anchor_parameters": self.anchor_parameters.to_dict(),
+            "classes": {
+                name: {
+                    "boxes": int(self.boxes[label]),
+                    "uncovered": int(self.uncovered[label]),
+                    "uncovered_share": float(self.uncovered[label] / self.boxes[label])
+                    if self.boxes[label]
+                    else 0.0,
+                }
+                for label, name in enumerate(self.class_names)
+            },
+            "uncovered_images": self.uncovered_images,
+            "skipped": self.skipped,
+        }
+
+    def format(self) -> str:
+        """The statistics as a table for the console."""
+        lines = [
+            f"anchor coverage of {self.images} image(s), {self.total_boxes} box(es)"
+            + (f" ({self.difficult} difficult box(es) not counted)" if self.difficult else ""),
+            f"boxes with no positive anchor (no anchor with IoU >= {self.positive_overlap:g}): "
+            f"{self.total_uncovered} / {self.total_boxes} = {100 * self.uncovered_share:.1f}%",
+        ]
+        width = max([len("class")] + [len(n) for n in self.class_names])
+        lines.append(f"  {'class':<{width}}  {'boxes':>7}  {'uncovered':>9}  {'share':>6}")
+        for label, name in enumerate(self.class_names):
+            boxes, uncovered = int(self.boxes[label]), int(self.uncovered[label])
+            if boxes == 0:
+                continue
+            lines.append(
+                f"  {name:<{width}}  {boxes:>7}  {uncovered:>9}  {100 * uncovered / boxes:>5.1f}%"
+            )
+        if self.best_ious:
+            ious = np.asarray(self.best_ious)
+            lines.append(
+                f"best anchor IoU per box: median {np.median(ious):.2f}, "
+                f"10th percentile {np.percentile(ious, 10):.2f}"
+            )
+        if self.uncovered_sizes:
+            sizes = np.asarray(self.uncovered_sizes)
+            params = self.anchor_parameters
+            smallest = min(params.sizes) * min(params.scales)
+            largest = max(params.sizes) * max(params.scales)
+            lines.append(
+                f"uncovered boxes (network pixels): median {np.median(sizes[:, 0]):.0f}x"
+                f"{np.median(sizes[:, 1]):.0f}, smallest {sizes[:, 0].min():.0f}x"
+                f"{sizes[:, 1].min():.0f}, largest {sizes[:, 0].max():.0f}x{sizes[:, 1].max():.0f};"
+                f" anchors span {smallest:.0f}..{largest:.0f} px (square side), ratios "
+                f"{', '.join(f'{r:g}' for r in params.ratios)}"
+            )
+        if self.skipped:
+            lines.append(f"{len(self.skipped)} unreadable image(s) skipped")
+        if self.pictures:
+            lines.append(f"{len(self.pictures)} picture(s) written")
+        return "\n".join(lines)
+
+
+def analyze_coverage(
+    generator: Any,
+    output_dir: str | os.PathLike | None = None,
+    draw_anchors: bool = True,
+    draw_ground_truth: bool = True,
+    limit: int | None = None,
+    progress: bool = True,
+    negative_overlap: float = 0.4,
+    positive_overlap: float = 0.5,
+) -> CoverageReport:
+    """Anchor coverage of every image of a generator, optionally drawn to PNG files.
+
+    Each image goes through ``generator.preprocess_group`` (the generator's transform and
+    resizing, as in training), and the anchors are those of ``generator.anchor_parameters``
+    for the padded shape of that image.
+
+    Args:
+        generator: a :class:`keras_retinanet.preprocessing.generator.Generator`.
+        output_dir: write ``<stem>.png`` per image (see :func:`draw_coverage`) and
+            ``coverage.json`` here; None only computes the statistics.
+        draw_anchors: draw positive anchors in the pictures.
+        draw_ground_truth: draw the ground truth in the pictures.
+        limit: analyse only the first ``limit`` images.
+        progress: show a progress bar.
+        negative_overlap: IoU below which an anchor is background (training's value).
+        positive_overlap: IoU at or above which an anchor is positive (training's value).
+
+    Returns:
+        A :class:`CoverageReport`.
+    """
+    from keras_retinanet.preprocessing.image import ImageReadError
+
+    count = generator.size() if limit is None else min(int(limit), generator.size())
+    report = CoverageReport(
+        class_names=list(generator.classes),
+        anchor_parameters=generator.anchor_parameters,
+        positive_overlap=positive_overlap,
+    )
+    if output_dir is not None:
+        output_dir = os.fspath(output_dir)
+        os.makedirs(output_dir, exist_ok=True)
+    used: set[str] = set()
+    indices: Any = range(count)
+    if progress:
+        from tqdm import tqdm
+
+        indices = tqdm(indices, unit="image", desc="anchors")
+    for index in indices:
+        path = generator.image_path(index)
+        try:
+            images, annotations, _ = generator.preprocess_group([index])
+        except ImageReadError as e:
+            import warnings
+
+            warnings.warn(f"skipping {path}: {e}", stacklevel=2)
+            report.skipped.append(path)
+            continue
+        if not images:  # skipped by the generator (skip_bad_images), which warned
+            report.skipped.append(path)
+            continue
+        image, image_annotations = images[0], annotations[0]
+        coverage = image_coverage(
+            image,
+            image_annotations,
+            generator.num_classes(),
+            generator.anchor_parameters,
+            padded_shape=generator.padded_shape([image]),
+            negative_overlap=negative_overlap,
+            positive_overlap=positive_overlap,
+        )
+        report.add(path, coverage)
+        if output_dir is not None and (draw_anchors or draw_ground_truth):
+            picture = draw_coverage(coverage, report.class_names, draw_anchors, draw_ground_truth)
+            stem = os.path.splitext(os.path.basename(path))[0]
+            name, counter = f"{stem}.png", 1
+            while name in used:
+                name, counter = f"{stem}_{counter}.png", counter + 1
+            used.add(name)
+            picture_path = os.path.join(output_dir, name)
+            if not cv2.imwrite(picture_path, picture):
+                raise OSError(f"could not write {picture_path}; is the folder writable?")
+            report.pictures.append(picture_path)
+    if output_dir is not None:
+        with open(os.path.join(output_dir, COVERAGE_FILE), "w", encoding="utf-8") as f:
+            json.dump(report.to_dict(), f, indent=1)
+    return report
