@@ -1,0 +1,431 @@
+"""The batch generator shared by the VOC, CSV and COCO datasets.
+
+A :class:`Generator` is a ``keras.utils.PyDataset``: ``model.fit(generator)`` runs its
+``__getitem__`` in ``workers`` threads (or processes with ``use_multiprocessing=True``).
+Each batch goes through
+
+    load images -> clip / drop invalid boxes -> augment -> resize (min_side, max_side)
+    -> subtract the ImageNet mean -> pad to a common size -> anchor targets
+
+and comes out as ``(images, (regression_targets, classification_targets))``.
+
+Subclasses hold the dataset index. They set ``self.classes`` (names by label) and implement
+:meth:`~Generator.size`, :meth:`~Generator.image_path`, :meth:`~Generator.load_annotations` and
+:meth:`~Generator.dataset_info`, then call ``super().__init__(**kwargs)``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from keras_retinanet.anchors import AnchorParameters, anchor_targets_bbox, anchors_for_shape
+from keras_retinanet.preprocessing.image import (
+    CAFFE_MEAN_BGR,
+    ImageReadError,
+    read_image_bgr,
+    resize_image,
+)
+from keras_retinanet.preprocessing.transform import filter_boxes, seed_for
+
+GROUP_METHODS = ("none", "random", "ratio")
+
+# EXIF orientations 5-8 are rotations by 90 degrees: read_image_bgr swaps width and height.
+_EXIF_ORIENTATION = 0x0112
+_TRANSPOSED_ORIENTATIONS = (5, 6, 7, 8)
+
+
+class Generator(keras.utils.PyDataset):
+    """Base class: batching, augmentation, resizing, padding and anchor targets.
+
+    Args:
+        batch_size: images per batch.
+        shuffle: shuffle the order of the batches, and which images share a batch, every epoch.
+        group_method: how images are grouped into batches: ``"none"`` (dataset order),
+            ``"random"`` or ``"ratio"`` (sorted by aspect ratio, so that the images of a batch
+            have similar shapes and little of the padded batch is padding).
+        image_min_side: resize so that the shorter side is this long...
+        image_max_side: ...unless the longer side would exceed this. 800/1333 is the
+            detectron2 / torchvision default.
+        transform: augmentation applied to each image and its boxes before resizing, e.g.
+            :func:`keras_retinanet.preprocessing.transform.random_transform`; None for none.
+            A callable that accepts ``seed=`` gets one derived from ``(seed, epoch, index)``.
+        anchor_parameters: anchors the targets are assigned to; ``AnchorParameters()`` if None.
+            Must be the same as the model's.
+        pad_multiple: the batch is zero-padded (after mean subtraction) up to the largest
+            image, rounded up to a multiple of this (None or 1: no rounding). 32 is the stride
+            of C5, so every backbone level divides the input exactly and FPN's upsampled maps
+            line up; and rounding leaves far fewer distinct input shapes, each of which costs a
+            retrace of the model's ``tf.function``.
+        seed: seeds shuffling, grouping and augmentation; None draws a random seed.
+        skip_bad_images: skip an unreadable image with a warning (counted in
+            :attr:`skipped_images`) instead of raising ``ImageReadError``. With
+            ``use_multiprocessing`` the count stays in the worker processes.
+        workers: worker threads or processes ``model.fit`` uses (``keras.utils.PyDataset``).
+        use_multiprocessing: processes instead of threads (the generator must pickle).
+        max_queue_size: batches prepared ahead.
+    """
+
+    def __init__(
+        self,
+        *,
+        batch_size: int = 1,
+        shuffle: bool = True,
+        group_method: str = "ratio",
+        image_min_side: int = 800,
+        image_max_side: int = 1333,
+        transform: Any = None,
+        anchor_parameters: AnchorParameters | None = None,
+        pad_multiple: int | None = 32,
+        seed: int | None = None,
+        skip_bad_images: bool = False,
+        workers: int = 1,
+        use_multiprocessing: bool = False,
+        max_queue_size: int = 10,
+    ) -> None:
+        super().__init__(
+            workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size
+        )
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if group_method not in GROUP_METHODS:
+            raise ValueError(f"group_method must be one of {GROUP_METHODS}, got {group_method!r}")
+        if image_min_side <= 0 or image_max_side < image_min_side:
+            raise ValueError(
+                "need 0 < image_min_side <= image_max_side, got "
+                f"{image_min_side} and {image_max_side}"
+            )
+        self.batch_size = int(batch_size)
+        self.shuffle = bool(shuffle)
+        self.group_method = group_method
+        self.image_min_side = image_min_side
+        self.image_max_side = image_max_side
+        self.transform = transform
+        self.anchor_parameters = anchor_parameters or AnchorParameters()
+        self.pad_multiple = int(pad_multiple) if pad_multiple else 1
+        self.seed = seed
+        self.skip_bad_images = bool(skip_bad_images)
+
+        self._base_seed = (
+            int(seed) if seed is not None else int(np.random.SeedSequence().generate_state(1)[0])
+        )
+        self._epoch = 0
+        self._lock = threading.Lock()
+        self._bad_images: dict[int, str] = {}
+        self._aspect_ratios: dict[int, float] = {}
+        self._transform_takes_seed = _accepts_seed(transform)
+        self._label_of = {name: label for label, name in enumerate(self.classes)}
+        if len(self._label_of) != len(self.classes):
+            raise ValueError(f"class names must be unique, got {list(self.classes)}")
+        if self.size() == 0:
+            raise ValueError(f"{type(self).__name__} has no images: {self.dataset_info()}")
+        self.groups = self._group_images()
+
+    # Pickling, for use_multiprocessing with a spawn/forkserver start method.
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    # ---- the dataset: implemented by subclasses ----------------------------------------------
+
+    classes: Sequence[str] = ()
+    """Class names by label."""
+
+    def size(self) -> int:
+        """Number of images in the dataset."""
+        raise NotImplementedError
+
+    def image_path(self, image_index: int) -> str:
+        """Path of an image file."""
+        raise NotImplementedError
+
+    def load_annotations(self, image_index: int) -> dict[str, np.ndarray]:
+        """Ground truth of an image in its original pixels.
+
+        Returns:
+            ``{"bboxes": (M, 4) float32 (x1, y1, x2, y2), 0-based, "labels": (M,) int64,
+            "difficult": (M,) bool}``, a fresh copy the caller may modify.
+        """
+        raise NotImplementedError
+
+    def dataset_info(self) -> dict[str, Any]:
+        """What a snapshot stores to rebuild the dataset: ``{"type": ..., **constructor args}``."""
+        raise NotImplementedError
+
+    # ---- classes -----------------------------------------------------------------------------
+
+    def num_classes(self) -> int:
+        """Number of classes K."""
+        return len(self.classes)
+
+    def has_label(self, label: int) -> bool:
+        """Whether ``label`` is a class label of this dataset."""
+        return 0 <= int(label) < len(self.classes)
+
+    def has_name(self, name: str) -> bool:
+        """Whether ``name`` is a class name of this dataset."""
+        return name in self._label_of
+
+    def name_to_label(self, name: str) -> int:
+        """Label of a class name. Raises KeyError naming the known classes."""
+        try:
+            return self._label_of[name]
+        except KeyError:
+            raise KeyError(f"unknown class {name!r}; classes are {list(self.classes)}") from None
+
+    def label_to_name(self, label: int) -> str:
+        """Class name of a label."""
+        if not self.has_label(label):
+            raise KeyError(f"label {label} out of range [0, {len(self.classes)})")
+        return self.classes[int(label)]
+
+    # ---- images ------------------------------------------------------------------------------
+
+    def load_image(self, image_index: int) -> np.ndarray:
+        """An image as ``(H, W, 3)`` uint8 BGR at its original size (EXIF orientation applied).
+
+        Raises:
+            ImageReadError: the file is missing or cannot be decoded; the message names it.
+        """
+        return read_image_bgr(self.image_path(image_index))
+
+    def image_aspect_ratio(self, image_index: int) -> float:
+        """Width / height of an image as :meth:`load_image` returns it (read from the header)."""
+        ratio = self._aspect_ratios.get(image_index)
+        if ratio is None:
+            ratio = self._aspect_ratios[image_index] = self._read_aspect_ratio(image_index)
+        return ratio
+
+    def _read_aspect_ratio(self, image_index: int) -> float:
+        try:
+            with Image.open(self.image_path(image_index)) as image:
+                width, height = image.size
+                if image.getexif().get(_EXIF_ORIENTATION) in _TRANSPOSED_ORIENTATIONS:
+                    width, height = height, width
+        except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
+            # Unreadable: the error (or the skip) comes when the image is loaded.
+            return 1.0
+        return width / max(height, 1)
+
+    def load_image_group(self, group: Sequence[int]) -> list[np.ndarray]:
+        """:meth:`load_image` for each index."""
+        return [self.load_image(i) for i in group]
+
+    def load_annotations_group(self, group: Sequence[int]) -> list[dict[str, np.ndarray]]:
+        """:meth:`load_annotations` for each index."""
+        return [self.load_annotations(i) for i in group]
+
+    @property
+    def skipped_images(self) -> int:
+        """Number of distinct unreadable images skipped so far (``skip_bad_images=True``)."""
+        return len(self._bad_images)
+
+    @property
+    def bad_images(self) -> dict[int, str]:
+        """Skipped images: index -> error message."""
+        return dict(self._bad_images)
+
+    # ---- the per-image pipeline --------------------------------------------------------------
+
+    def resize_image(self, image: np.ndarray) -> tuple[np.ndarray, float]:
+        """Resize to ``image_min_side`` / ``image_max_side``; returns ``(image, scale)``."""
+        return resize_image(image, min_side=self.image_min_side, max_side=self.image_max_side)
+
+    def filter_annotations(
+        self, image: np.ndarray, annotations: dict[str, np.ndarray], image_index: int
+    ) -> dict[str, np.ndarray]:
+        """Clip boxes to the image and drop degenerate or outside boxes, with a warning.
+
+        Boxes reaching more than a pixel past the border are clipped, also with a warning
+        (often a sign that the annotation was made on a rotated or resized copy of the image).
+        """
+        height, width = image.shape[:2]
+        kept, dropped, clipped = filter_boxes(annotations, height, width)
+        if dropped.any() or clipped.any():
+            bboxes = np.asarray(annotations["bboxes"]).reshape(-1, 4)
+            parts = []
+            if dropped.any():
+                parts.append(
+                    f"dropped {int(dropped.sum())} box(es) that are degenerate or outside the "
+                    f"{width}x{height} image: {bboxes[dropped].tolist()}"
+                )
+            if clipped.any():
+                parts.append(
+                    f"clipped {int(clipped.sum())} box(es) reaching past the border: "
+                    f"{bboxes[clipped].tolist()}"
+                )
+            warnings.warn(f"{self.image_path(image_index)}: {'; '.join(parts)}", stacklevel=2)
+        return kept
+
+    def preprocess_group(
+        self, group: Sequence[int]
+    ) -> tuple[list[np.ndarray], list[dict[str, np.ndarray]], list[float]]:
+        """Load, filter, augment and resize a group of images (no mean subtraction yet).
+
+        Unreadable images are left out when ``skip_bad_images`` is set.
+
+        Args:
+            group: image indices.
+
+        Returns:
+            ``(images, annotations, scales)``: ``(H, W, 3)`` uint8 BGR images after
+            augmentation and resizing, their annotations in the resized pixels, and the resize
+            scale of each (resized = augmented * scale).
+        """
+        images, annotations, scales, _ = self._preprocess_group(group)
+        return images, annotations, scales
+
+    def _preprocess_group(self, group: Sequence[int]) -> tuple[list, list, list, list]:
+        images, annotations_group, scales, kept = [], [], [], []
+        for image_index in group:
+            image_index = int(image_index)
+            image = self._load_image_or_skip(image_index)
+            if image is None:
+                continue
+            annotations = self.filter_annotations(
+                image, self.load_annotations(image_index), image_index
+            )
+            if self.transform is not None:
+                if self._transform_takes_seed:
+                    seed = seed_for(self._base_seed, self._epoch, image_index)
+                    image, annotations = self.transform(image, annotations, seed=seed)
+                else:
+                    image, annotations = self.transform(image, annotations)
+            image, scale = self.resize_image(image)
+            annotations = dict(annotations)
+            annotations["bboxes"] = (
+                np.asarray(annotations["bboxes"], dtype=np.float32).reshape(-1, 4) * scale
+            )
+            images.append(image)
+            annotations_group.append(annotations)
+            scales.append(scale)
+            kept.append(image_index)
+        return images, annotations_group, scales, kept
+
+    def _load_image_or_skip(self, image_index: int) -> np.ndarray | None:
+        if not self.skip_bad_images:
+            return self.load_image(image_index)
+        if image_index in self._bad_images:
+            return None
+        try:
+            return self.load_image(image_index)
+        except ImageReadError as e:
+            with self._lock:
+                first_time = image_index not in self._bad_images
+                self._bad_images[image_index] = str(e)
+            if first_time:
+                warnings.warn(f"skipping image: {e}", stacklevel=3)
+            return None
+
+    # ---- batches -----------------------------------------------------------------------------
+
+    def padded_shape(self, image_group: Sequence[Any]) -> tuple[int, int]:
+        """``(H, W)`` of the batch: the largest image, rounded up to ``pad_multiple``."""
+        height = max(int(image.shape[0]) for image in image_group)
+        width = max(int(image.shape[1]) for image in image_group)
+        m = self.pad_multiple
+        return -(-height // m) * m, -(-width // m) * m
+
+    def compute_inputs(self, image_group: Sequence[np.ndarray]) -> np.ndarray:
+        """Subtract the ImageNet mean and pad a group of (resized) BGR images into a batch.
+
+        Returns:
+            ``(B, H, W, 3)`` float32, each image in the top-left corner and zeros (the mean
+            colour) in the padding.
+        """
+        height, width = self.padded_shape(image_group)
+        batch = np.zeros((len(image_group), height, width, 3), dtype=np.float32)
+        mean = np.asarray(CAFFE_MEAN_BGR, dtype=np.float32)
+        for k, image in enumerate(image_group):
+            h, w = image.shape[:2]
+            # One pass: uint8 - float32 written straight into the batch.
+            np.subtract(image[..., :3], mean, out=batch[k, :h, :w], casting="unsafe")
+        return batch
+
+    def compute_targets(
+        self, image_group: Sequence[np.ndarray], annotations_group: Sequence[dict]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Anchor targets of a group, for the anchors of the padded batch shape.
+
+        Difficult boxes are passed on with their flag: their anchors are ignored, neither
+        positive nor negative (see :func:`keras_retinanet.anchors.anchor_targets_bbox`).
+
+        Returns:
+            ``regression`` ``(B, N, 5)`` and ``classification`` ``(B, N, K + 1)`` float32, the
+            last column of each the anchor state (-1 ignore, 0 negative, 1 positive).
+        """
+        anchors = anchors_for_shape(self.padded_shape(image_group), self.anchor_parameters)
+        return anchor_targets_bbox(anchors, image_group, annotations_group, self.num_classes())
+
+    def compute_input_output(
+        self, group: Sequence[int]
+    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]] | None:
+        """The batch of a group of image indices, or None when no image of it is readable."""
+        images, annotations, _, _ = self._preprocess_group(group)
+        if not images:
+            return None
+        inputs = self.compute_inputs(images)
+        regression, classification = self.compute_targets(images, annotations)
+        return inputs, (regression, classification)
+
+    def __len__(self) -> int:
+        """Batches per epoch."""
+        return len(self.groups)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        """Batch ``index``: ``(images (B, H, W, 3), (regression (B, N, 5), classification
+        (B, N, K + 1)))``, all float32.
+
+        With ``skip_bad_images``, a batch whose images are all unreadable is replaced by the
+        next batch with a readable image, so that ``model.fit`` always gets data.
+        """
+        if not 0 <= index < len(self.groups):
+            raise IndexError(f"batch index {index} out of range [0, {len(self.groups)})")
+        for offset in range(len(self.groups)):
+            batch = self.compute_input_output(self.groups[(index + offset) % len(self.groups)])
+            if batch is not None:
+                return batch
+        raise ImageReadError(f"no image of the dataset can be read: {self.dataset_info()}")
+
+    def on_epoch_end(self) -> None:
+        """Advance the epoch (new augmentation draws) and reshuffle the batches."""
+        self._epoch += 1
+        if self.shuffle or self.group_method == "random":
+            self.groups = self._group_images()
+
+    def _group_images(self) -> list[np.ndarray]:
+        rng = np.random.default_rng([self._base_seed, self._epoch])
+        order = np.arange(self.size())
+        if self.group_method == "random" or (self.group_method == "ratio" and self.shuffle):
+            order = rng.permutation(order)
+        if self.group_method == "ratio":
+            ratios = np.array([self.image_aspect_ratio(int(i)) for i in order])
+            order = order[np.argsort(ratios, kind="stable")]
+        groups = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        if self.shuffle:
+            groups = [groups[i] for i in rng.permutation(len(groups))]
+        return groups
+
+
+def _accepts_seed(transform: Any) -> bool:
+    if transform is None:
+        return False
+    try:
+        parameters = inspect.signature(transform).parameters
+    except (TypeError, ValueError):
+        return False
+    return "seed" in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+    )

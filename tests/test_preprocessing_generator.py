@@ -1,0 +1,281 @@
+"""The Generator pipeline: batches, padding, grouping, targets, augmentation, bad images."""
+
+import io
+import pickle
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_retinanet.anchors import (
+    IGNORE,
+    POSITIVE,
+    anchor_targets_bbox,
+    anchors_for_shape,
+    num_anchors_for_shape,
+)
+from keras_retinanet.boxes import bbox_transform_inv, compute_overlap
+from keras_retinanet.preprocessing.csv import CSVGenerator
+from keras_retinanet.preprocessing.image import ImageReadError
+from keras_retinanet.preprocessing.transform import flip_boxes_horizontally, random_transform
+from keras_retinanet.preprocessing.voc import PascalVocGenerator
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+needs_data = pytest.mark.skipif(
+    not DATA.is_dir(), reason=f"shared datasets not found at {DATA} (see shared/data/README.md)"
+)
+
+
+def voc2007(**kwargs):
+    kwargs.setdefault("shuffle", False)
+    kwargs.setdefault("group_method", "none")
+    return PascalVocGenerator(DATA / "voc2007_sample", "test", **kwargs)
+
+
+def raccoon(**kwargs):
+    return PascalVocGenerator(
+        DATA / "raccoon", "trainval", classes=DATA / "raccoon" / "classes.txt", **kwargs
+    )
+
+
+def write_csv_dataset(root, images):
+    """images: {file name: (PIL image or raw bytes, [csv box rows])} -> a CSVGenerator's files."""
+    lines = []
+    for name, (content, rows) in images.items():
+        if isinstance(content, bytes):
+            (root / name).write_bytes(content)
+        else:
+            content.save(root / name, **({"format": "PNG"} if name.endswith(".jpg") else {}))
+        lines += [f"{name},{row}" for row in rows] or [f"{name},,,,,"]
+    (root / "annotations.csv").write_text("\n".join(lines) + "\n")
+    (root / "classes.csv").write_text("cat,0\ndog,1\n")
+    return root / "annotations.csv", root / "classes.csv"
+
+
+# ----------------------------------------------------------------------------- targets
+
+
+@needs_data
+def test_every_box_larger_than_32_px_gets_a_positive_anchor_at_800_1333():
+    generator = voc2007(image_min_side=800, image_max_side=1333)
+    checked = 0
+    for index in range(generator.size()):
+        images, annotations, scales = generator.preprocess_group([index])
+        inputs, (regression, classification) = generator[index]
+        height, width = images[0].shape[:2]
+        # The shorter side is 800 (these VOC images are at most 500 px, so 1333 never binds).
+        assert min(height, width) == 800 and scales[0] == pytest.approx(
+            800 / min(generator.load_image(index).shape[:2])
+        )
+        assert inputs.shape[1] % 32 == 0 and inputs.shape[2] % 32 == 0
+        anchors = anchors_for_shape(inputs.shape[1:3])
+        assert regression.shape == (1, len(anchors), 5)
+        assert classification.shape == (1, len(anchors), generator.num_classes() + 1)
+        state = regression[0, :, 4]
+        decoded = bbox_transform_inv(anchors, regression[0, :, :4])
+        for box, label, difficult in zip(
+            annotations[0]["bboxes"], annotations[0]["labels"], annotations[0]["difficult"]
+        ):
+            if difficult or min(box[2] - box[0], box[3] - box[1]) <= 32:
+                continue
+            # A positive anchor of the box's class whose regression target decodes to the box.
+            matches = (
+                (state == POSITIVE)
+                & (classification[0, :, label] == 1)
+                & np.all(np.abs(decoded - box) < 1e-2, axis=1)
+            )
+            assert matches.any(), f"no positive anchor for box {box} of image {index}"
+            checked += 1
+    assert checked >= 10  # 17 objects, 2 difficult, a few small
+
+
+@needs_data
+def test_difficult_boxes_have_ignored_not_negative_anchors():
+    generator = voc2007(image_min_side=400, image_max_side=667)
+    index = generator.image_names.index("000005")
+    images, annotations, _ = generator.preprocess_group([index])
+    inputs, (regression, _) = generator[index]
+    difficult = annotations[0]["bboxes"][annotations[0]["difficult"]]
+    assert len(difficult) == 2
+    overlap = compute_overlap(anchors_for_shape(inputs.shape[1:3]), difficult).max(axis=1)
+    near = overlap >= 0.4
+    assert near.any()
+    assert np.all(regression[0, near, 4] != 0)  # ignored, or positive for another chair
+    assert np.any(regression[0, near, 4] == IGNORE)
+
+
+@needs_data
+def test_flipped_image_targets_equal_flipped_boxes_targets():
+    flip = random_transform(flip_prob=1.0, scale=None, translate=0.0, color_jitter=False)
+    flipped = voc2007(image_min_side=300, image_max_side=500, transform=flip)
+    plain = voc2007(image_min_side=300, image_max_side=500)
+    for index in (0, 4):
+        inputs, (regression, classification) = flipped[index]
+        original = plain.load_image(index)
+        boxes = flip_boxes_horizontally(plain.load_annotations(index)["bboxes"], original.shape[1])
+        image, scale = plain.resize_image(original[:, ::-1])
+        expected_annotations = dict(plain.load_annotations(index), bboxes=boxes * scale)
+        anchors = anchors_for_shape(plain.padded_shape([image]))
+        expected = anchor_targets_bbox(anchors, [image], [expected_annotations], 20)
+        np.testing.assert_allclose(regression, expected[0], atol=1e-4)
+        np.testing.assert_array_equal(classification, expected[1])
+        np.testing.assert_allclose(inputs, plain.compute_inputs([image]), atol=1e-3)
+        assert (regression[0, :, 4] == POSITIVE).any()
+
+
+# ----------------------------------------------------------------------------- batches
+
+
+@needs_data
+def test_batches_are_padded_to_a_multiple_of_32_with_zeros():
+    generator = raccoon(
+        batch_size=3, image_min_side=96, image_max_side=160, shuffle=False, group_method="ratio"
+    )
+    inputs, (regression, classification) = generator[0]
+    images, _, _ = generator.preprocess_group(generator.groups[0])
+    assert inputs.shape[0] == 3 and inputs.dtype == np.float32
+    height, width = inputs.shape[1:3]
+    assert height % 32 == 0 and width % 32 == 0
+    assert height - 32 < max(i.shape[0] for i in images) <= height
+    assert regression.shape == (3, num_anchors_for_shape((height, width)), 5)
+    assert classification.shape[2] == 2  # 1 class + the anchor state
+    for k, image in enumerate(images):
+        h, w = image.shape[:2]
+        assert np.all(inputs[k, h:] == 0) and np.all(inputs[k, :, w:] == 0)
+        # Caffe mode: BGR minus (103.939, 116.779, 123.68).
+        np.testing.assert_allclose(
+            inputs[k, 0, 0], image[0, 0] - [103.939, 116.779, 123.68], atol=1e-4
+        )
+
+
+@needs_data
+def test_ratio_grouping_batches_similar_aspect_ratios():
+    generator = raccoon(batch_size=4, shuffle=False, group_method="ratio")
+    ratios = [[generator.image_aspect_ratio(int(i)) for i in group] for group in generator.groups]
+    assert len(generator) == 40 and sum(len(g) for g in ratios) == generator.size() == 160
+    for before, after in zip(ratios, ratios[1:]):
+        assert max(before) <= min(after)
+
+
+@needs_data
+def test_shuffling_is_seeded_and_changes_every_epoch():
+    a, b, c = (raccoon(batch_size=2, seed=seed) for seed in (1, 1, 2))
+    as_lists = [[g.tolist() for g in gen.groups] for gen in (a, b, c)]
+    assert as_lists[0] == as_lists[1] and as_lists[0] != as_lists[2]
+    a.on_epoch_end()
+    assert [g.tolist() for g in a.groups] != as_lists[0]
+    assert sorted(int(i) for g in a.groups for i in g) == list(range(160))
+
+
+@needs_data
+def test_augmentation_is_deterministic_per_seed_and_epoch():
+    def make():
+        return voc2007(image_min_side=200, image_max_side=333, seed=7,
+                       transform=random_transform(scale=(0.8, 1.2), translate=0.2))  # fmt: skip
+
+    first, second = make(), make()
+    np.testing.assert_array_equal(first[2][0], second[2][0])
+    before = first[2][0]
+    first.on_epoch_end()
+    assert not np.array_equal(first[2][0], before)
+
+
+@needs_data
+def test_generator_pickles_and_rebuilds_batches():
+    generator = voc2007(image_min_side=200, image_max_side=333, seed=3,
+                        transform=random_transform())  # fmt: skip
+    restored = pickle.loads(pickle.dumps(generator))
+    np.testing.assert_array_equal(restored[1][0], generator[1][0])
+
+
+# ----------------------------------------------------------------------------- images and boxes
+
+
+def test_image_formats_become_three_channel_bgr(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    rotated = io.BytesIO()
+    Image.new("RGB", (20, 10), (0, 0, 255)).save(rotated, format="JPEG", exif=exif)
+    palette = Image.new("P", (8, 6))
+    palette.putpalette([255, 0, 0] * 256)
+    files = {
+        "png_named.jpg": (Image.new("RGB", (8, 6), (255, 0, 0)), []),
+        "rgba.png": (Image.new("RGBA", (8, 6), (255, 0, 0, 10)), []),
+        "palette.png": (palette, []),
+        "gray.png": (Image.new("L", (8, 6), 77), []),
+        "rotated.jpg": (rotated.getvalue(), []),
+    }
+    generator = CSVGenerator(*write_csv_dataset(tmp_path, files), shuffle=False)
+    for index in range(4):
+        image = generator.load_image(index)
+        assert image.shape == (6, 8, 3) and image.dtype == np.uint8
+    assert generator.load_image(0)[0, 0].tolist() == [0, 0, 255]  # red, in BGR
+    assert generator.load_image(3)[0, 0].tolist() == [77, 77, 77]
+    # EXIF orientation 6: stored 20 x 10, displayed (and loaded) 10 wide and 20 tall.
+    assert generator.load_image(4).shape == (20, 10, 3)
+    assert generator.image_aspect_ratio(4) == pytest.approx(0.5)
+
+
+def test_boxes_outside_the_image_are_dropped_with_a_warning_naming_it(tmp_path):
+    files = {"a.png": (Image.new("RGB", (40, 30)), ["1,2,11,12,cat", "50,5,60,9,dog",
+                                                   "30,20,45,30,dog"])}  # fmt: skip
+    generator = CSVGenerator(*write_csv_dataset(tmp_path, files), image_min_side=60,
+                             image_max_side=100, shuffle=False)  # fmt: skip
+    with pytest.warns(UserWarning, match=r"a\.png: dropped 1 box.*outside the 40x30 image"):
+        _, annotations, scales = generator.preprocess_group([0])
+    assert scales == [2.0]  # 30 -> 60
+    # Kept: the first box, and the third clipped from x2 = 45 to the border 40; doubled.
+    np.testing.assert_array_equal(annotations[0]["bboxes"], [[2, 4, 22, 24], [60, 40, 80, 60]])
+    assert annotations[0]["labels"].tolist() == [0, 1]
+
+
+def test_unreadable_image_raises_naming_it_or_is_skipped_and_counted(tmp_path):
+    good = io.BytesIO()
+    Image.new("RGB", (16, 12), (1, 2, 3)).save(good, format="JPEG")
+    files = {
+        "good.jpg": (good.getvalue(), ["1,1,9,9,cat"]),
+        "truncated.jpg": (good.getvalue()[: len(good.getvalue()) // 2], ["1,1,9,9,dog"]),
+        "text.jpg": (b"not an image", []),
+    }
+    paths = write_csv_dataset(tmp_path, files)
+    options = dict(shuffle=False, group_method="none", image_min_side=32, image_max_side=64)
+    strict = CSVGenerator(*paths, **options)
+    with pytest.raises(ImageReadError, match=r"truncated\.jpg"):
+        strict[1]
+
+    lenient = CSVGenerator(*paths, skip_bad_images=True, **options)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        inputs, (regression, _) = lenient[1]
+    # Batches 1 and 2 are unreadable: the next readable batch (wrapping round to good.jpg)
+    # stands in, and both bad files are named once.
+    messages = [str(w.message) for w in record]
+    assert len(messages) == 2 and all(m.startswith("skipping image") for m in messages)
+    assert "truncated.jpg" in messages[0] and "text.jpg" in messages[1]
+    assert inputs.shape[0] == 1 and (regression[0, :, 4] == POSITIVE).any()
+    assert lenient.skipped_images == 2 and sorted(lenient.bad_images) == [1, 2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a known bad image is skipped without a new warning
+        lenient[2]
+    assert lenient.skipped_images == 2
+    images, _, _ = lenient.preprocess_group([0, 1, 2])
+    assert len(images) == 1
+
+
+def test_image_without_objects_gives_only_negative_or_ignored_anchors(tmp_path):
+    files = {"empty.png": (Image.new("RGB", (40, 30)), [])}
+    generator = CSVGenerator(*write_csv_dataset(tmp_path, files), image_min_side=64,
+                             image_max_side=128, shuffle=False)  # fmt: skip
+    _, (regression, classification) = generator[0]
+    assert set(np.unique(regression[0, :, 4]).tolist()) <= {0.0, -1.0}
+    assert classification[0, :, 0].sum() == 0
+
+
+def test_constructor_rejects_bad_options(tmp_path):
+    paths = write_csv_dataset(tmp_path, {"a.png": (Image.new("RGB", (4, 4)), [])})
+    with pytest.raises(ValueError, match="group_method"):
+        CSVGenerator(*paths, group_method="size")
+    with pytest.raises(ValueError, match="batch_size"):
+        CSVGenerator(*paths, batch_size=0)
