@@ -1,0 +1,125 @@
+"""MS COCO layout datasets, read through pycocotools.
+
+Expected layout (the official one, or the older ``images/<set>`` one fizyr used)::
+
+    <data_dir>/annotations/instances_<set_name>.json
+    <data_dir>/<set_name>/<file_name>          or  <data_dir>/images/<set_name>/<file_name>
+
+COCO category ids are sparse (1..90 for 80 classes); labels are ``0 .. K-1`` in order of
+category id, and :meth:`CocoGenerator.label_to_coco_label` maps back for result files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from typing import Any
+
+import numpy as np
+
+from keras_retinanet.preprocessing.generator import Generator
+
+
+class CocoGenerator(Generator):
+    """Batches from a COCO-format dataset.
+
+    Crowd annotations (``iscrowd=1``, one box around a group of objects) are left out of the
+    ground truth, as in COCO's own training setups. Boxes ``[x, y, w, h]`` become
+    ``(x, y, x + w, y + h)``.
+
+    Args:
+        data_dir: the folder holding ``annotations/`` and the image folder.
+        set_name: e.g. ``train2017``; names the json file and the image folder.
+        **kwargs: options of :class:`~keras_retinanet.preprocessing.generator.Generator`.
+
+    Raises:
+        FileNotFoundError: the annotation file is missing (the message names the path).
+        ValueError: the json is not a COCO detection file.
+    """
+
+    def __init__(self, data_dir: str | os.PathLike, set_name: str, **kwargs: Any) -> None:
+        from pycocotools.coco import COCO
+
+        self.data_dir = os.fspath(data_dir)
+        self.set_name = set_name
+        annotation_file = os.path.join(self.data_dir, "annotations", f"instances_{set_name}.json")
+        if not os.path.isfile(annotation_file):
+            raise FileNotFoundError(
+                f"COCO annotation file not found: {annotation_file}. data_dir must hold "
+                f"annotations/instances_<set_name>.json and the images in <set_name>/."
+            )
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+            try:
+                self.coco = COCO(annotation_file)
+            except (KeyError, TypeError, AssertionError) as e:
+                raise ValueError(f"not a COCO detection file: {annotation_file} ({e!r})") from e
+        legacy_dir = os.path.join(self.data_dir, "images", set_name)
+        self.image_dir = (
+            legacy_dir if os.path.isdir(legacy_dir) else os.path.join(self.data_dir, set_name)
+        )
+
+        categories = sorted(self.coco.loadCats(self.coco.getCatIds()), key=lambda c: c["id"])
+        self.classes = [c["name"] for c in categories]
+        self._coco_labels = [int(c["id"]) for c in categories]
+        self._labels_of_coco = {coco_id: label for label, coco_id in enumerate(self._coco_labels)}
+        self.image_ids = sorted(self.coco.getImgIds())
+        super().__init__(**kwargs)
+
+    def size(self) -> int:
+        """Number of images."""
+        return len(self.image_ids)
+
+    def image_path(self, image_index: int) -> str:
+        """Path of the image file."""
+        info = self.coco.imgs[self.image_ids[image_index]]
+        return os.path.join(self.image_dir, info["file_name"])
+
+    def image_aspect_ratio(self, image_index: int) -> float:
+        """Width / height, from the json."""
+        info = self.coco.imgs[self.image_ids[image_index]]
+        if info.get("width") and info.get("height"):
+            return float(info["width"]) / float(info["height"])
+        return super().image_aspect_ratio(image_index)
+
+    def coco_image_id(self, image_index: int) -> int:
+        """COCO image id of an image, for result files."""
+        return int(self.image_ids[image_index])
+
+    def label_to_coco_label(self, label: int) -> int:
+        """COCO category id of a label."""
+        return self._coco_labels[int(label)]
+
+    def coco_label_to_label(self, coco_label: int) -> int:
+        """Label of a COCO category id."""
+        return self._labels_of_coco[int(coco_label)]
+
+    def load_annotations(self, image_index: int) -> dict[str, np.ndarray]:
+        """Boxes (original pixels), labels and (all False) difficult flags; no crowd boxes."""
+        annotation_ids = self.coco.getAnnIds(imgIds=[self.image_ids[image_index]])
+        boxes, labels = [], []
+        for annotation in self.coco.loadAnns(annotation_ids):
+            if annotation.get("iscrowd", 0):
+                continue
+            x, y, w, h = (float(v) for v in annotation["bbox"])
+            boxes.append([x, y, x + w, y + h])
+            category = int(annotation["category_id"])
+            if category not in self._labels_of_coco:
+                raise ValueError(
+                    f"instances_{self.set_name}.json: annotation {annotation.get('id')} has "
+                    f"category_id {category}, which is not among the file's categories"
+                )
+            labels.append(self._labels_of_coco[category])
+        return {
+            "bboxes": np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
+            "labels": np.asarray(labels, dtype=np.int64).reshape(-1),
+            "difficult": np.zeros(len(labels), dtype=bool),
+        }
+
+    def dataset_info(self) -> dict[str, Any]:
+        """``{"type": "coco", "data_dir", "set_name"}``."""
+        return {
+            "type": "coco",
+            "data_dir": os.path.abspath(self.data_dir),
+            "set_name": self.set_name,
+        }
