@@ -308,12 +308,18 @@ def anchor_targets_bbox(
             positive = max_overlap >= positive_overlap
             state[(max_overlap >= negative_overlap) & ~positive] = IGNORE
             if allow_low_quality_matches:
-                # Only anchors inside the image can be a box's best match.
-                inside_overlaps = np.where(outside[:, None], -1.0, overlaps)
-                best = inside_overlaps.max(axis=0)  # (M_easy,)
-                anchor_idx, box_idx = np.nonzero(
-                    (inside_overlaps == best[None, :]) & (best[None, :] > 0)
-                )
+                # Only anchors inside the image can be a box's best match. overlaps is not
+                # needed after this, so the outside rows are overwritten in place.
+                overlaps[outside] = -1.0
+                best = overlaps.max(axis=0)  # (M_easy,)
+                matchable = best > 0
+                # A tie with best[j] needs max_overlap >= best[j]: searching only the rows that
+                # reach the smallest matchable best gives the same pairs as searching all N,
+                # at a fraction of the cost.
+                threshold = best[matchable].min() if matchable.any() else np.inf
+                rows = np.flatnonzero(max_overlap >= threshold)
+                row_idx, box_idx = np.nonzero((overlaps[rows] == best[None, :]) & matchable)
+                anchor_idx = rows[row_idx]
                 argmax[anchor_idx] = box_idx
                 positive[anchor_idx] = True
             state[positive] = POSITIVE

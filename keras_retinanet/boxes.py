@@ -47,15 +47,32 @@ def compute_overlap(boxes: np.ndarray, query_boxes: np.ndarray) -> np.ndarray:
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     query_area = (query_boxes[:, 2] - query_boxes[:, 0]) * (query_boxes[:, 3] - query_boxes[:, 1])
     iou = np.empty((len(boxes), len(query_boxes)), dtype=np.float64)
-    # The loader calls this with ~150k anchors per image. In blocks of anchors, with the
-    # temporaries reused in place, the work stays in cache instead of streaming a dozen
-    # (N, K) arrays through memory: about 2x faster for 25 boxes, 4x for 100.
+    # The loader calls this with ~150k anchors and tens of boxes per image. Two things keep
+    # that fast: blocks of anchors with temporaries reused in place stay in cache, and a query
+    # box that misses a block's extent has IoU exactly 0 with every box of it, so it is not
+    # computed (anchors come level by level in row-major order: a block is a band of the
+    # image). Results are bitwise those of the plain whole-array formula.
     step = max(1, _OVERLAP_BLOCK // max(1, len(query_boxes)))
     for start in range(0, len(boxes), step):
         stop = start + step
-        _overlap_block(
-            boxes[start:stop], area[start:stop], query_boxes, query_area, iou[start:stop]
-        )
+        block, out = boxes[start:stop], iou[start:stop]
+        low_x, low_y = block[:, 0].min(), block[:, 1].min()
+        high_x, high_y = block[:, 2].max(), block[:, 3].max()
+        if np.isnan([low_x, low_y, high_x, high_y]).any():
+            hits = np.ones(len(query_boxes), dtype=bool)
+        else:
+            hits = (
+                np.minimum(query_boxes[:, 2], high_x) > np.maximum(query_boxes[:, 0], low_x)
+            ) & (np.minimum(query_boxes[:, 3], high_y) > np.maximum(query_boxes[:, 1], low_y))
+        if hits.all():
+            _overlap_block(block, area[start:stop], query_boxes, query_area, out)
+            continue
+        out[...] = 0.0
+        if hits.any():
+            columns = np.flatnonzero(hits)
+            part = np.empty((len(block), len(columns)), dtype=np.float64)
+            _overlap_block(block, area[start:stop], query_boxes[columns], query_area[columns], part)
+            out[:, columns] = part
     return iou
 
 
