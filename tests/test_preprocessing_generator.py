@@ -91,6 +91,41 @@ def test_every_box_larger_than_32_px_gets_a_positive_anchor_at_800_1333():
     assert checked >= 10  # 17 objects, 2 difficult, a few small
 
 
+def dense_iou(anchors, boxes):
+    """IoU by the textbook formula over all pairs, as an independent reference."""
+    a, b = anchors[:, None, :].astype(np.float64), boxes[None, :, :].astype(np.float64)
+    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    return iw * ih / (area_a + area_b - iw * ih)
+
+
+@needs_data
+def test_anchor_states_follow_the_iou_thresholds_on_a_dense_reference():
+    generator = voc2007(image_min_side=400, image_max_side=667)
+    index = generator.image_names.index("000004")  # 7 cars, none difficult
+    images, annotations, _ = generator.preprocess_group([index])
+    inputs, (regression, classification) = generator[index]
+    anchors = anchors_for_shape(inputs.shape[1:3])
+    iou = dense_iou(anchors, annotations[0]["bboxes"])
+    max_iou = iou.max(axis=1)
+    state = regression[0, :, 4]
+    height, width = images[0].shape[:2]
+    centre_inside = ((anchors[:, 0] + anchors[:, 2]) / 2 < width) & (
+        (anchors[:, 1] + anchors[:, 3]) / 2 < height
+    )
+    # fg >= 0.5, bg < 0.4, ignored between; padding anchors ignored; each box's best anchor
+    # is positive even below 0.5 (low-quality matches).
+    assert np.all(state[centre_inside & (max_iou >= 0.5)] == POSITIVE)
+    assert np.all(state[centre_inside & (max_iou < 0.4)] != IGNORE)
+    assert np.all(state[~centre_inside] == IGNORE)
+    best = np.where(centre_inside[:, None], iou, -1).argmax(axis=0)
+    assert np.all(state[best] == POSITIVE)
+    np.testing.assert_array_equal(classification[0, :, -1], state)
+    assert np.all(classification[0, state == POSITIVE, :-1].sum(axis=1) == 1)
+
+
 @needs_data
 def test_difficult_boxes_have_ignored_not_negative_anchors():
     generator = voc2007(image_min_side=400, image_max_side=667)

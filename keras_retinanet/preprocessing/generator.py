@@ -69,7 +69,11 @@ class Generator(keras.utils.PyDataset):
             :attr:`skipped_images`) instead of raising ``ImageReadError``. With
             ``use_multiprocessing`` the count stays in the worker processes.
         workers: worker threads or processes ``model.fit`` uses (``keras.utils.PyDataset``).
-        use_multiprocessing: processes instead of threads (the generator must pickle).
+        use_multiprocessing: processes instead of threads (the generator pickles). Threads
+            are usually the better choice: JPEG decoding (Pillow), resizing (OpenCV) and the
+            NumPy target maths release the GIL, while a process has to pickle every batch
+            back (about 16 MB per 800x1088 image: inputs and targets), which
+            ``benchmarks/bench_loader.py --processes`` shows to cost more than it gains.
         max_queue_size: batches prepared ahead.
     """
 
