@@ -18,6 +18,7 @@ import json
 import math
 import os
 import shutil
+import time
 from typing import Any
 
 import keras
@@ -62,6 +63,7 @@ class TrainConfig:
     distribute: str | None = None  # None, "mirrored", "multi_worker" (TF) or "data_parallel"
     num_devices: int | None = None  # devices for "mirrored" / "data_parallel"
     skip_bad_images: bool = False
+    max_minutes: float | None = None  # stop after this much wall-clock time
     verbose: int = 1
 
 
@@ -203,6 +205,25 @@ def _atomic_copy(source: str, destination: str) -> None:
             os.remove(temporary)
 
 
+class TimeLimit(keras.callbacks.Callback):
+    """Stop training once ``minutes`` of wall-clock time have passed (checked every batch; the
+    current epoch ends early, so its evaluation and snapshot still happen)."""
+
+    def __init__(self, minutes: float) -> None:
+        super().__init__()
+        self.minutes = float(minutes)
+        self._start = 0.0
+        self.stopped = False
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._start = time.monotonic()
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if time.monotonic() - self._start > self.minutes * 60:
+            self.stopped = True
+            self.model.stop_training = True
+
+
 class JSONLogger(keras.callbacks.Callback):
     """Append every epoch's logs (losses, learning rate, mAP) as one JSON line."""
 
@@ -268,6 +289,58 @@ def distribution_scope(strategy: str | None, num_devices: int | None = None) -> 
     raise TrainingError(
         f"unknown distribution strategy {strategy!r}; use mirrored, multi_worker or data_parallel"
     )
+
+
+class ReshuffleEachEpoch(keras.callbacks.Callback):
+    """Call the generator's ``on_epoch_end`` (new shuffled groups) when it is fed through
+    ``tf.data``, which does not call it (see :func:`fit_input`)."""
+
+    def __init__(self, generator: Any) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.generator.on_epoch_end()
+
+
+def fit_input(generator: Any) -> tuple[Any, list[keras.callbacks.Callback]]:
+    """What to pass to ``model.fit`` for a generator, and the callbacks that go with it.
+
+    On JAX and PyTorch, the ``PyDataset`` itself. On TensorFlow, Keras' ``PyDataset`` adapter
+    fixes the input signature from the first two batches, so a later batch of another image
+    size fails ("yielded an element of shape ... where ... was expected"); detection batches
+    vary in size, so there the batches are fed through ``tf.data`` with a fully dynamic
+    signature instead, loaded by ``generator.workers`` parallel calls.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return generator, []
+    import numpy as np
+    import tensorflow as tf
+
+    num_classes = generator.num_classes()
+
+    def load(index: Any) -> tuple[Any, Any, Any]:
+        images, (regression, classification) = generator[int(index)]
+        return (
+            np.asarray(images, dtype=np.float32),
+            np.asarray(regression, dtype=np.float32),
+            np.asarray(classification, dtype=np.float32),
+        )
+
+    def load_tf(index: Any) -> tuple[Any, tuple[Any, Any]]:
+        images, regression, classification = tf.numpy_function(
+            load, [index], [tf.float32, tf.float32, tf.float32]
+        )
+        images.set_shape((None, None, None, 3))
+        regression.set_shape((None, None, 5))
+        classification.set_shape((None, None, num_classes + 1))
+        return images, (regression, classification)
+
+    workers = max(1, int(getattr(generator, "workers", 1) or 1))
+    dataset = tf.data.Dataset.range(len(generator)).repeat()
+    dataset = dataset.map(load_tf, num_parallel_calls=workers, deterministic=True)
+    dataset = dataset.prefetch(max(2, workers))
+    return dataset, [ReshuffleEachEpoch(generator)]
 
 
 def _generator_kwargs(config: TrainConfig, params: AnchorParameters) -> dict:
@@ -377,6 +450,8 @@ def train(config: TrainConfig) -> dict:
 
     nan_guard = StopOnNaN()
     callbacks: list[keras.callbacks.Callback] = [nan_guard]
+    if config.max_minutes:
+        callbacks.append(TimeLimit(config.max_minutes))
     if validation_generator is not None and validation_generator.size() > 0:
         from keras_retinanet.evaluation.callback import Evaluate
 
@@ -414,11 +489,14 @@ def train(config: TrainConfig) -> dict:
         callbacks.append(snapshot_callback)
 
     steps = config.steps or len(train_generator)
+    data, data_callbacks = fit_input(train_generator)
+    callbacks = data_callbacks + callbacks
     history = model.fit(
-        train_generator,
+        data,
         epochs=config.epochs,
         initial_epoch=initial_epoch,
         steps_per_epoch=steps,
+        shuffle=False,  # the generator shuffles its own aspect-ratio groups
         callbacks=callbacks,
         verbose=config.verbose,
     )

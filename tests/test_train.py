@@ -1,0 +1,323 @@
+"""End-to-end tests of retinanet-train on the small real datasets in ../shared/data.
+
+Every run uses random weights (no download), images of about 100 px and one or two steps, so
+the tests check the plumbing (data -> model -> snapshots -> resume), not accuracy; learning is
+measured by benchmarks/bench_train_shapes.py.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from keras_retinanet import models
+from keras_retinanet.cli import train as train_cli
+from keras_retinanet.preprocessing.generator import Generator
+from keras_retinanet.training import TrainingError
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SMALL = ["--weights", "none", "--image-min-side", "96", "--image-max-side", "128", "--quiet"]
+
+pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared datasets not found at {DATA}")
+
+
+def _snapshots(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.glob("*.keras") if "best" not in p.name)
+
+
+def test_voc_one_step_writes_snapshot_log_and_plot(tmp_path):
+    out = tmp_path / "snaps"
+    train_cli.main(
+        SMALL
+        + ["--epochs", "1", "--steps", "1", "--snapshot-path", str(out), "--seed", "0"]
+        + ["voc", str(DATA / "voc2007_sample")]
+    )
+    snapshots = _snapshots(out)
+    assert [p.name for p in snapshots] == ["resnet50_voc_01.keras"]
+    assert (out / "resnet50_voc_best.keras").is_file()
+    metadata = models.read_metadata(str(snapshots[0]))
+    assert metadata["epoch"] == 1
+    assert metadata["num_classes"] == 20 and metadata["classes"][0] == "aeroplane"
+    assert metadata["dataset"]["type"] == "voc"
+    assert metadata["dataset"]["data_dir"] == str(DATA / "voc2007_sample")
+    assert metadata["dataset"]["val_set"] == "test"
+    assert metadata["anchor_parameters"]["strides"] == [8, 16, 32, 64, 128]
+    assert (metadata["image_min_side"], metadata["image_max_side"]) == (96, 128)
+    # The validation set was evaluated, and mAP reached the logs, the CSV and the snapshot.
+    assert "mAP" in metadata["logs"] and 0.0 <= metadata["logs"]["mAP"] <= 1.0
+    with open(out / "training_log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 1 and "mAP" in rows[0] and math.isfinite(float(rows[0]["loss"]))
+    records = [json.loads(line) for line in (out / "training_log.jsonl").read_text().splitlines()]
+    assert records[0]["epoch"] == 1 and "classification_loss" in records[0]
+    assert (out / "training_log.png").stat().st_size > 5000
+
+
+def test_csv_one_step(tmp_path):
+    # A CSV dataset built from the raccoon images: two annotated images and one without
+    # objects (path,,,,,).
+    from lxml import etree
+
+    lines = []
+    ids = (DATA / "raccoon" / "ImageSets" / "Main" / "trainval.txt").read_text().split()[:3]
+    for image_id in ids[:2]:
+        root = etree.parse(str(DATA / "raccoon" / "Annotations" / f"{image_id}.xml")).getroot()
+        for obj in root.findall("object"):
+            box = obj.find("bndbox")
+            coords = [box.findtext(k) for k in ("xmin", "ymin", "xmax", "ymax")]
+            lines.append(
+                f"{DATA / 'raccoon' / 'JPEGImages' / image_id}.jpg,{','.join(coords)},raccoon"
+            )
+    lines.append(f"{DATA / 'raccoon' / 'JPEGImages' / ids[2]}.jpg,,,,,")
+    annotations = tmp_path / "train.csv"
+    annotations.write_text("\n".join(lines) + "\n")
+    classes = tmp_path / "classes.csv"
+    classes.write_text("raccoon,0\n")
+
+    train_cli.main(
+        SMALL
+        + ["--epochs", "1", "--steps", "1", "--snapshot-path", str(tmp_path / "s")]
+        + ["csv", str(annotations), str(classes)]
+    )
+    (snapshot,) = _snapshots(tmp_path / "s")
+    metadata = models.read_metadata(str(snapshot))
+    assert metadata["classes"] == ["raccoon"]
+    assert metadata["dataset"] == {
+        "type": "csv",
+        "annotations": str(annotations),
+        "classes": str(classes),
+        "val_annotations": None,
+    }
+    model = keras.saving.load_model(str(snapshot))
+    assert model.outputs[1].shape[-1] == 1  # one class
+
+
+def test_coco_one_step(tmp_path):
+    # A COCO json written here, pointing at two bccd images (copied into the COCO layout).
+    import shutil
+
+    from lxml import etree
+
+    images, annotations = [], []
+    classes = ["Platelets", "RBC", "WBC"]
+    (tmp_path / "train").mkdir()
+    for image_id, name in enumerate(["BloodImage_00000", "BloodImage_00001"], start=1):
+        shutil.copy(DATA / "bccd" / "JPEGImages" / f"{name}.jpg", tmp_path / "train")
+        root = etree.parse(str(DATA / "bccd" / "Annotations" / f"{name}.xml")).getroot()
+        size = root.find("size")
+        images.append(
+            {
+                "id": image_id,
+                "file_name": f"{name}.jpg",
+                "width": int(size.findtext("width")),
+                "height": int(size.findtext("height")),
+            }
+        )
+        for obj in root.findall("object"):
+            box = obj.find("bndbox")
+            x1, y1, x2, y2 = (float(box.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax"))
+            if x2 <= x1 or y2 <= y1:
+                continue
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": classes.index(obj.findtext("name")) + 1,
+                    "bbox": [x1 - 1, y1 - 1, x2 - x1 + 1, y2 - y1 + 1],
+                    "area": (x2 - x1 + 1) * (y2 - y1 + 1),
+                    "iscrowd": 0,
+                }
+            )
+    categories = [{"id": i + 1, "name": n} for i, n in enumerate(classes)]
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "annotations" / "instances_train.json").write_text(
+        json.dumps({"images": images, "annotations": annotations, "categories": categories})
+    )
+    train_cli.main(
+        SMALL
+        + ["--epochs", "1", "--steps", "1", "--no-snapshots"]
+        + ["coco", str(tmp_path), "--train-set", "train", "--val-set", "none"]
+    )
+    assert not (Path.cwd() / "snapshots" / "resnet50_coco_01.keras").exists()
+
+
+def test_resume_continues_epochs_and_optimizer(tmp_path):
+    out = tmp_path / "snaps"
+    common = SMALL + ["--steps", "2", "--snapshot-path", str(out), "--no-evaluation"]
+    dataset = ["voc", str(DATA / "voc2012_sample"), "--val-set", "none"]
+    train_cli.main(common + ["--epochs", "1", "--lr", "3e-5"] + dataset)
+    first = out / "resnet50_voc_01.keras"
+    model = keras.saving.load_model(str(first))
+    assert int(model.optimizer.iterations.numpy()) == 2
+
+    train_cli.main(common + ["--epochs", "2", "--snapshot", str(first)] + dataset)
+    second = out / "resnet50_voc_02.keras"
+    assert models.read_metadata(str(second))["epoch"] == 2
+    resumed = keras.saving.load_model(str(second))
+    # 2 steps in epoch 1 + 2 in epoch 2: the optimizer state carried over.
+    assert int(resumed.optimizer.iterations.numpy()) == 4
+    assert float(resumed.optimizer.learning_rate.numpy()) == pytest.approx(3e-5)
+    with open(out / "training_log.csv") as f:
+        epochs = [int(row["epoch"]) for row in csv.DictReader(f)]
+    assert epochs == [0, 1]  # Keras' CSVLogger counts from 0; appended on resume
+
+    # Resuming with a snapshot that is already at --epochs is a clear error.
+    with pytest.raises(SystemExit):
+        train_cli.main(common + ["--epochs", "2", "--snapshot", str(second)] + dataset)
+
+
+def test_resume_refuses_other_number_of_classes(tmp_path, capsys):
+    out = tmp_path / "snaps"
+    train_cli.main(
+        SMALL
+        + ["--epochs", "1", "--steps", "1", "--snapshot-path", str(out), "--no-evaluation"]
+        + ["voc", str(DATA / "raccoon"), "--classes", str(DATA / "raccoon" / "classes.txt")]
+    )
+    with pytest.raises(SystemExit):
+        train_cli.main(
+            SMALL
+            + ["--epochs", "2", "--steps", "1", "--snapshot", str(out / "resnet50_voc_01.keras")]
+            + ["voc", str(DATA / "bccd"), "--classes", str(DATA / "bccd" / "classes.txt")]
+        )
+    err = capsys.readouterr().err
+    assert "1 classes" in err and "has 3" in err
+
+
+def test_nan_loss_stops_and_keeps_last_good_snapshot(tmp_path, monkeypatch):
+    original = Generator.compute_targets
+    calls = {"n": 0}
+
+    def poisoned(self, image_group, annotations_group):
+        regression, classification = original(self, image_group, annotations_group)
+        calls["n"] += 1
+        if calls["n"] >= 3:  # epoch 1 has 2 steps; poison the first batch of epoch 2
+            regression = regression.copy()
+            regression[..., :4] = np.nan
+            regression[..., 4] = np.where(regression[..., 4] == 0, 1, regression[..., 4])
+        return regression, classification
+
+    monkeypatch.setattr(Generator, "compute_targets", poisoned)
+    out = tmp_path / "snaps"
+    from keras_retinanet.training import TrainConfig, train
+
+    config = TrainConfig(
+        dataset={
+            "type": "voc",
+            "data_dir": str(DATA / "voc2007_sample"),
+            "train_set": "trainval",
+            "val_set": None,
+            "classes": None,
+        },
+        weights=None,
+        epochs=3,
+        steps=2,
+        image_min_side=96,
+        image_max_side=128,
+        snapshot_path=str(out),
+        evaluation=False,
+        verbose=0,
+    )
+    with pytest.raises(TrainingError, match="NaN") as excinfo:
+        train(config)
+    assert "resnet50_voc_01.keras" in str(excinfo.value)
+    assert [p.name for p in _snapshots(out)] == ["resnet50_voc_01.keras"]
+    model = keras.saving.load_model(str(out / "resnet50_voc_01.keras"))
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+
+
+def test_kill_during_snapshot_write_keeps_previous(tmp_path):
+    """SIGKILL a process while it is writing a snapshot over an existing one: the file at the
+    snapshot path is still the previous, complete, loadable model."""
+    path = tmp_path / "snapshot.keras"
+    script = textwrap.dedent(
+        f"""
+        import keras, numpy as np
+        from keras_retinanet import models
+        layers = [keras.Input((64,)), keras.layers.Dense(4096), keras.layers.Dense(4096)]
+        model = keras.Sequential(layers)
+        bias = np.zeros(4096, "float32")
+        model.layers[0].set_weights([np.full((64, 4096), 1.0, "float32"), bias])
+        models.save_model(model, {str(path)!r}, {{"epoch": 1}})
+        print("first", flush=True)
+        model.layers[0].set_weights([np.full((64, 4096), 2.0, "float32"), bias])
+        while True:
+            models.save_model(model, {str(path)!r}, {{"epoch": 2}})
+        """
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, env=dict(os.environ)
+    )
+    try:
+        assert process.stdout.readline().strip() == b"first"
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.glob(".snapshot.keras.*")):  # a write is under way
+            assert time.monotonic() < deadline, "no temporary snapshot file appeared"
+            time.sleep(0.005)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    model = keras.saving.load_model(str(path))
+    value = float(model.layers[0].get_weights()[0][0, 0])
+    assert value in (1.0, 2.0)  # the old snapshot, or a complete new one, never a torn file
+    assert models.read_metadata(str(path))["epoch"] == int(value)
+
+
+TWO_DEVICE_SCRIPT = """
+import sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
+)
+from keras_retinanet.cli import train
+train.main(sys.argv[1:])
+"""
+
+
+def test_two_logical_devices_training_step(tmp_path):
+    pytest.importorskip("tensorflow")
+    out = tmp_path / "snaps"
+    argv = SMALL + [
+        "--multi-gpu", "2", "--batch-size", "2", "--epochs", "1", "--steps", "1",
+        "--snapshot-path", str(out), "--no-evaluation",
+        "voc", str(DATA / "voc2007_sample"), "--val-set", "none",
+    ]  # fmt: skip
+    env = dict(os.environ, KERAS_BACKEND="tensorflow")
+    result = subprocess.run(
+        [sys.executable, "-c", TWO_DEVICE_SCRIPT, *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    metadata = models.read_metadata(str(out / "resnet50_voc_01.keras"))
+    assert math.isfinite(metadata["logs"]["loss"])
+    model = keras.saving.load_model(str(out / "resnet50_voc_01.keras"))
+    assert int(model.optimizer.iterations.numpy()) == 1
+
+
+def test_bad_inputs_are_clear_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        train_cli.main(SMALL + ["voc", str(tmp_path / "missing")])
+    assert "missing" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train_cli.main(
+            ["--weights", str(tmp_path / "nope.h5"), "voc", str(DATA / "bccd")]
+            + ["--classes", str(DATA / "bccd" / "classes.txt")]
+        )
+    assert "nope.h5" in capsys.readouterr().err
