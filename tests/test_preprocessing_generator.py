@@ -314,3 +314,13 @@ def test_constructor_rejects_bad_options(tmp_path):
         CSVGenerator(*paths, group_method="size")
     with pytest.raises(ValueError, match="batch_size"):
         CSVGenerator(*paths, batch_size=0)
+
+
+def test_empty_dataset_warns_and_has_no_batches(tmp_path):
+    (tmp_path / "annotations.csv").write_text("")
+    (tmp_path / "classes.csv").write_text("cat,0\n")
+    with pytest.warns(UserWarning, match="has no images"):
+        generator = CSVGenerator(tmp_path / "annotations.csv", tmp_path / "classes.csv")
+    assert generator.size() == 0 and len(generator) == 0
+    with pytest.raises(IndexError):
+        generator[0]

@@ -129,7 +129,10 @@ class Generator(keras.utils.PyDataset):
         if len(self._label_of) != len(self.classes):
             raise ValueError(f"class names must be unique, got {list(self.classes)}")
         if self.size() == 0:
-            raise ValueError(f"{type(self).__name__} has no images: {self.dataset_info()}")
+            # Not an error: a CLI may build an optional validation set and check size().
+            warnings.warn(
+                f"{type(self).__name__} has no images: {self.dataset_info()}", stacklevel=3
+            )
         self.groups = self._group_images()
 
     # Pickling, for use_multiprocessing with a spawn/forkserver start method.
