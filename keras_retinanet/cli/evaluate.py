@@ -1,0 +1,319 @@
+"""``retinanet-evaluate``: the mAP of a snapshot on a data set.
+
+Usage::
+
+    retinanet-evaluate [options] MODEL                      # the snapshot's validation set
+    retinanet-evaluate [options] voc DATA_DIR MODEL [--set test] [--classes FILE]
+    retinanet-evaluate [options] csv ANNOTATIONS CLASSES MODEL
+    retinanet-evaluate [options] coco DATA_DIR MODEL [--set val2017]
+
+MODEL is a ``.keras`` or ``.h5`` file holding the training or the inference model; a training
+model is converted with the anchor parameters recorded in the file. The work is done by
+:mod:`keras_retinanet.evaluation.runner`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+
+DATASET_TYPES = ("voc", "csv", "coco")
+# detectron2 / torchvision defaults, used when the snapshot records no image sizes.
+DEFAULT_MIN_SIDE = 800
+DEFAULT_MAX_SIDE = 1333
+
+_USAGE = (
+    "retinanet-evaluate [options] MODEL\n"
+    "       retinanet-evaluate [options] {voc,csv,coco} ... MODEL"
+)
+_DESCRIPTION = (
+    "Evaluate a RetinaNet snapshot (.keras or .h5, training or inference model). With MODEL "
+    "alone, on the validation set the snapshot was trained with; otherwise on the named "
+    "dataset. Prints AP per class, mAP and the mean inference time per image."
+)
+
+
+def _add_common_options(parser: argparse.ArgumentParser, suppress: bool = False) -> None:
+    """Options valid before and after the dataset subcommand.
+
+    In a subcommand's parser they default to ``argparse.SUPPRESS``, so that an option given
+    before the subcommand is not overwritten by the subcommand's default.
+    """
+
+    def default(value):
+        return argparse.SUPPRESS if suppress else value
+
+    parser.add_argument(
+        "--score-threshold",
+        type=float,
+        default=default(0.05),
+        help="keep detections scoring above this (default 0.05)",
+    )
+    parser.add_argument(
+        "--iou-threshold",
+        type=float,
+        default=default(0.5),
+        help="IoU for a detection to match a box (default 0.5)",
+    )
+    parser.add_argument(
+        "--max-detections",
+        type=int,
+        default=default(100),
+        help="detections kept per image (default 100)",
+    )
+    parser.add_argument(
+        "--metric",
+        choices=("voc07", "voc12", "coco"),
+        default=default(None),
+        help="voc07: 11-point AP; voc12: all-point AP; coco: COCOeval AP@[.5:.95] "
+        "(default: coco for COCO data, voc07 otherwise)",
+    )
+    parser.add_argument(
+        "--image-min-side",
+        type=int,
+        default=default(None),
+        help=f"shorter image side (default: the snapshot's, else {DEFAULT_MIN_SIDE})",
+    )
+    parser.add_argument(
+        "--image-max-side",
+        type=int,
+        default=default(None),
+        help=f"bound on the longer side (default: the snapshot's, else {DEFAULT_MAX_SIDE})",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=default(1), help="images per model call (default 1)"
+    )
+    parser.add_argument(
+        "--save-path",
+        default=default(None),
+        help="folder for images with detections and ground truth drawn, report.json and "
+        "precision-recall plots",
+    )
+    parser.add_argument(
+        "--draw-score-threshold",
+        type=float,
+        default=default(0.5),
+        help="with --save-path, draw detections scoring at least this (default 0.5)",
+    )
+    parser.add_argument(
+        "--skip-bad-images",
+        action="store_true",
+        default=default(False),
+        help="leave out unreadable images with a warning instead of stopping",
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", default=default(False), help="no progress bar"
+    )
+
+
+def _dataset_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="retinanet-evaluate", usage=_USAGE, description=_DESCRIPTION
+    )
+    _add_common_options(parser)
+    subparsers = parser.add_subparsers(dest="dataset_type", metavar="{voc,csv,coco}")
+
+    voc = subparsers.add_parser("voc", help="a dataset in Pascal VOC layout")
+    voc.add_argument("data_dir", help="folder with Annotations/, JPEGImages/, ImageSets/Main/")
+    voc.add_argument("model", help="the .keras or .h5 snapshot")
+    voc.add_argument("--set", default="test", help="ImageSets/Main/<set>.txt (default test)")
+    voc.add_argument(
+        "--classes",
+        default=None,
+        help="classes.txt in the model's label order (default: the snapshot's class names, "
+        "else DATA_DIR/classes.txt, else the 20 VOC classes)",
+    )
+    _add_common_options(voc, suppress=True)
+
+    csv = subparsers.add_parser("csv", help="annotations in CSV files")
+    csv.add_argument("annotations", help="CSV of path,x1,y1,x2,y2,class_name rows")
+    csv.add_argument("classes", help="CSV of class_name,id rows")
+    csv.add_argument("model", help="the .keras or .h5 snapshot")
+    _add_common_options(csv, suppress=True)
+
+    coco = subparsers.add_parser("coco", help="a dataset in COCO layout")
+    coco.add_argument("data_dir", help="folder with annotations/instances_<set>.json, <set>/")
+    coco.add_argument("model", help="the .keras or .h5 snapshot")
+    coco.add_argument("--set", default="val2017", help="the set to evaluate (default val2017)")
+    _add_common_options(coco, suppress=True)
+    return parser
+
+
+def _snapshot_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="retinanet-evaluate", usage=_USAGE, description=_DESCRIPTION
+    )
+    parser.add_argument(
+        "model",
+        help="a snapshot written by retinanet-train; evaluated on its validation set. "
+        "Or give a dataset first: {voc,csv,coco} ... MODEL (see retinanet-evaluate voc -h)",
+    )
+    _add_common_options(parser)
+    return parser
+
+
+def _first_positional(argv: Sequence[str], parser: argparse.ArgumentParser) -> str | None:
+    """The first argument that is not an option or an option's value."""
+    takes_value = {
+        option
+        for action in parser._actions
+        if action.nargs != 0
+        for option in action.option_strings
+    }
+    skip = False
+    for token in argv:
+        if skip:
+            skip = False
+            continue
+        if token == "--":
+            return None
+        if token.startswith("-") and len(token) > 1:
+            skip = "=" not in token and token in takes_value
+            continue
+        return token
+    return None
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse the command line: a dataset subcommand, or a snapshot alone."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    dataset_parser = _dataset_parser()
+    first = _first_positional(argv, dataset_parser)
+    if first is None or first in DATASET_TYPES:
+        args = dataset_parser.parse_args(argv)
+        if args.dataset_type is None:
+            dataset_parser.error("give a MODEL, or a dataset and a MODEL: {voc,csv,coco} ... MODEL")
+    else:
+        args = _snapshot_parser().parse_args(argv)
+        args.dataset_type = None
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``retinanet-evaluate``; returns 0 on success.
+
+    Raises:
+        SystemExit: bad arguments, or a missing file or a model/dataset mismatch (with a
+            message saying what to fix).
+    """
+    args = parse_args(argv)
+    try:
+        run(args)
+    except (OSError, ValueError) as error:  # OSError: missing files, unreadable images
+        sys.exit(f"retinanet-evaluate: error: {error}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> None:
+    """Evaluate as the parsed arguments say: build the data, load the model, report."""
+    from keras_retinanet.evaluation import runner
+    from keras_retinanet.models import load_model, read_metadata
+
+    model_path = args.model
+    metadata = read_metadata(model_path)
+    min_side = args.image_min_side or metadata.get("image_min_side") or DEFAULT_MIN_SIDE
+    max_side = args.image_max_side or metadata.get("image_max_side") or DEFAULT_MAX_SIDE
+    if max_side < min_side:
+        raise ValueError(
+            f"--image-max-side {max_side} is smaller than --image-min-side {min_side}; pass "
+            "both or neither"
+        )
+    generator_kwargs = {
+        "image_min_side": min_side,
+        "image_max_side": max_side,
+        "shuffle": False,
+        "group_method": "none",
+        "batch_size": 1,
+        "skip_bad_images": args.skip_bad_images,
+    }
+    recorded_classes = metadata.get("classes")
+
+    if args.dataset_type is None:
+        generator = runner.generator_from_snapshot(model_path, metadata, **generator_kwargs)
+        dataset_type = metadata["dataset"].get("type")
+    elif args.dataset_type == "voc":
+        from keras_retinanet.preprocessing.voc import VOC_CLASSES, PascalVocGenerator
+
+        classes = args.classes or recorded_classes
+        if classes is None:
+            classes_file = os.path.join(args.data_dir, "classes.txt")
+            classes = classes_file if os.path.isfile(classes_file) else VOC_CLASSES
+        generator = PascalVocGenerator(args.data_dir, args.set, classes=classes, **generator_kwargs)
+        dataset_type = "voc"
+    elif args.dataset_type == "csv":
+        from keras_retinanet.preprocessing.csv import CSVGenerator
+
+        generator = CSVGenerator(args.annotations, args.classes, **generator_kwargs)
+        dataset_type = "csv"
+    else:
+        from keras_retinanet.preprocessing.coco import CocoGenerator
+
+        generator = CocoGenerator(args.data_dir, args.set, **generator_kwargs)
+        dataset_type = "coco"
+
+    # The recorded class count is checked before the (slow) model load.
+    recorded_count = metadata.get("num_classes") or (
+        len(recorded_classes) if recorded_classes else None
+    )
+    runner.check_num_classes(recorded_count, generator, model_path)
+    if recorded_classes and list(recorded_classes) != list(generator.classes):
+        warnings.warn(
+            f"{model_path} was trained with classes {list(recorded_classes)} but the dataset "
+            f"names its labels {list(generator.classes)}; labels are matched by index",
+            stacklevel=2,
+        )
+
+    model = load_model(
+        model_path,
+        convert=True,
+        score_threshold=args.score_threshold,
+        max_detections=args.max_detections,
+    )
+    runner.check_num_classes(runner.model_num_classes(model), generator, model_path)
+
+    metric = args.metric or ("coco" if dataset_type == "coco" else "voc07")
+    result = runner.evaluate(
+        generator,
+        model,
+        score_threshold=args.score_threshold,
+        max_detections=args.max_detections,
+        iou_threshold=args.iou_threshold,
+        metric=metric,
+        batch_size=args.batch_size,
+        image_min_side=min_side,
+        image_max_side=max_side,
+        verbose=0 if args.quiet else 1,
+    )
+    print(runner.format_table(result))
+
+    if args.save_path:
+        save_path = args.save_path
+        report = runner.write_json_report(
+            result,
+            os.path.join(save_path, "report.json"),
+            extra={
+                "model": os.path.abspath(model_path),
+                "dataset": generator.dataset_info(),
+                "epoch": metadata.get("epoch"),
+            },
+        )
+        plots = runner.save_precision_recall_plots(
+            result, os.path.join(save_path, "precision_recall")
+        )
+        images = runner.save_detection_images(
+            generator,
+            result,
+            os.path.join(save_path, "images"),
+            score_threshold=args.draw_score_threshold,
+        )
+        print(
+            f"wrote {report}, {len(plots)} precision-recall plots and {len(images)} images "
+            f"under {save_path}"
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,655 @@
+"""Evaluating a RetinaNet model on a data set: detections, metrics and reports.
+
+:func:`evaluate` runs an inference model over every image of a generator (batches padded by
+:func:`keras_retinanet.inference.prepare_batch`, boxes rescaled to original pixels by
+:func:`keras_retinanet.inference.detect`), scores the detections with the Pascal VOC protocol
+of :mod:`keras_retinanet.evaluation.voc` (and optionally COCOeval through
+:mod:`keras_retinanet.evaluation.coco`) and returns an :class:`EvaluationResult` that keeps the
+per-image detections, so reports need no second pass of the model. The report writers
+(:func:`format_table`, :func:`write_json_report`, :func:`save_precision_recall_plots`,
+:func:`save_detection_images`) and the snapshot helpers used by ``retinanet-evaluate`` live here
+too, so that the command line only parses arguments.
+
+Keras and the inference model are imported only when a model is converted or loaded; the
+metric maths stays NumPy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from keras_retinanet.evaluation.voc import (
+    average_precision,
+    mean_average_precision,
+    plot_precision_recall,
+    precision_recall,
+)
+from keras_retinanet.inference import Detections, batched, detect
+
+__all__ = [
+    "METRICS",
+    "ClassResult",
+    "EvaluationResult",
+    "evaluate",
+    "as_inference_model",
+    "model_num_classes",
+    "check_num_classes",
+    "generator_from_snapshot",
+    "format_table",
+    "write_json_report",
+    "save_precision_recall_plots",
+    "save_detection_images",
+]
+
+# voc07: VOC2007 11-point AP; voc12: VOC2010+ all-point AP; coco: COCOeval AP@[.5:.95].
+METRICS = ("voc07", "voc12", "coco")
+
+
+@dataclass
+class ClassResult:
+    """Pascal VOC result of one class.
+
+    Attributes:
+        label: class index.
+        name: class name.
+        average_precision: AP at the evaluation IoU threshold (0.0 when the class has no
+            ground truth: undefined, and left out of the mean).
+        num_annotations: non-difficult ground-truth boxes of the class.
+        num_detections: detections of the class over the data set.
+        recall: ``(P,)`` float64, recall after each ranked detection that counts.
+        precision: ``(P,)`` float64, precision at the same points.
+    """
+
+    label: int
+    name: str
+    average_precision: float
+    num_annotations: int
+    num_detections: int
+    recall: np.ndarray = field(repr=False)
+    precision: np.ndarray = field(repr=False)
+
+
+@dataclass
+class EvaluationResult:
+    """What :func:`evaluate` found.
+
+    Attributes:
+        classes: one :class:`ClassResult` per class, by label.
+        mean_average_precision: the headline number: for ``voc07``/``voc12`` the mean AP of the
+            classes with at least one non-difficult box; for ``coco`` COCOeval's AP
+            (IoU 0.5:0.95).
+        inference_time: mean seconds per image spent in the model's ``predict_on_batch``
+            (batch time divided by batch size; includes the one-off graph compilation of
+            each new input shape).
+        metric: one of :data:`METRICS`.
+        iou_threshold: IoU threshold of the VOC matching.
+        score_threshold: detections at or below this score were dropped.
+        max_detections: at most this many detections were kept per image.
+        image_min_side: resize target of the shorter image side.
+        image_max_side: bound on the longer image side.
+        image_indices: generator indices of the evaluated images (unreadable images skipped
+            with ``skip_bad_images`` are left out).
+        image_sizes: ``(height, width)`` of each evaluated image.
+        detections: per evaluated image, :class:`~keras_retinanet.inference.Detections` in
+            original image pixels, sorted by descending score.
+        annotations: per evaluated image, the generator's ground truth in original pixels
+            (``{"bboxes": (M, 4), "labels": (M,), "difficult": (M,)}``) after its box
+            filtering.
+        coco_metrics: ``{name: value}`` from
+            :func:`keras_retinanet.evaluation.coco.evaluate_coco` for the ``coco`` metric,
+            else None.
+    """
+
+    classes: list[ClassResult]
+    mean_average_precision: float
+    inference_time: float
+    metric: str
+    iou_threshold: float
+    score_threshold: float
+    max_detections: int
+    image_min_side: float
+    image_max_side: float
+    image_indices: list[int] = field(repr=False)
+    image_sizes: list[tuple[int, int]] = field(repr=False)
+    detections: list[Detections] = field(repr=False)
+    annotations: list[dict[str, np.ndarray]] = field(repr=False)
+    coco_metrics: dict[str, float] | None = None
+
+    @property
+    def average_precisions(self) -> dict[int, tuple[float, int]]:
+        """``{label: (ap, num_annotations)}``, as
+        :func:`keras_retinanet.evaluation.voc.evaluate_detections` returns it."""
+        return {c.label: (c.average_precision, c.num_annotations) for c in self.classes}
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class names by label."""
+        return [c.name for c in self.classes]
+
+    @property
+    def num_images(self) -> int:
+        """Number of evaluated images."""
+        return len(self.image_indices)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable summary (no curves, no per-image detections)."""
+        return {
+            "metric": self.metric,
+            "mAP": self.mean_average_precision,
+            "mean_inference_time_s": self.inference_time,
+            "num_images": self.num_images,
+            "settings": {
+                "iou_threshold": self.iou_threshold,
+                "score_threshold": self.score_threshold,
+                "max_detections": self.max_detections,
+                "image_min_side": self.image_min_side,
+                "image_max_side": self.image_max_side,
+            },
+            "classes": [
+                {
+                    "label": c.label,
+                    "name": c.name,
+                    "num_annotations": c.num_annotations,
+                    "num_detections": c.num_detections,
+                    # AP is undefined without ground truth: null rather than a misleading 0.
+                    "ap": c.average_precision if c.num_annotations > 0 else None,
+                }
+                for c in self.classes
+            ],
+            "coco": self.coco_metrics,
+        }
+
+
+class _TimedModel:
+    """Forwards ``predict_on_batch`` and adds up the seconds it takes."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.seconds = 0.0
+
+    def predict_on_batch(self, batch: np.ndarray) -> list[np.ndarray]:
+        start = time.perf_counter()
+        outputs = self.model.predict_on_batch(batch)
+        # np.asarray waits for the result: JAX dispatches asynchronously.
+        outputs = [np.asarray(output) for output in outputs]
+        self.seconds += time.perf_counter() - start
+        return outputs
+
+
+def model_num_classes(model: Any) -> int | None:
+    """Number of classes K of a training or inference RetinaNet model, or None if unknown.
+
+    Read from the output of the classification subnet, ``(B, N, K)``, which both the training
+    model and the inference model built on it contain.
+    """
+    get_layer = getattr(model, "get_layer", None)
+    if get_layer is None:
+        return None
+    try:
+        shape = get_layer("classification_submodel").output.shape
+    except (ValueError, AttributeError):
+        return None
+    return None if shape[-1] is None else int(shape[-1])
+
+
+def check_num_classes(num_model_classes: int | None, generator: Any, model_name: str) -> None:
+    """Raises a clear error when a model and a data set disagree on the number of classes.
+
+    Args:
+        num_model_classes: classes the model predicts; None skips the check.
+        generator: the data set.
+        model_name: how to name the model in the message (its file, usually).
+
+    Raises:
+        ValueError: the two numbers differ; the message names both and the model.
+    """
+    num_data_classes = generator.num_classes()
+    if num_model_classes is None or num_model_classes == num_data_classes:
+        return
+    info = _dataset_description(generator)
+    raise ValueError(
+        f"{model_name} predicts {num_model_classes} classes but the dataset {info} has "
+        f"{num_data_classes} classes; evaluate on the dataset the model was trained on, or "
+        f"give the dataset's generator the model's {num_model_classes} class names in the "
+        "model's label order (retinanet-evaluate: --classes FILE for voc)"
+    )
+
+
+def _dataset_description(generator: Any) -> str:
+    try:
+        info = generator.dataset_info()
+    except (AttributeError, NotImplementedError):
+        return type(generator).__name__
+    return json.dumps(info, default=str)
+
+
+def as_inference_model(
+    model: Any,
+    anchor_parameters: Any = None,
+    score_threshold: float = 0.05,
+    max_detections: int = 100,
+) -> Any:
+    """The inference model of ``model``, converting a training model with ``retinanet_box``.
+
+    An inference model (or any object with a ``predict_on_batch`` returning ``boxes``,
+    ``scores``, ``labels``) is returned as it is.
+
+    Args:
+        model: a training model from ``retinanet_model``, or an inference model.
+        anchor_parameters: anchors the training model was trained with (defaults if None).
+        score_threshold: the converted model's score filter.
+        max_detections: the converted model's detections per image.
+    """
+    import keras
+
+    from keras_retinanet.models import is_inference_model, retinanet_box
+
+    if isinstance(model, keras.Model) and not is_inference_model(model):
+        return retinanet_box(
+            model,
+            anchor_parameters=anchor_parameters,
+            score_threshold=score_threshold,
+            max_detections=max_detections,
+        )
+    return model
+
+
+def _top_detections(detections: Detections, max_detections: int) -> Detections:
+    order = np.argsort(-detections.scores, kind="stable")[:max_detections]
+    return Detections(
+        boxes=detections.boxes[order],
+        scores=detections.scores[order],
+        labels=detections.labels[order],
+    )
+
+
+def _per_class_detections(detections: Detections, num_classes: int) -> list[np.ndarray]:
+    """``[(D_c, 5) float64 [x1, y1, x2, y2, score] for c in range(K)]``."""
+    rows = np.concatenate(
+        [detections.boxes.astype(np.float64), detections.scores[:, None].astype(np.float64)],
+        axis=1,
+    )
+    return [rows[detections.labels == c] for c in range(num_classes)]
+
+
+def _per_class_annotations(
+    annotations: dict[str, np.ndarray], num_classes: int
+) -> list[dict[str, np.ndarray]]:
+    """``[{"bboxes": (G_c, 4), "difficult": (G_c,)} for c in range(K)]``."""
+    boxes = np.asarray(annotations["bboxes"], dtype=np.float64).reshape(-1, 4)
+    labels = np.asarray(annotations["labels"]).reshape(-1)
+    difficult = np.asarray(
+        annotations.get("difficult", np.zeros(len(labels), dtype=bool)), dtype=bool
+    ).reshape(-1)
+    return [
+        {"bboxes": boxes[labels == c], "difficult": difficult[labels == c]}
+        for c in range(num_classes)
+    ]
+
+
+def _load_image(generator: Any, index: int) -> np.ndarray | None:
+    """The original image, or None for an unreadable one when the generator skips them."""
+    if not getattr(generator, "skip_bad_images", False):
+        return generator.load_image(index)
+    from keras_retinanet.preprocessing.image import ImageReadError
+
+    try:
+        return generator.load_image(index)
+    except ImageReadError as error:
+        warnings.warn(f"evaluation skips an unreadable image: {error}", stacklevel=3)
+        return None
+
+
+def evaluate(
+    generator: Any,
+    model: Any,
+    score_threshold: float = 0.05,  # Lin et al. 2017, sec. 5.1: detections above 0.05
+    max_detections: int = 100,  # per image; also COCO's maxDets for AP
+    iou_threshold: float = 0.5,  # Pascal VOC (Everingham et al. 2010, sec. 4.4)
+    metric: str = "voc07",
+    batch_size: int = 1,
+    anchor_parameters: Any = None,
+    image_min_side: float | None = None,
+    image_max_side: float | None = None,
+    class_names: Sequence[str] | None = None,
+    verbose: int = 1,
+) -> EvaluationResult:
+    """Run a model over every image of a generator and score its detections.
+
+    Images are read at their original size with ``generator.load_image`` (in index order),
+    resized and padded in batches of ``batch_size`` (padded to a multiple of 128, so the
+    compiled graph is reused across image sizes), and the detections are rescaled to the
+    original pixels. Each image keeps its ``max_detections`` best detections above
+    ``score_threshold``. Ground truth is ``generator.load_annotations`` after the generator's
+    own box filtering (the boxes training sees, before resizing).
+
+    Args:
+        generator: a :class:`keras_retinanet.preprocessing.generator.Generator` (any object
+            with ``size``, ``num_classes``, ``load_image``, ``load_annotations`` and
+            ``filter_annotations``).
+        model: an inference model from ``retinanet_box`` (``predict_on_batch`` of a
+            ``(B, H, W, 3)`` float32 batch returns ``boxes (B, D, 4)``, ``scores (B, D)``,
+            ``labels (B, D)`` padded with -1), or a training model, converted here.
+        score_threshold: keep detections scoring strictly above this.
+        max_detections: detections kept per image.
+        iou_threshold: a detection matches a box when their IoU is strictly greater.
+        metric: ``"voc07"`` (11-point AP), ``"voc12"`` (all-point AP) or ``"coco"``
+            (per-class all-point AP at ``iou_threshold`` plus COCOeval; the headline is
+            COCO's AP at IoU 0.5:0.95).
+        batch_size: images per model call.
+        anchor_parameters: anchors of a training model to convert; by default the
+            generator's ``anchor_parameters``.
+        image_min_side: resize target of the shorter side; by default the generator's.
+        image_max_side: bound on the longer side; by default the generator's.
+        class_names: names by label for the results; by default ``generator.classes``.
+        verbose: 1 for a progress bar, 0 for none.
+
+    Returns:
+        An :class:`EvaluationResult`.
+
+    Raises:
+        ValueError: an unknown metric, a bad threshold, or a model whose number of classes
+            differs from the generator's.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    if max_detections < 1:
+        raise ValueError(f"max_detections must be at least 1, got {max_detections}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if not 0.0 < iou_threshold < 1.0:
+        raise ValueError(f"iou_threshold must be in (0, 1), got {iou_threshold}")
+
+    num_classes = generator.num_classes()
+    names = list(class_names) if class_names is not None else list(generator.classes)
+    if len(names) != num_classes:
+        raise ValueError(
+            f"{len(names)} class names for a dataset of {num_classes} classes: {names}"
+        )
+    if anchor_parameters is None:
+        anchor_parameters = getattr(generator, "anchor_parameters", None)
+    model = as_inference_model(model, anchor_parameters, score_threshold, max_detections)
+    check_num_classes(model_num_classes(model), generator, getattr(model, "name", "the model"))
+    min_side = image_min_side if image_min_side is not None else generator.image_min_side
+    max_side = image_max_side if image_max_side is not None else generator.image_max_side
+
+    timed = _TimedModel(model)
+    image_indices: list[int] = []
+    image_sizes: list[tuple[int, int]] = []
+    all_detections: list[Detections] = []
+    all_annotations: list[dict[str, np.ndarray]] = []
+    progress = None
+    if verbose:
+        import keras
+
+        progress = keras.utils.Progbar(generator.size(), unit_name="image")
+    done = 0
+    for indices in batched(range(generator.size()), batch_size):
+        images, kept = [], []
+        for index in indices:
+            image = _load_image(generator, index)
+            if image is not None:
+                images.append(image)
+                kept.append(index)
+        if images:
+            batch_detections = detect(
+                timed, images, min_side=min_side, max_side=max_side, score_threshold=score_threshold
+            )
+            for index, image, detections in zip(kept, images, batch_detections):
+                ground_truth = generator.filter_annotations(
+                    image, generator.load_annotations(index), index
+                )
+                image_indices.append(index)
+                image_sizes.append((int(image.shape[0]), int(image.shape[1])))
+                all_detections.append(_top_detections(detections, max_detections))
+                all_annotations.append(ground_truth)
+        done += len(indices)
+        if progress is not None:
+            progress.update(done)
+
+    if not image_indices:
+        raise ValueError(f"no image could be evaluated in {_dataset_description(generator)}")
+
+    detections_by_class = [_per_class_detections(d, num_classes) for d in all_detections]
+    annotations_by_class = [_per_class_annotations(a, num_classes) for a in all_annotations]
+    use_07_metric = metric == "voc07"
+    classes = []
+    for label in range(num_classes):
+        recall, precision, num_annotations = precision_recall(
+            detections_by_class, annotations_by_class, label, iou_threshold=iou_threshold
+        )
+        ap = (
+            average_precision(recall, precision, use_07_metric=use_07_metric)
+            if num_annotations > 0
+            else 0.0
+        )
+        classes.append(
+            ClassResult(
+                label=label,
+                name=str(names[label]),
+                average_precision=float(ap),
+                num_annotations=int(num_annotations),
+                num_detections=int(sum(len(d[label]) for d in detections_by_class)),
+                recall=recall,
+                precision=precision,
+            )
+        )
+
+    coco_metrics = None
+    if metric == "coco":
+        from keras_retinanet.evaluation.coco import evaluate_coco
+
+        coco_metrics = evaluate_coco(detections_by_class, annotations_by_class, image_sizes, names)
+        headline = coco_metrics["AP"]
+    else:
+        headline = mean_average_precision(
+            {c.label: (c.average_precision, c.num_annotations) for c in classes}
+        )
+
+    return EvaluationResult(
+        classes=classes,
+        mean_average_precision=float(headline),
+        inference_time=timed.seconds / len(image_indices),
+        metric=metric,
+        iou_threshold=float(iou_threshold),
+        score_threshold=float(score_threshold),
+        max_detections=int(max_detections),
+        image_min_side=min_side,
+        image_max_side=max_side,
+        image_indices=image_indices,
+        image_sizes=image_sizes,
+        detections=all_detections,
+        annotations=all_annotations,
+        coco_metrics=coco_metrics,
+    )
+
+
+# --------------------------------------------------------------------------- snapshots
+
+
+def generator_from_snapshot(model_path: str, metadata: dict | None = None, **kwargs: Any) -> Any:
+    """The validation generator of the data set a snapshot was trained on.
+
+    Args:
+        model_path: a ``.keras``/``.h5`` snapshot written by ``retinanet-train``.
+        metadata: its metadata, if already read (:func:`keras_retinanet.models.read_metadata`).
+        **kwargs: generator options (``image_min_side``, ``shuffle``...).
+
+    Returns:
+        The generator of the record's ``"val"`` split.
+
+    Raises:
+        ValueError: the snapshot has no dataset record, or the record has no validation split.
+    """
+    from keras_retinanet.preprocessing.factory import create_generator
+
+    if metadata is None:
+        from keras_retinanet.models import read_metadata
+
+        metadata = read_metadata(model_path)
+    record = metadata.get("dataset")
+    if not record:
+        raise ValueError(
+            f"{model_path} records no dataset (it was not saved by retinanet-train); name the "
+            f"dataset, e.g. retinanet-evaluate voc DATA_DIR {model_path}"
+        )
+    generator = create_generator(record, "val", **kwargs)
+    if generator is None:
+        raise ValueError(
+            f"the dataset recorded in {model_path} has no validation split ({record}); name "
+            f"the dataset and split, e.g. retinanet-evaluate voc DATA_DIR {model_path} --set test"
+        )
+    return generator
+
+
+# --------------------------------------------------------------------------- reports
+
+
+def format_table(result: EvaluationResult) -> str:
+    """A plain-text table: one row per class (name, ground-truth boxes, detections, AP), mAP
+    and the mean inference time per image."""
+    name_width = max([5] + [len(c.name) for c in result.classes])
+    ap_name = {"voc07": "AP (11-pt)", "voc12": "AP", "coco": "AP"}[result.metric]
+    header = f"{'class':<{name_width}}  {'boxes':>6}  {'detections':>10}  {ap_name:>10}"
+    lines = [header, "-" * len(header)]
+    for c in result.classes:
+        ap = f"{c.average_precision:.4f}" if c.num_annotations > 0 else "-"
+        lines.append(
+            f"{c.name:<{name_width}}  {c.num_annotations:>6d}  {c.num_detections:>10d}  {ap:>10}"
+        )
+    lines.append("-" * len(header))
+    counted = sum(c.num_annotations > 0 for c in result.classes)
+    if result.metric == "coco":
+        voc_map = mean_average_precision(result.average_precisions)
+        lines.append(f"mAP@{result.iou_threshold:g} (all-point, {counted} classes): {voc_map:.4f}")
+        for name, value in (result.coco_metrics or {}).items():
+            lines.append(f"COCO {name:<6}: {value:.4f}")
+        lines.append(f"mAP (COCO AP@[.5:.95]): {result.mean_average_precision:.4f}")
+    else:
+        lines.append(
+            f"mAP@{result.iou_threshold:g} ({result.metric}, {counted} classes with ground "
+            f"truth): {result.mean_average_precision:.4f}"
+        )
+    lines.append(
+        f"mean inference time: {result.inference_time * 1000:.1f} ms per image "
+        f"({result.num_images} images)"
+    )
+    return "\n".join(lines)
+
+
+def write_json_report(
+    result: EvaluationResult, path: str | os.PathLike, extra: dict | None = None
+) -> str:
+    """Write :meth:`EvaluationResult.to_dict` (plus ``extra`` entries) as JSON.
+
+    Args:
+        result: the evaluation.
+        path: the JSON file; missing folders are created.
+        extra: more top-level entries (the model path, the data set...).
+
+    Returns:
+        ``path`` as a string.
+    """
+    path = os.fspath(path)
+    report = result.to_dict()
+    report.update(extra or {})
+    parent = os.path.dirname(path)
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2, default=str)
+        f.write("\n")
+    return path
+
+
+def _file_stem(text: str) -> str:
+    """A file-name-safe version of a class or image name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "unnamed"
+
+
+def save_precision_recall_plots(
+    result: EvaluationResult, directory: str | os.PathLike
+) -> list[str]:
+    """One precision/recall PNG per class with ground truth, named ``<label>_<name>.png``.
+
+    Returns:
+        The paths written, by label.
+    """
+    directory = os.fspath(directory)
+    paths = []
+    for c in result.classes:
+        if c.num_annotations == 0:
+            continue
+        path = os.path.join(directory, f"{c.label:03d}_{_file_stem(c.name)}.png")
+        paths.append(
+            plot_precision_recall(c.recall, c.precision, c.average_precision, c.name, path)
+        )
+    return paths
+
+
+def save_detection_images(
+    generator: Any,
+    result: EvaluationResult,
+    directory: str | os.PathLike,
+    score_threshold: float = 0.5,
+) -> list[str]:
+    """Draw ground truth and detections on each evaluated image and write it as PNG.
+
+    Ground truth is drawn in green (difficult boxes dashed), detections in their class colour
+    with ``"name: score"`` captions. Files are named after the image (``<stem>.png``; a
+    repeated stem gets ``_<index>``).
+
+    Args:
+        generator: the generator ``result`` was computed on.
+        result: from :func:`evaluate`.
+        directory: output folder, created if missing.
+        score_threshold: draw detections scoring at least this (the evaluation keeps many
+            low-scoring ones that would hide the image).
+
+    Returns:
+        The paths written, in the order of ``result.image_indices``.
+    """
+    import cv2
+
+    from keras_retinanet.visualization import draw_annotations, draw_detections
+
+    directory = os.fspath(directory)
+    os.makedirs(directory, exist_ok=True)
+    names = dict(enumerate(result.class_names))
+    used: set[str] = set()
+    paths = []
+    for index, detections, ground_truth in zip(
+        result.image_indices, result.detections, result.annotations
+    ):
+        image = np.ascontiguousarray(generator.load_image(index)).copy()
+        draw_annotations(image, ground_truth, label_to_name=names)
+        draw_detections(
+            image,
+            detections.boxes,
+            detections.scores,
+            detections.labels,
+            label_to_name=names,
+            score_threshold=score_threshold,
+        )
+        try:
+            source = generator.image_path(index)
+        except (AttributeError, NotImplementedError):
+            source = str(index)
+        stem = _file_stem(os.path.splitext(os.path.basename(source))[0])
+        if stem in used:
+            stem = f"{stem}_{index}"
+        used.add(stem)
+        path = os.path.join(directory, f"{stem}.png")
+        if not cv2.imwrite(path, image):
+            raise OSError(f"could not write {path}; check that the folder is writable")
+        paths.append(path)
+    return paths
