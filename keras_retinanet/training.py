@@ -225,14 +225,19 @@ class TimeLimit(keras.callbacks.Callback):
 
 
 class JSONLogger(keras.callbacks.Callback):
-    """Append every epoch's logs (losses, learning rate, mAP) as one JSON line."""
+    """Append every epoch's logs (losses, learning rate, mAP, and the seconds since training
+    started) as one JSON line."""
 
     def __init__(self, path: str) -> None:
         super().__init__()
         self.path = path
+        self._start = time.monotonic()
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._start = time.monotonic()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        record = {"epoch": epoch + 1}
+        record = {"epoch": epoch + 1, "seconds": round(time.monotonic() - self._start, 1)}
         record.update({k: float(v) for k, v in (logs or {}).items() if _finite(v)})
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
