@@ -53,23 +53,30 @@ def compute_overlap(boxes: np.ndarray, query_boxes: np.ndarray) -> np.ndarray:
     # computed (anchors come level by level in row-major order: a block is a band of the
     # image). Results are bitwise those of the plain whole-array formula.
     step = max(1, _OVERLAP_BLOCK // max(1, len(query_boxes)))
-    for start in range(0, len(boxes), step):
+    starts = np.arange(0, len(boxes), step)
+    if len(starts) == 0 or len(query_boxes) == 0:
+        return iou
+    # Extent of every block at once, and which query boxes reach into it: (blocks, K).
+    low_x, low_y = (np.minimum.reduceat(boxes[:, i], starts) for i in (0, 1))
+    high_x, high_y = (np.maximum.reduceat(boxes[:, i], starts) for i in (2, 3))
+    hits = (
+        np.minimum(query_boxes[None, :, 2], high_x[:, None])
+        > np.maximum(query_boxes[None, :, 0], low_x[:, None])
+    ) & (
+        np.minimum(query_boxes[None, :, 3], high_y[:, None])
+        > np.maximum(query_boxes[None, :, 1], low_y[:, None])
+    )
+    # A NaN coordinate makes a block's extent NaN: compute that block in full.
+    hits[np.isnan(low_x + low_y + high_x + high_y)] = True
+    for block_index, start in enumerate(starts):
         stop = start + step
-        block, out = boxes[start:stop], iou[start:stop]
-        low_x, low_y = block[:, 0].min(), block[:, 1].min()
-        high_x, high_y = block[:, 2].max(), block[:, 3].max()
-        if np.isnan([low_x, low_y, high_x, high_y]).any():
-            hits = np.ones(len(query_boxes), dtype=bool)
-        else:
-            hits = (
-                np.minimum(query_boxes[:, 2], high_x) > np.maximum(query_boxes[:, 0], low_x)
-            ) & (np.minimum(query_boxes[:, 3], high_y) > np.maximum(query_boxes[:, 1], low_y))
-        if hits.all():
+        block, out, block_hits = boxes[start:stop], iou[start:stop], hits[block_index]
+        if block_hits.all():
             _overlap_block(block, area[start:stop], query_boxes, query_area, out)
             continue
         out[...] = 0.0
-        if hits.any():
-            columns = np.flatnonzero(hits)
+        if block_hits.any():
+            columns = np.flatnonzero(block_hits)
             part = np.empty((len(block), len(columns)), dtype=np.float64)
             _overlap_block(block, area[start:stop], query_boxes[columns], query_area[columns], part)
             out[:, columns] = part
