@@ -289,6 +289,10 @@ class FilterDetections(keras.layers.Layer):
             labels = _gather_rows(best_labels, anchor_index)
 
         valid = scores > self.score_threshold
+        if self.pre_nms_top_k is not None and self.pre_nms_top_k < budget:
+            # top_k took max_detections rows so that the final top_k has enough of them; only
+            # the first pre_nms_top_k are candidates.
+            valid = ops.logical_and(valid, ops.arange(budget) < self.pre_nms_top_k)
         if self.nms:
             keep = greedy_nms_mask(
                 candidate_boxes,

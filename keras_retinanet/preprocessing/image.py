@@ -29,7 +29,8 @@ def read_image_bgr(path: str) -> np.ndarray:
 
     JPEG, PNG (also a PNG named ``.jpg``: the format is detected from the content), BMP, TIFF and
     WebP are read with Pillow. Grayscale, RGBA (alpha dropped), palette and CMYK images become
-    3-channel; the EXIF orientation tag is applied, so the array is upright as a viewer shows it.
+    3-channel (16-bit grayscale scaled to 8 bits); the EXIF orientation tag is applied, so the
+    array is upright as a viewer shows it.
 
     Args:
         path: image file path.
@@ -46,6 +47,11 @@ def read_image_bgr(path: str) -> np.ndarray:
         with Image.open(path) as image:
             image.load()  # decode now, so that a truncated file fails here and names itself
             image = ImageOps.exif_transpose(image)
+            if image.mode.startswith("I"):
+                # 16-bit grayscale (mode I;16* or I): convert("RGB") clips values at 255 rather
+                # than scaling them, which turns the image white; scale 65535 -> 255 first.
+                gray = np.asarray(image, dtype=np.float64) / 257.0
+                image = Image.fromarray(np.clip(np.round(gray), 0, 255).astype(np.uint8))
             image = image.convert("RGB")
             array = np.asarray(image)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
