@@ -109,7 +109,7 @@ def test_voc_subcommand_prints_table(snapshot, capsys):
     assert rows["cow"][2] == "-"  # no ground truth: no AP
     assert sum(r[1] for r in rows.values()) == 5 * 5  # 5 images x --max-detections 5
     assert "mAP@0.5 (voc12, 6 classes with ground truth):" in output
-    assert "ms per image (5 images)" in output
+    assert "ms per image (5 images; first batch" in output
 
 
 def test_snapshot_alone_uses_recorded_dataset_and_saves(snapshot, tmp_path, capsys):
@@ -196,3 +196,30 @@ def test_missing_model_file(tmp_path):
     with pytest.raises(SystemExit) as error:
         evaluate_cli.main([str(missing)])
     assert str(missing) in str(error.value.code)
+
+
+def test_csv_subcommand_with_coco_metric(snapshot, tmp_path, capsys):
+    # The same images and boxes as a CSV dataset, written from the VOC ground truth.
+    from keras_retinanet.preprocessing.voc import PascalVocGenerator
+
+    voc = PascalVocGenerator(str(VOC2007), "test", classes=str(VOC2007 / "classes.txt"))
+    classes_csv = tmp_path / "classes.csv"
+    classes_csv.write_text("".join(f"{name},{i}\n" for i, name in enumerate(voc.classes)))
+    lines = []
+    for i in range(voc.size()):
+        annotations = voc.load_annotations(i)
+        for box, label in zip(annotations["bboxes"], annotations["labels"]):
+            x1, y1, x2, y2 = (int(round(v)) for v in box)
+            lines.append(f"{voc.image_path(i)},{x1},{y1},{x2},{y2},{voc.classes[label]}\n")
+    annotations_csv = tmp_path / "annotations.csv"
+    annotations_csv.write_text("".join(lines))
+
+    code = evaluate_cli.main(
+        ["csv", str(annotations_csv), str(classes_csv), str(snapshot), "--metric", "coco", *FAST]
+    )
+    assert code == 0
+    output = capsys.readouterr().out
+    # No difficult flags in CSV files: all 6 chairs count.
+    assert table_rows(output)["chair"][0] == 6
+    assert "mAP (COCO AP@[.5:.95]):" in output
+    assert "COCO AP50" in output

@@ -127,7 +127,7 @@ def test_evaluate_real_model_results_in_original_pixels(generator, training_mode
         "train",
     }
     assert all(0.0 <= c.average_precision <= 1.0 for c in result.classes)
-    assert result.inference_time > 0
+    assert result.inference_time > 0 and result.first_batch_time > 0
     assert result.num_images == generator.size() == 5
     assert sum(c.num_detections for c in result.classes) == sum(len(d) for d in result.detections)
     for detections, (height, width), index in zip(
@@ -206,7 +206,7 @@ def test_reports(generator, tmp_path):
     car_row = next(line for line in table.splitlines() if line.startswith("car "))
     assert car_row.split() == ["car", "7", "7", "1.0000"]
     assert "mAP@0.5 (voc07, 6 classes with ground truth): 1.0000" in table
-    assert "ms per image (5 images)" in table
+    assert "ms per image (5 images; first batch" in table
 
     path = write_json_report(result, tmp_path / "r" / "report.json", extra={"model": "m.keras"})
     report = json.loads(Path(path).read_text())
@@ -246,6 +246,19 @@ def test_callback_every_second_epoch(generator, training_model):
     assert 0.0 <= logs["mAP"] <= 1.0
     assert logs["mAP"] == callback.result.mean_average_precision
     assert callback.result.num_images == 5
+
+    # The cached inference model shares the training model's weights: raising the
+    # classification bias by 2 (prior logit -4.6 -> -2.6) must raise every score.
+    before = np.concatenate([d.scores for d in callback.result.detections])
+    head = training_model.get_layer("classification_submodel").get_layer("pyramid_classification")
+    kernel, bias = head.get_weights()
+    head.set_weights([kernel, bias + 2.0])
+    try:
+        callback.on_epoch_end(3, logs)
+    finally:
+        head.set_weights([kernel, bias])
+    after = np.concatenate([d.scores for d in callback.result.detections])
+    assert after.min() > before.max()
 
 
 def test_callback_sets_map_during_fit(generator, training_model, tmp_path):

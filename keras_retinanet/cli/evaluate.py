@@ -35,6 +35,11 @@ _DESCRIPTION = (
     "dataset. Prints AP per class, mAP and the mean inference time per image."
 )
 
+_EPILOG = (
+    "MODEL alone: a snapshot written by retinanet-train, evaluated on the validation set it "
+    "records. Help on a dataset's arguments: retinanet-evaluate voc -h"
+)
+
 
 def _add_common_options(parser: argparse.ArgumentParser, suppress: bool = False) -> None:
     """Options valid before and after the dataset subcommand.
@@ -111,12 +116,14 @@ def _add_common_options(parser: argparse.ArgumentParser, suppress: bool = False)
 
 def _dataset_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="retinanet-evaluate", usage=_USAGE, description=_DESCRIPTION
+        prog="retinanet-evaluate", usage=_USAGE, description=_DESCRIPTION, epilog=_EPILOG
     )
     _add_common_options(parser)
     subparsers = parser.add_subparsers(dest="dataset_type", metavar="{voc,csv,coco}")
 
-    voc = subparsers.add_parser("voc", help="a dataset in Pascal VOC layout")
+    voc = subparsers.add_parser(
+        "voc", prog="retinanet-evaluate [options] voc", help="a dataset in Pascal VOC layout"
+    )
     voc.add_argument("data_dir", help="folder with Annotations/, JPEGImages/, ImageSets/Main/")
     voc.add_argument("model", help="the .keras or .h5 snapshot")
     voc.add_argument("--set", default="test", help="ImageSets/Main/<set>.txt (default test)")
@@ -128,13 +135,17 @@ def _dataset_parser() -> argparse.ArgumentParser:
     )
     _add_common_options(voc, suppress=True)
 
-    csv = subparsers.add_parser("csv", help="annotations in CSV files")
+    csv = subparsers.add_parser(
+        "csv", prog="retinanet-evaluate [options] csv", help="annotations in CSV files"
+    )
     csv.add_argument("annotations", help="CSV of path,x1,y1,x2,y2,class_name rows")
     csv.add_argument("classes", help="CSV of class_name,id rows")
     csv.add_argument("model", help="the .keras or .h5 snapshot")
     _add_common_options(csv, suppress=True)
 
-    coco = subparsers.add_parser("coco", help="a dataset in COCO layout")
+    coco = subparsers.add_parser(
+        "coco", prog="retinanet-evaluate [options] coco", help="a dataset in COCO layout"
+    )
     coco.add_argument("data_dir", help="folder with annotations/instances_<set>.json, <set>/")
     coco.add_argument("model", help="the .keras or .h5 snapshot")
     coco.add_argument("--set", default="val2017", help="the set to evaluate (default val2017)")
