@@ -25,7 +25,7 @@ setup(
     ],
     extras_require={
         # TensorFlow is the default backend; JAX/PyTorch users install those instead.
-        "tensorflow": ["tensorflow>=2.16"],
+        "tensorflow": ["tensorflow>=2.16", "tensorboard>=2.16"],
         "coco": ["pycocotools>=2.0.7"],
         "tests": [
             "pytest>=7",

@@ -382,20 +382,24 @@ CELLS = [
         ## 7. Training
 
         Adam with gradient clipping, smooth L1 on `regression` and focal loss on
-        `classification`, straight from the generator with `model.fit`. The `retinanet-train`
+        `classification`, from the generator with `model.fit`. The `retinanet-train`
         command does the same with snapshots, evaluation and logging.
         """
     ),
     code(
         """
-        from keras_retinanet.training import compile_model
+        from keras_retinanet.training import compile_model, fit_input
 
         compile_model(model, lr=LEARNING_RATE)
         model.run_eagerly = RUN_EAGERLY
+        # fit_input: on TensorFlow, feeds the batches through tf.data with a dynamic image
+        # shape (Keras would otherwise fix it from the first two batches).
+        data, data_callbacks = fit_input(train_generator)
         history = model.fit(
-            train_generator,
+            data,
             epochs=EPOCHS,
             steps_per_epoch=min(STEPS_PER_EPOCH, len(train_generator)),
+            callbacks=data_callbacks,
             verbose=2,
         )
 
