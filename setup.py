@@ -44,6 +44,7 @@ setup(
             "retinanet-debug=keras_retinanet.cli.debug:main",
             "retinanet-convert=keras_retinanet.cli.convert:main",
             "retinanet-demo=keras_retinanet.demo:main",
+            "retinanet-download=keras_retinanet.datasets.voc:main",
         ]
     },
     classifiers=[
