@@ -1,0 +1,96 @@
+"""``retinanet-export MODEL OUT --format saved_model|tflite|onnx``: deployable detectors.
+
+The artifacts take uint8 RGB images ``(B, H, W, 3)``, resize and normalise them inside, and
+return ``boxes`` (input-image pixels), ``scores``, ``labels`` and ``num_detections``; they run
+with plain TensorFlow, ``tf.lite.Interpreter`` or ``onnxruntime`` (see
+:mod:`keras_retinanet.export`).
+
+Examples::
+
+    retinanet-export inference.keras detector --format saved_model
+    retinanet-export inference.keras detector.tflite --format tflite --image-size 480 640
+    retinanet-export inference.keras half.tflite --format tflite --image-size 480 640 --fp16
+    retinanet-export inference.keras detector.onnx --format onnx
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+FORMATS = ("saved_model", "tflite", "onnx")  # keras_retinanet.export.FORMATS, without TF
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse the command line."""
+    parser = argparse.ArgumentParser(
+        prog="retinanet-export",
+        description="Export a RetinaNet snapshot as a SavedModel, TFLite or ONNX detector that "
+        "takes uint8 RGB images and returns boxes in their pixels.",
+    )
+    parser.add_argument(
+        "model",
+        metavar="MODEL",
+        help="inference model from retinanet-convert, or a training snapshot (converted with "
+        "the default filter settings)",
+    )
+    parser.add_argument(
+        "output", metavar="OUT", help="SavedModel folder, .tflite file or .onnx file"
+    )
+    parser.add_argument("--format", required=True, choices=FORMATS, help="artifact format")
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        default=None,
+        help="fix the input image size (required for tflite; default: any size)",
+    )
+    parser.add_argument("--fp16", action="store_true", help="tflite only: store weights as float16")
+    parser.add_argument(
+        "--min-side",
+        type=float,
+        default=None,
+        help="resize the shorter side to this (default: the snapshot's training value, else 800)",
+    )
+    parser.add_argument(
+        "--max-side",
+        type=float,
+        default=None,
+        help="bound on the longer side (default: the snapshot's training value, else 1333)",
+    )
+    args = parser.parse_args(argv)
+    if args.image_size is not None and min(args.image_size) < 1:
+        parser.error(f"--image-size must be positive, got {args.image_size}")
+    if args.format == "tflite" and args.image_size is None:
+        parser.error("--format tflite needs --image-size H W (TFLite runs fixed shapes)")
+    if args.fp16 and args.format != "tflite":
+        parser.error("--fp16 applies to --format tflite only")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``retinanet-export``; returns the exit status."""
+    args = parse_args(argv)
+    from keras_retinanet.export import export_model
+
+    try:
+        result = export_model(
+            args.model,
+            args.output,
+            args.format,
+            image_size=args.image_size,
+            fp16=args.fp16,
+            min_side=args.min_side,
+            max_side=args.max_side,
+        )
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        print(f"retinanet-export: error: {e}", file=sys.stderr)
+        return 2
+    print(result.summary())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,382 @@
+"""Exported detectors (SavedModel, TFLite, ONNX) against the Keras inference model.
+
+Each artifact runs in a subprocess that blocks ``keras`` and ``keras_retinanet`` (and, for
+ONNX, ``tensorflow``) from being imported, so the test proves it needs only its runtime. Its
+detections on an image whose size differs from the network input must equal those of
+``keras_retinanet.inference.detect`` (OpenCV resize + ``retinanet_box``): same labels, boxes
+within 1 px, scores within 1e-3.
+
+The network is an untrained ResNet50 whose output convolutions are rescaled (see
+``confident_model``) so that it makes a few dozen confident detections of both classes with
+distinct scores: an untrained net scores every anchor ~0.01 and detects nothing, which would
+make the comparison vacuous.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import cv2
+import keras
+import numpy as np
+import pytest
+
+from keras_retinanet import export, models
+from keras_retinanet.cli import export as export_cli
+from keras_retinanet.inference import Detections, detect, prepare_batch
+
+MIN_SIDE, MAX_SIDE = 96, 160
+# 192 x 256 shrinks by exactly 2 to 96 x 128 (network input 128 x 128 after padding), where
+# the in-graph area resize equals OpenCV's INTER_AREA bit for bit.
+IMAGE_SHAPE = (192, 256)
+# 150 x 200 shrinks by 0.64 (not an integer factor): the in-graph resize is within one grey
+# level of OpenCV's there, so that image is compared on the network's exact input instead.
+ODD_SHAPE = (150, 200)
+BOX_TOLERANCE = 1.0  # pixels, from the issue
+SCORE_TOLERANCE = 1e-3  # from the issue
+
+
+def scene(shape: tuple[int, int], seed: int = 1) -> np.ndarray:
+    """A smooth random uint8 BGR image with a few filled shapes."""
+    rng = np.random.default_rng(seed)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (*shape, 3), dtype=np.uint8), (7, 7), 2)
+    height, width = shape
+    cv2.rectangle(image, (width // 8, height // 6), (width // 2, height // 2), (20, 200, 40), -1)
+    cv2.circle(image, (3 * width // 4, 2 * height // 3), height // 6, (230, 60, 30), -1)
+    return image
+
+
+def confident_model(image_bgr: np.ndarray, seed: int = 0) -> keras.Model:
+    """A 2-class training model whose heads give spread-out logits on ``image_bgr``.
+
+    The untrained backbone's P3..P7 features are tiny, so the final convolution of each head
+    is rescaled per output channel: classification logits to mean -4.5 and std 1.5 over the
+    image's anchors (about 0.1 % of (anchor, class) pairs above 0.5), regression deltas to
+    std 1 (boxes move away from their anchors).
+    """
+    keras.utils.set_random_seed(seed)
+    model = models.retinanet_model(
+        2,
+        weights=None,
+        pyramid_feature_size=64,
+        classification_feature_size=64,
+        regression_feature_size=64,
+    )
+    batch, _ = prepare_batch([image_bgr], MIN_SIDE, MAX_SIDE)
+    pyramid = keras.Model(model.inputs, [model.get_layer(f"P{i}").output for i in range(3, 8)])
+    features = pyramid([batch])
+    for head, std, mean in (("classification", 1.5, -4.5), ("regression", 1.0, None)):
+        submodel = model.get_layer(f"{head}_submodel")
+        layer = submodel.get_layer(f"pyramid_{head}")
+        raw = keras.Model(submodel.inputs, layer.output)
+        outputs = np.concatenate(
+            [np.asarray(raw(f)).reshape(-1, layer.filters) for f in features], axis=0
+        )
+        kernel, bias = layer.get_weights()
+        factor = std / outputs.std(axis=0)
+        if mean is not None:
+            bias = mean - factor * (outputs.mean(axis=0) - bias)
+        layer.set_weights([kernel * factor, bias.astype("float32")])
+    return model
+
+
+@pytest.fixture(scope="module")
+def detector():
+    image = scene(IMAGE_SHAPE)
+    model = models.retinanet_box(confident_model(image), score_threshold=0.3, max_detections=100)
+    reference = detect(model, [image], MIN_SIDE, MAX_SIDE)[0]
+    # The comparison means something only with real detections of both classes.
+    assert len(reference) >= 5
+    assert set(reference.labels.tolist()) == {0, 1}
+    assert reference.scores[0] > 0.5
+    return model, image, reference
+
+
+def assert_same_detections(
+    reference: Detections,
+    outputs: dict[str, np.ndarray],
+    index: int = 0,
+    box_tolerance: float = BOX_TOLERANCE,
+    score_tolerance: float = SCORE_TOLERANCE,
+) -> None:
+    """Every reference detection has its own match (same label, close box and score).
+
+    Matching rather than comparing row by row, because two detections whose scores differ
+    by less than the numerical noise may come out in either order.
+    """
+    count = int(outputs["num_detections"][index])
+    assert count == len(reference)
+    boxes = outputs["boxes"][index][:count]
+    scores = outputs["scores"][index][:count]
+    labels = outputs["labels"][index][:count]
+    assert np.all(outputs["labels"][index][count:] == -1)  # padding rows
+    assert np.all(outputs["scores"][index][count:] == -1)
+    used = np.zeros(count, dtype=bool)
+    for box, score, label in zip(reference.boxes, reference.scores, reference.labels):
+        candidates = (
+            ~used
+            & (labels == label)
+            & (np.abs(scores - score) <= score_tolerance)
+            & (np.abs(boxes - box).max(axis=1) <= box_tolerance)
+        )
+        assert candidates.any(), f"no match for {label=} {score=} {box=}"
+        used[np.flatnonzero(candidates)[np.argmin(np.abs(scores[candidates] - score))]] = True
+
+
+def run_isolated(tmp_path, code: str, blocked: tuple[str, ...], **arrays) -> dict:
+    """Run ``code`` in a fresh Python where the ``blocked`` modules cannot be imported.
+
+    ``code`` sees the ``arrays`` as NumPy variables and must set ``outputs`` (a dict of
+    arrays), which is returned.
+    """
+    inputs = tmp_path / "inputs.npz"
+    result = tmp_path / "outputs.npz"
+    np.savez(inputs, **arrays)
+    script = "\n".join(
+        [
+            "import sys",
+            f"for name in {blocked!r}:",
+            "    sys.modules[name] = None  # import raises ImportError",
+            "import numpy as np",
+            f"globals().update(np.load({str(inputs)!r}))",
+            textwrap.dedent(code),
+            f"np.savez({str(result)!r}, **{{k: np.asarray(v) for k, v in outputs.items()}})",
+        ]
+    )
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    completed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return dict(np.load(result))
+
+
+SAVED_MODEL_CODE = """
+import tensorflow as tf
+serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+outputs = {k: v.numpy() for k, v in serve(images=tf.constant(images)).items()}
+"""
+TFLITE_CODE = """
+import warnings
+import tensorflow as tf
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
+    interpreter = tf.lite.Interpreter(model_path=str(path))
+outputs = interpreter.get_signature_runner("serving_default")(images=images)
+"""
+ONNX_CODE = """
+import onnxruntime
+session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+names = [output.name for output in session.get_outputs()]
+outputs = dict(zip(names, session.run(None, {"images": images})))
+"""
+KERAS_FREE = ("keras", "keras_retinanet")
+
+
+def rgb(image_bgr: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(image_bgr[:, :, ::-1])
+
+
+# --------------------------------------------------------------------------- resize
+
+
+@pytest.mark.parametrize(
+    "shape, exact",
+    [
+        (IMAGE_SHAPE, True),  # shrink by 2: INTER_AREA averages 2 x 2 blocks
+        (ODD_SHAPE, False),  # shrink by 0.64: INTER_AREA with fractional weights
+        ((61, 83), False),  # enlarge by 96 / 61: INTER_LINEAR
+        ((96, 128), True),  # already the target size: no resize
+    ],
+)
+def test_network_input_matches_prepare_batch(shape, exact):
+    image = scene(shape, seed=shape[0])
+    expected, scales = prepare_batch([image], MIN_SIDE, MAX_SIDE)
+    for static in (None, shape):  # dynamic (SavedModel/ONNX) and constant (TFLite) weights
+        batch, scale = export.network_input(rgb(image)[None], MIN_SIDE, MAX_SIDE, static)
+        batch = np.asarray(batch)
+        assert batch.shape == expected.shape
+        assert float(scale) == pytest.approx(scales[0], rel=1e-12)
+        difference = np.abs(batch - expected)
+        if exact:
+            assert difference.max() == 0.0
+        else:
+            # OpenCV rounds its bilinear weights to 11 bits and its area sums in float32:
+            # at most one grey level apart, on a minority of pixels.
+            assert difference.max() <= 1.0
+            assert difference.mean() < 0.2
+
+
+# --------------------------------------------------------------------------- SavedModel
+
+
+def test_saved_model_matches_keras(detector, tmp_path):
+    model, image, reference = detector
+    path = tmp_path / "saved_model"
+    metadata = {"classes": ["rectangle", "circle"], "num_classes": 2}
+    result = export.export_saved_model(
+        model, str(path), min_side=MIN_SIDE, max_side=MAX_SIDE, metadata=metadata
+    )
+    assert result.image_size is None and result.size_bytes > 1e6
+    stored = json.loads((path / "assets.extra" / export.METADATA_FILE).read_text())
+    assert stored["classes"] == ["rectangle", "circle"]
+    assert stored["image_min_side"] == MIN_SIDE
+    assert stored["filter_detections"]["score_threshold"] == pytest.approx(0.3)
+
+    # One batch of two images of the same size: the image and its mirror image.
+    mirrored = np.ascontiguousarray(image[:, ::-1])
+    odd = scene(ODD_SHAPE, seed=7)
+    outputs = run_isolated(
+        tmp_path,
+        SAVED_MODEL_CODE + "odd = serve(images=tf.constant(odd_images))\n"
+        "outputs.update({'odd_' + k: v.numpy() for k, v in odd.items()})",
+        KERAS_FREE,
+        path=str(path),
+        images=np.stack([rgb(image), rgb(mirrored)]),
+        odd_images=rgb(odd)[None],
+    )
+    assert outputs["boxes"].shape == (2, 100, 4) and outputs["labels"].dtype == np.int32
+    assert_same_detections(reference, outputs, index=0)
+    assert_same_detections(detect(model, [mirrored], MIN_SIDE, MAX_SIDE)[0], outputs, index=1)
+
+    # Non-integer resize factor: compare with the Keras model on the exact tensor the graph
+    # feeds it, post-processed as inference.detect does.
+    batch, scale = export.network_input(rgb(odd)[None], MIN_SIDE, MAX_SIDE)
+    boxes, scores, labels = (np.asarray(t)[0] for t in model.predict_on_batch(np.asarray(batch)))
+    keep = labels >= 0
+    boxes = boxes[keep] / float(scale)
+    boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, ODD_SHAPE[1])
+    boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, ODD_SHAPE[0])
+    odd_reference = Detections(boxes, scores[keep], labels[keep])
+    assert len(odd_reference) >= 3
+    odd_outputs = {k[4:]: v for k, v in outputs.items() if k.startswith("odd_")}
+    assert_same_detections(odd_reference, odd_outputs)
+
+
+def test_export_cli_fixed_size_saved_model(detector, tmp_path, capsys):
+    model, image, reference = detector
+    snapshot = tmp_path / "inference.keras"
+    metadata = {"image_min_side": MIN_SIDE, "image_max_side": MAX_SIDE, "model": "inference"}
+    models.save_model(model, str(snapshot), metadata=metadata)
+    output = tmp_path / "fixed"
+    argv = [str(snapshot), str(output), "--format", "saved_model", "--image-size", "192", "256"]
+    assert export_cli.main(argv) == 0
+    assert "input 192x256" in capsys.readouterr().out
+    outputs = run_isolated(
+        tmp_path,
+        SAVED_MODEL_CODE + "shape = serve.structured_input_signature[1]['images'].shape\n"
+        "outputs['shape'] = np.array([-1 if d is None else d for d in shape.as_list()])",
+        KERAS_FREE,
+        path=str(output),
+        images=rgb(image)[None],
+    )
+    assert outputs["shape"].tolist() == [-1, 192, 256, 3]  # any batch size
+    assert_same_detections(reference, outputs)
+
+
+# --------------------------------------------------------------------------- TFLite
+
+
+@pytest.mark.parametrize("fp16", [False, True])
+def test_tflite_matches_keras(detector, tmp_path, fp16):
+    model, image, reference = detector
+    path = tmp_path / "detector.tflite"
+    result = export.export_tflite(
+        model, str(path), IMAGE_SHAPE, fp16=fp16, min_side=MIN_SIDE, max_side=MAX_SIDE
+    )
+    # Builtin ops only (WHILE, TOPK_V2, BATCH_MATMUL, ...): runs without the Flex delegate.
+    assert result.flex_ops == []
+    ops = export.tflite_ops(path.read_bytes())
+    assert "WHILE" in ops and "TOPK_V2" in ops  # the NMS is in the graph
+    # The weights dominate the file: 4 bytes each, or 2 with float16.
+    bytes_per_weight = result.size_bytes / model.count_params()
+    assert bytes_per_weight == pytest.approx(2.0 if fp16 else 4.0, rel=0.05)
+    outputs = run_isolated(
+        tmp_path, TFLITE_CODE, KERAS_FREE, path=str(path), images=rgb(image)[None]
+    )
+    assert outputs["boxes"].shape == (1, 100, 4)
+    if fp16:
+        # float16 weights round each weight by up to 2**-11 (relative): scores move by a few
+        # 1e-3 (2.8e-3 measured), boxes by a fraction of a pixel.
+        assert_same_detections(reference, outputs, score_tolerance=5e-3)
+    else:
+        assert_same_detections(reference, outputs)
+
+
+# --------------------------------------------------------------------------- ONNX
+
+
+@pytest.mark.slow  # tf2onnx's graph optimisers take about a minute on a ResNet50
+def test_onnx_matches_keras(detector, tmp_path):
+    pytest.importorskip("tf2onnx")
+    pytest.importorskip("onnxruntime")
+    model, image, reference = detector
+    path = tmp_path / "detector.onnx"
+    result = export.export_onnx(model, str(path), min_side=MIN_SIDE, max_side=MAX_SIDE)
+    assert result.size_bytes == path.stat().st_size
+    # onnxruntime alone: no TensorFlow either.
+    outputs = run_isolated(
+        tmp_path,
+        ONNX_CODE,
+        (*KERAS_FREE, "tensorflow"),
+        path=str(path),
+        images=rgb(image)[None],
+    )
+    assert_same_detections(reference, outputs)
+
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    assert {o.name for o in proto.graph.output} == set(export.OUTPUT_NAMES)
+    assert "Loop" in {node.op_type for node in proto.graph.node}  # NMS in the graph
+    stored = {p.key: p.value for p in proto.metadata_props}
+    assert json.loads(stored[models.METADATA_KEY])["image_max_side"] == MAX_SIDE
+
+
+def test_onnx_without_converter_says_what_to_install(detector, tmp_path, monkeypatch):
+    model, _, _ = detector
+    monkeypatch.setitem(sys.modules, "tf2onnx", None)
+    with pytest.raises(export.OnnxExportError, match="pip install tf2onnx"):
+        export.export_onnx(model, str(tmp_path / "x.onnx"), min_side=MIN_SIDE, max_side=MAX_SIDE)
+    assert not (tmp_path / "x.onnx").exists()
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_export_cli_rejects_bad_combinations(tmp_path, capsys):
+    model = str(tmp_path / "missing.keras")
+    for argv, message in (
+        ([model, "x.tflite", "--format", "tflite"], "needs --image-size"),
+        ([model, "x", "--format", "saved_model", "--fp16"], "--fp16 applies to"),
+        ([model, "x", "--format", "onnx", "--image-size", "0", "5"], "must be positive"),
+    ):
+        with pytest.raises(SystemExit) as error:
+            export_cli.main(argv)
+        assert error.value.code == 2
+        assert message in capsys.readouterr().err
+    assert export_cli.main([model, str(tmp_path / "x"), "--format", "saved_model"]) == 2
+    assert f"model file not found: {model}" in capsys.readouterr().err
+    assert export_cli.FORMATS == export.FORMATS
+
+
+def test_load_detector_checks_model_and_sizes(detector):
+    model, _, _ = detector
+    with pytest.raises(ValueError, match="retinanet_box"):
+        export.load_detector(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
+    with pytest.warns(UserWarning, match="records no image_min_side / image_max_side"):
+        loaded = export.load_detector(model)
+    assert (loaded.min_side, loaded.max_side) == (800, 1333)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = export.load_detector(model, metadata={"image_min_side": 96}, max_side=160)
+    assert (loaded.min_side, loaded.max_side) == (96, 160)
+    with pytest.raises(ValueError, match="min_side <= max_side"):
+        export.load_detector(model, min_side=200, max_side=100)
+    with pytest.raises(ValueError, match="TFLite runs fixed input shapes"):
+        export.export_tflite(model, "x.tflite", None)
