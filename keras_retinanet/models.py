@@ -233,16 +233,25 @@ def retinanet_box(
     regression_mean: Any = DEFAULT_MEAN,
     regression_std: Any = DEFAULT_STD,
     name: str = "retinanet_box",
+    pre_nms_top_k_per_level: int | None = None,
+    jit_compile: bool | str = "auto",
 ) -> keras.Model:
     """Wrap a training model with anchors, box decoding, clipping and detection filtering.
 
     Args:
         model: a model from :func:`retinanet_model` (or loaded from its snapshot).
         nms, class_specific_filter, nms_threshold, score_threshold, max_detections,
-            pre_nms_top_k: see :class:`keras_retinanet.layers.FilterDetections`.
+            pre_nms_top_k, pre_nms_top_k_per_level: see
+            :class:`keras_retinanet.layers.FilterDetections`; with ``pre_nms_top_k_per_level``
+            the per-level anchors are passed to it as its level inputs.
         anchor_parameters: the anchors the model was trained with.
         regression_mean, regression_std: the regression target normalisation used in training.
         name: model name.
+        jit_compile: XLA for ``predict`` / ``predict_on_batch``: ``"auto"`` leaves Keras'
+            choice (on TensorFlow: XLA on GPU, off on CPU-only machines, where it measured
+            slower, see ``benchmarks/README.md``), True or False forces it. XLA compiles
+            once per input shape, so pad inputs to a few sizes
+            (:func:`keras_retinanet.inference.prepare_batch` does). Not saved with the model.
 
     Returns:
         A ``keras.Model`` from ``(B, H, W, 3)`` preprocessed images to ``boxes`` ``(B, D, 4)``
@@ -281,6 +290,9 @@ def retinanet_box(
         [anchors, regression]
     )
     boxes = layers_lib.ClipBoxes(name="clipped_boxes")([model.inputs[0], boxes])
+    # The per-level anchors tell FilterDetections where each level's rows start; only the
+    # per-level selection needs them, so the default graph keeps the two-input call.
+    level_inputs = level_anchors if pre_nms_top_k_per_level is not None else []
     detections = layers_lib.FilterDetections(
         nms=nms,
         class_specific_filter=class_specific_filter,
@@ -288,9 +300,13 @@ def retinanet_box(
         score_threshold=score_threshold,
         max_detections=max_detections,
         pre_nms_top_k=pre_nms_top_k,
+        pre_nms_top_k_per_level=pre_nms_top_k_per_level,
         name="filtered_detections",
-    )([boxes, classification])
-    return keras.Model(inputs=model.inputs, outputs=list(detections), name=name)
+    )([boxes, classification, *level_inputs])
+    prediction_model = keras.Model(inputs=model.inputs, outputs=list(detections), name=name)
+    if jit_compile != "auto":
+        prediction_model.jit_compile = bool(jit_compile)
+    return prediction_model
 
 
 # --------------------------------------------------------------------------- saving / loading
