@@ -279,9 +279,12 @@ def network_input(
         height, width = int(image_size[0]), int(image_size[1])
         scale = compute_resize_scale((height, width), min_side=min_side, max_side=max_side)
         new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
-        with tf.init_scope():  # evaluated once, eagerly: constants in the traced graph
-            rows = _resize_matrix(height, new_h, scale < 1)
-            cols = _resize_matrix(width, new_w, scale < 1)
+        # Evaluated once, eagerly, and embedded as constants: captured eager tensors would
+        # become extra graph inputs in the ONNX conversion.
+        with tf.init_scope():
+            rows = _resize_matrix(height, new_h, scale < 1).numpy()
+            cols = _resize_matrix(width, new_w, scale < 1).numpy()
+        rows, cols = tf.constant(rows), tf.constant(cols)
     else:
         shape = tf.shape(images)
         scale, new_h, new_w = _resize_plan(shape[1], shape[2], min_side, max_side)

@@ -212,6 +212,21 @@ def test_network_input_matches_prepare_batch(shape, exact):
             assert difference.mean() < 0.2
 
 
+@pytest.mark.parametrize("image_size", [None, IMAGE_SHAPE])
+def test_detection_graph_captures_only_variables(detector, image_size):
+    # Converters turn captured tensors that are not variables (eager constants) into extra
+    # graph inputs that the user would have to feed; only the weights may be captured.
+    import tensorflow as tf
+
+    model, _, _ = detector
+    function = export.detection_function(model, MIN_SIDE, MAX_SIDE, image_size)
+    spec = export.input_spec(image_size)
+    concrete = tf.function(function, input_signature=[spec]).get_concrete_function()
+    assert concrete.captured_inputs
+    assert all(t.dtype == tf.resource for t in concrete.captured_inputs)
+    assert concrete.inputs[0].shape.as_list() == [None, *(image_size or (None, None)), 3]
+
+
 # --------------------------------------------------------------------------- SavedModel
 
 
