@@ -30,6 +30,9 @@ from keras_retinanet import export, models
 from keras_retinanet.cli import export as export_cli
 from keras_retinanet.inference import Detections, detect, prepare_batch
 
+if keras.backend.backend() != "tensorflow":
+    pytest.skip("export builds TensorFlow graphs", allow_module_level=True)
+
 MIN_SIDE, MAX_SIDE = 96, 160
 # 192 x 256 shrinks by exactly 2 to 96 x 128 (network input 128 x 128 after padding), where
 # the in-graph area resize equals OpenCV's INTER_AREA bit for bit.
