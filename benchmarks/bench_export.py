@@ -3,16 +3,17 @@
 Builds a ResNet50 RetinaNet for 20 classes (random weights: latency does not depend on the
 values), exports it at 512 x 512 to each format and times batch-1 inference::
 
-    python benchmarks/bench_export.py                  # 512 x 512, 10 timed runs each
+    python benchmarks/bench_export.py                  # 512 x 512, 10 timed rounds
     python benchmarks/bench_export.py --size 384 640 --runs 20 --formats keras tflite
 
 Every format runs the same work: uint8 RGB image in, resize/normalise, network, box decoding,
 NMS, boxes in image pixels out; the Keras row runs ``inference.detect`` (OpenCV preprocessing
 and ``predict_on_batch``). The classification bias is set so that anchors score about 0.1,
 above the 0.05 threshold, so NMS sees its full 1000 candidates as on a real photo rather than
-the empty candidate list of an untrained net. Each row warms up (first call, graph building)
-and then reports the median of ``--runs`` timed calls. The numbers depend on the machine and
-its load: run it on a quiet machine and compare rows, not absolute values across machines.
+the empty candidate list of an untrained net. Each format warms up (first call, graph
+building); then ``--runs`` rounds call every format once, and each row reports its median.
+The numbers depend on the machine and its load: run it on a quiet machine and compare rows,
+not absolute values across machines.
 """
 
 from __future__ import annotations
@@ -49,16 +50,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def median_latency(run: Callable[[], object], runs: int, warmup: int) -> float:
-    """Median wall time of ``run()`` in seconds, after ``warmup`` untimed calls."""
-    for _ in range(max(1, warmup)):
-        run()
-    times = []
+def interleaved_medians(runners: dict[str, Callable[[], object]], runs: int, warmup: int) -> dict:
+    """Median wall time (seconds) of each runner, timed round-robin.
+
+    One call of every runner per round, so that a change in machine load (it is shared)
+    affects all formats alike instead of whichever happened to run at the time.
+    """
+    for run in runners.values():
+        for _ in range(max(1, warmup)):
+            run()
+    times: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(runs):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, run in runners.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def build_model(num_classes: int):
@@ -89,26 +96,19 @@ def main(argv: list[str] | None = None) -> int:
     model = build_model(args.num_classes)
     directory = args.output_dir or tempfile.mkdtemp(prefix="bench_export_")
     os.makedirs(directory, exist_ok=True)
-    rows = []
-
-    def add(name: str, size_bytes: int | None, seconds: float | None, note: str = "") -> None:
-        rows.append((name, size_bytes, seconds, note))
-        size = "-" if size_bytes is None else f"{size_bytes / 2**20:.1f}"
-        latency = "-" if seconds is None else f"{1000 * seconds:.0f}"
-        print(f"  {name}: {size} MB, {latency} ms {note}", flush=True)
-
+    runners: dict[str, Callable[[], object]] = {}
+    sizes: dict[str, int] = {}
+    notes: dict[str, str] = {}
     for name in args.formats:
-        print(f"{name} ...", flush=True)
+        print(f"exporting {name} ...", flush=True)
         start = time.perf_counter()
         if name == "keras":
             with tempfile.TemporaryDirectory() as scratch:
                 path = os.path.join(scratch, "model.keras")
                 model.save(path)
-                size = os.path.getsize(path)
-            seconds = median_latency(
-                lambda: detect(model, [image_bgr], *side), args.runs, args.warmup
-            )
-            add(name, size, seconds, "(.keras file; inference.detect)")
+                sizes[name] = os.path.getsize(path)
+            runners[name] = functools.partial(detect, model, [image_bgr], *side)
+            notes[name] = ".keras file; inference.detect (OpenCV preprocessing)"
             continue
         if name == "saved_model":
             path = os.path.join(directory, "saved_model")
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             import tensorflow as tf
 
             serve = tf.saved_model.load(path).signatures["serving_default"]
-            run = functools.partial(serve, images=tf.constant(image_rgb))
+            runners[name] = functools.partial(serve, images=tf.constant(image_rgb))
         elif name.startswith("tflite"):
             path = os.path.join(directory, f"{name}.tflite")
             fp16 = name.endswith("fp16")
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                 warnings.simplefilter("ignore")
                 interpreter = tf.lite.Interpreter(model_path=path, num_threads=args.threads)
             runner = interpreter.get_signature_runner("serving_default")
-            run = functools.partial(runner, images=image_rgb)
+            runners[name] = functools.partial(runner, images=image_rgb)
         else:
             try:
                 import onnxruntime
@@ -135,32 +135,33 @@ def main(argv: list[str] | None = None) -> int:
                 path = os.path.join(directory, "detector.onnx")
                 result = export.export_onnx(model, path, args.size, *side)
             except (ImportError, export.OnnxExportError) as error:
-                add(name, None, None, f"(skipped: {error})")
+                print(f"  skipped: {error}")
                 continue
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = args.threads
             session = onnxruntime.InferenceSession(
                 path, options, providers=["CPUExecutionProvider"]
             )
-            run = functools.partial(session.run, None, {"images": image_rgb})
-        export_seconds = time.perf_counter() - start
-        seconds = median_latency(run, args.runs, args.warmup)
-        note = f"(export {export_seconds:.0f} s"
-        note += f"; flex ops: {', '.join(result.flex_ops)})" if result.flex_ops else ")"
-        add(name, result.size_bytes, seconds, note)
+            runners[name] = functools.partial(session.run, None, {"images": image_rgb})
+        sizes[name] = result.size_bytes
+        notes[name] = f"export {time.perf_counter() - start:.0f} s"
+        if result.flex_ops:
+            notes[name] += f"; flex ops: {', '.join(result.flex_ops)}"
+        print(f"  {notes[name]}", flush=True)
 
+    print(f"timing {len(runners)} formats, {args.runs} rounds ...", flush=True)
+    medians = interleaved_medians(runners, args.runs, args.warmup)
     print()
     print(
         f"ResNet50, {args.num_classes} classes, {height}x{width} uint8 input, batch 1, "
-        f"median of {args.runs} runs after {args.warmup} warm-up, {os.cpu_count()} CPU cores"
+        f"median of {args.runs} interleaved runs after {args.warmup} warm-up, "
+        f"{os.cpu_count()} CPU cores, {args.threads} TFLite/onnxruntime threads"
     )
     print()
-    print("| format | size (MB) | median latency (ms) |")
-    print("|---|---:|---:|")
-    for name, size_bytes, seconds, _ in rows:
-        size = "-" if size_bytes is None else f"{size_bytes / 2**20:.1f}"
-        latency = "-" if seconds is None else f"{1000 * seconds:.0f}"
-        print(f"| {name} | {size} | {latency} |")
+    print("| format | size (MB) | median latency (ms) | notes |")
+    print("|---|---:|---:|---|")
+    for name, seconds in medians.items():
+        print(f"| {name} | {sizes[name] / 2**20:.1f} | {1000 * seconds:.0f} | {notes[name]} |")
     print(f"\nartifacts in {directory}")
     return 0
 
