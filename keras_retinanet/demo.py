@@ -18,8 +18,12 @@ import warnings
 # Demo defaults, sized for a laptop CPU: small images (shapes are 30-120 px, so 256 px keeps
 # them in the P3..P5 range of the anchors), a larger learning rate than the 1e-5 used from
 # ImageNet weights because the backbone starts from random weights here, and batch 2.
+# No per-variable clipnorm: retinanet-train's 0.001 (fizyr's, for fine-tuning) shrinks each
+# gradient element to near Adam's epsilon (1e-7), which damps the updates of a network that
+# has everything to learn.
 DEMO_IMAGE_SIDE = 256
 DEMO_LR = 1e-4
+DEMO_CLIPNORM = None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, default=50, help="steps per epoch")
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--lr", type=float, default=DEMO_LR)
+    parser.add_argument(
+        "--clipnorm", type=float, default=DEMO_CLIPNORM, help="per-variable gradient clipping"
+    )
     parser.add_argument("--image-side", type=int, default=DEMO_IMAGE_SIDE)
     parser.add_argument("--num-train", type=int, default=200)
     parser.add_argument("--num-test", type=int, default=40)
@@ -60,10 +67,15 @@ def run_demo(args: argparse.Namespace) -> dict:
     from keras_retinanet.visualization import draw_annotations, draw_detections
 
     output_dir = os.path.abspath(args.output_dir)
+    # The dataset is written at the training size; shapes span 12%..45% of the image side but
+    # never less than 28 px, so the smallest anchors (32 px) still match them.
+    side = args.image_side
     data_dir = write_shapes_dataset(
         os.path.join(output_dir, "shapes"),
         num_train=args.num_train,
         num_test=args.num_test,
+        image_size=(side, side),
+        shape_size=(max(28, round(0.12 * side)), max(40, round(0.45 * side))),
         seed=args.seed,
     )
     classes_file = os.path.join(data_dir, "classes.txt")
@@ -80,6 +92,7 @@ def run_demo(args: argparse.Namespace) -> dict:
         epochs=args.epochs,
         steps=args.steps,
         lr=args.lr,
+        clipnorm=args.clipnorm,
         image_min_side=args.image_side,
         image_max_side=args.image_side,
         random_transform=True,

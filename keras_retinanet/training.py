@@ -46,7 +46,7 @@ class TrainConfig:
     epochs: int = 50
     steps: int | None = None  # per epoch; None: the whole training set
     lr: float = 1e-5  # Adam; fizyr's default, stable from ImageNet weights with clipnorm
-    clipnorm: float = 0.001
+    clipnorm: float | None = 0.001  # per variable; None: no clipping
     image_min_side: int = 800
     image_max_side: int = 1333
     random_transform: bool = False
@@ -67,7 +67,9 @@ class TrainConfig:
     verbose: int = 1
 
 
-def compile_model(model: keras.Model, lr: float = 1e-5, clipnorm: float = 0.001) -> keras.Model:
+def compile_model(
+    model: keras.Model, lr: float = 1e-5, clipnorm: float | None = 0.001
+) -> keras.Model:
     """Compile with Adam, smooth L1 on ``regression`` and focal loss on ``classification``."""
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=lr, clipnorm=clipnorm),
