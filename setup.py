@@ -27,6 +27,8 @@ setup(
         # TensorFlow is the default backend; JAX/PyTorch users install those instead.
         "tensorflow": ["tensorflow>=2.16", "tensorboard>=2.16"],
         "coco": ["pycocotools>=2.0.7"],
+        # ONNX export and its runtime; SavedModel and TFLite need only TensorFlow.
+        "export": ["tf2onnx>=1.17", "onnx>=1.16", "onnxruntime>=1.18"],
         "tests": [
             "pytest>=7",
             "pycocotools>=2.0.7",
@@ -43,6 +45,7 @@ setup(
             "retinanet-predict=keras_retinanet.cli.predict:main",
             "retinanet-debug=keras_retinanet.cli.debug:main",
             "retinanet-convert=keras_retinanet.cli.convert:main",
+            "retinanet-export=keras_retinanet.cli.export:main",
             "retinanet-demo=keras_retinanet.demo:main",
             "retinanet-download=keras_retinanet.datasets.voc:main",
         ]
