@@ -254,3 +254,15 @@ def test_retinanet_box_jit_compile_option(training_model):
     assert models.retinanet_box(training_model, jit_compile=False).jit_compile is False
     if keras.backend.backend() != "torch":
         assert models.retinanet_box(training_model, jit_compile=True).jit_compile is True
+
+
+def test_per_level_inference_model_saves_and_loads(training_model, image, tmp_path):
+    # The level inputs are part of the saved graph: the loaded model selects per level too.
+    prediction_model = models.retinanet_box(
+        training_model, nms=False, pre_nms_top_k=None, pre_nms_top_k_per_level=1, max_detections=8
+    )
+    path = models.save_model(prediction_model, str(tmp_path / "per_level.keras"))
+    loaded = keras.saving.load_model(path, compile=False)
+    layer = loaded.get_layer("filtered_detections")
+    assert layer.pre_nms_top_k_per_level == 1
+    assert_same_detections(loaded.predict_on_batch(image), prediction_model.predict_on_batch(image))
