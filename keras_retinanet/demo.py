@@ -122,7 +122,12 @@ def run_demo(args: argparse.Namespace) -> dict:
     tiles = []
     for index, (image, detections) in enumerate(zip(images, found)):
         image = image.copy()
-        draw_annotations(image, test_generator.load_annotations(index), color=(0, 255, 0))
+        draw_annotations(
+            image,
+            test_generator.load_annotations(index),
+            label_to_name=test_generator.label_to_name,
+            color=(0, 255, 0),
+        )
         draw_detections(
             image,
             detections.boxes,
