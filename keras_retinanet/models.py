@@ -37,6 +37,19 @@ def _conv(filters: int, name: str, strides: int = 1, kernel_size: int = 3, **kwa
     )
 
 
+def _subnet_trunk(x: Any, feature_size: int, prefix: str) -> Any:
+    """The four 3x3 conv + ReLU layers that both subnets start with (``{prefix}_0..3``)."""
+    for i in range(4):
+        x = _conv(
+            feature_size,
+            f"{prefix}_{i}",
+            activation="relu",
+            kernel_initializer=keras.initializers.RandomNormal(mean=0.0, stddev=0.01),
+            bias_initializer="zeros",
+        )(x)
+    return x
+
+
 def classification_subnet(
     num_classes: int,
     num_anchors: int,
@@ -51,15 +64,7 @@ def classification_subnet(
     probabilities (float32 also under mixed precision).
     """
     inputs = keras.Input(shape=(None, None, pyramid_feature_size))
-    x = inputs
-    for i in range(4):
-        x = _conv(
-            feature_size,
-            f"pyramid_classification_{i}",
-            activation="relu",
-            kernel_initializer=keras.initializers.RandomNormal(mean=0.0, stddev=0.01),
-            bias_initializer="zeros",
-        )(x)
+    x = _subnet_trunk(inputs, feature_size, "pyramid_classification")
     x = _conv(
         num_classes * num_anchors,
         "pyramid_classification",
@@ -86,15 +91,7 @@ def regression_subnet(
     float32 deltas.
     """
     inputs = keras.Input(shape=(None, None, pyramid_feature_size))
-    x = inputs
-    for i in range(4):
-        x = _conv(
-            feature_size,
-            f"pyramid_regression_{i}",
-            activation="relu",
-            kernel_initializer=keras.initializers.RandomNormal(mean=0.0, stddev=0.01),
-            bias_initializer="zeros",
-        )(x)
+    x = _subnet_trunk(inputs, feature_size, "pyramid_regression")
     x = _conv(
         num_values * num_anchors,
         "pyramid_regression",
