@@ -124,7 +124,7 @@ def test_snapshot_alone_uses_recorded_dataset_and_saves(snapshot, tmp_path, caps
     assert report["num_images"] == 5
     assert report["epoch"] == 1
     assert report["dataset"]["set_name"] == "test"  # the recorded val_set
-    assert Path(report["dataset"]["data_dir"]) == VOC2007.resolve()
+    assert Path(report["dataset"]["data_dir"]).resolve() == VOC2007.resolve()
     # Image sizes come from the snapshot's metadata, not the 800/1333 defaults.
     assert report["settings"]["image_min_side"] == 96
     assert report["settings"]["image_max_side"] == 128
