@@ -288,6 +288,8 @@ train.main(sys.argv[1:])
 """
 
 
+@pytest.mark.slow  # hung once in three runs (MirroredStrategy + tf.data numpy_function); see
+# the closing note of issue 4. The JAX DataParallel two-device test runs in CI instead.
 def test_two_logical_devices_training_step(tmp_path):
     pytest.importorskip("tensorflow")
     out = tmp_path / "snaps"
