@@ -246,7 +246,7 @@ class JSONLogger(keras.callbacks.Callback):
 
 
 def distribution_scope(strategy: str | None, num_devices: int | None = None) -> Any:
-    """A context in which to build and compile the model for multi-device training.
+    """A context in which to build, compile and fit the model for multi-device training.
 
     * ``"mirrored"``: ``tf.distribute.MirroredStrategy`` over the first ``num_devices`` GPUs
       (or logical CPUs when there is no GPU), TensorFlow backend only.
@@ -291,11 +291,25 @@ def distribution_scope(strategy: str | None, num_devices: int | None = None) -> 
                     f"asked for {num_devices} devices but only {len(devices)} are visible"
                 )
             devices = devices[:num_devices]
-        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
-        return contextlib.nullcontext()
+        return keras.distribution.DataParallel(devices=devices).scope()
     raise TrainingError(
         f"unknown distribution strategy {strategy!r}; use mirrored, multi_worker or data_parallel"
     )
+
+
+def replicas_in_sync() -> int:
+    """How many devices share each batch under the current distribution (1 when none)."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        if tf.distribute.has_strategy():
+            return int(tf.distribute.get_strategy().num_replicas_in_sync)
+    distribution = keras.distribution.distribution()
+    if distribution is not None:
+        mesh = getattr(distribution, "device_mesh", None)
+        if mesh is not None:
+            return math.prod(mesh.shape)
+    return 1
 
 
 class ReshuffleEachEpoch(keras.callbacks.Callback):
@@ -363,8 +377,14 @@ def _generator_kwargs(config: TrainConfig, params: AnchorParameters) -> dict:
     }
 
 
-def create_generators(config: TrainConfig, params: AnchorParameters) -> tuple[Any, Any]:
-    """The training generator (shuffled, augmented if asked) and the validation one or None."""
+def create_generators(
+    config: TrainConfig, params: AnchorParameters, full_batches: bool = False
+) -> tuple[Any, Any]:
+    """The training generator (shuffled, augmented if asked) and the validation one or None.
+
+    ``full_batches`` makes every training batch hold ``batch_size`` images, as multi-device
+    training needs (see :class:`~keras_retinanet.preprocessing.generator.Generator`).
+    """
     from keras_retinanet.preprocessing.factory import create_generator
 
     transform = None
@@ -374,7 +394,12 @@ def create_generators(config: TrainConfig, params: AnchorParameters) -> tuple[An
         transform = random_transform(seed=config.seed)
     kwargs = _generator_kwargs(config, params)
     train_generator = create_generator(
-        config.dataset, "train", shuffle=True, transform=transform, **kwargs
+        config.dataset,
+        "train",
+        shuffle=True,
+        transform=transform,
+        full_batches=full_batches,
+        **kwargs,
     )
     validation_generator = None
     if config.evaluation:
@@ -431,6 +456,16 @@ def train(config: TrainConfig) -> dict:
         TrainingError: a non-finite loss (the last good snapshot is kept and named), or a
             configuration that does not fit the data.
     """
+    previous_policy = keras.mixed_precision.global_policy()
+    try:
+        with distribution_scope(config.distribute, config.num_devices):
+            return _train(config)
+    finally:
+        # Leave the process as it was: the next model built here is not float16 or sharded.
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def _train(config: TrainConfig) -> dict:
     if config.seed is not None:
         keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
@@ -444,11 +479,17 @@ def train(config: TrainConfig) -> dict:
         params = AnchorParameters.from_dict(recorded) if recorded else None
     params = params or AnchorParameters()
 
-    train_generator, validation_generator = create_generators(config, params)
+    replicas = replicas_in_sync()
+    if config.batch_size % replicas:
+        raise TrainingError(
+            f"--batch-size {config.batch_size} does not split evenly over {replicas} "
+            f"devices; use a multiple of {replicas}"
+        )
+    train_generator, validation_generator = create_generators(
+        config, params, full_batches=replicas > 1
+    )
+    model, initial_epoch = build_or_resume(config, train_generator.num_classes(), params)
     classes = [train_generator.label_to_name(i) for i in range(train_generator.num_classes())]
-
-    with distribution_scope(config.distribute, config.num_devices):
-        model, initial_epoch = build_or_resume(config, train_generator.num_classes(), params)
     if initial_epoch >= config.epochs:
         raise TrainingError(
             f"the snapshot already has {initial_epoch} epochs and --epochs is {config.epochs}; "

@@ -73,19 +73,29 @@ def test_train_snapshot_reload_predict(shapes_dir, tmp_path):
 DATA_PARALLEL_SCRIPT = """
 import sys
 from keras_retinanet.cli import train
-train.main(sys.argv[1:])
+argv = sys.argv[1:]
+odd = ["3" if a == "2" and argv[i - 1] == "--batch-size" else a for i, a in enumerate(argv)]
+try:
+    train.main(odd)
+except SystemExit as e:
+    print("odd batch exit", e.code, flush=True)
+train.main(argv)
 """
 
 
-def test_jax_data_parallel_two_devices(shapes_dir, tmp_path):
+def test_jax_data_parallel_two_devices(tmp_path):
     if keras.backend.backend() != "jax":
         pytest.skip("keras.distribution.DataParallel is exercised on the JAX backend")
+    # 3 training images: batches of 2 and 1; the short one is filled up to 2 (one per device).
+    data = write_shapes_dataset(
+        tmp_path / "shapes", num_train=3, num_test=1, image_size=(96, 128), seed=4
+    )
     out = tmp_path / "snaps"
     argv = [
         "--weights", "none", "--image-min-side", "96", "--image-max-side", "128", "--quiet",
-        "--multi-gpu", "2", "--batch-size", "2", "--epochs", "1", "--steps", "1",
+        "--multi-gpu", "2", "--batch-size", "2", "--epochs", "1", "--steps", "2",
         "--snapshot-path", str(out), "--no-evaluation",
-        "voc", str(shapes_dir), "--classes", str(shapes_dir / "classes.txt"), "--val-set", "none",
+        "voc", str(data), "--classes", str(data / "classes.txt"), "--val-set", "none",
     ]  # fmt: skip
     env = dict(
         os.environ,
@@ -100,5 +110,9 @@ def test_jax_data_parallel_two_devices(shapes_dir, tmp_path):
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "odd batch exit 1" in result.stdout
+    assert "--batch-size 3 does not split evenly over 2 devices" in result.stderr
     metadata = models.read_metadata(str(out / "resnet50_voc_01.keras"))
     assert math.isfinite(metadata["logs"]["loss"])
+    trained = keras.saving.load_model(str(out / "resnet50_voc_01.keras"))
+    assert int(trained.optimizer.iterations.numpy()) == 2

@@ -195,6 +195,52 @@ def test_ratio_grouping_batches_similar_aspect_ratios():
 
 
 @needs_data
+@pytest.mark.parametrize("batch_size", [2, 4, 7])
+def test_full_batches_fill_the_last_group_from_the_epoch_order(batch_size):
+    # 5 images: batches of 2 and 4 leave a short last group; 7 is more than the whole set.
+    plain = voc2007(batch_size=batch_size, shuffle=True, group_method="ratio", seed=5)
+    full = voc2007(batch_size=batch_size, shuffle=True, group_method="ratio", seed=5,
+                   full_batches=True, image_min_side=64, image_max_side=96)  # fmt: skip
+    assert any(len(group) < batch_size for group in plain.groups)  # (groups are shuffled)
+    for epoch in range(2):
+        assert len(full) == len(plain) == -(-5 // batch_size)
+        assert all(len(group) == batch_size for group in full.groups)
+        # Every image is still seen each epoch, and only the filler repeats any.
+        assert sorted({int(i) for g in full.groups for i in g}) == list(range(5))
+        assert sum(len(g) for g in full.groups) == len(full) * batch_size
+        for index in range(len(full)):
+            inputs, (regression, classification) = full[index]
+            assert inputs.shape[0] == regression.shape[0] == classification.shape[0]
+            assert inputs.shape[0] == batch_size
+        full.on_epoch_end()
+        plain.on_epoch_end()
+
+
+def test_full_batches_repeat_readable_images_when_one_is_skipped(tmp_path):
+    good = io.BytesIO()
+    Image.new("RGB", (16, 12), (1, 2, 3)).save(good, format="JPEG")
+    files = {
+        "a.jpg": (good.getvalue(), ["1,1,9,9,cat"]),
+        "bad.jpg": (b"not an image", []),
+        "b.jpg": (good.getvalue(), ["2,2,12,10,dog"]),
+    }
+    paths = write_csv_dataset(tmp_path, files)
+    options = dict(shuffle=False, group_method="none", image_min_side=32, image_max_side=64,
+                   batch_size=3, skip_bad_images=True)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        short = CSVGenerator(*paths, **options)[0]
+        full = CSVGenerator(*paths, full_batches=True, **options)[0]
+    assert short[0].shape[0] == 2
+    inputs, (regression, classification) = full
+    assert inputs.shape[0] == regression.shape[0] == classification.shape[0] == 3
+    # The readable images in order, then the first again: a, b, a.
+    np.testing.assert_array_equal(inputs[2], inputs[0])
+    np.testing.assert_array_equal(regression[2], regression[0])
+    assert not np.array_equal(regression[1], regression[0])
+
+
+@needs_data
 def test_shuffling_is_seeded_and_changes_every_epoch():
     a, b, c = (raccoon(batch_size=2, seed=seed) for seed in (1, 1, 2))
     as_lists = [[g.tolist() for g in gen.groups] for gen in (a, b, c)]

@@ -75,6 +75,11 @@ class Generator(keras.utils.PyDataset):
             back (about 16 MB per 800x1088 image: inputs and targets), which
             ``benchmarks/bench_loader.py --processes`` shows to cost more than it gains.
         max_queue_size: batches prepared ahead.
+        full_batches: every batch has exactly ``batch_size`` images. The last, short group of
+            an epoch is filled with the first images of that epoch's order, and with
+            ``skip_bad_images`` a batch that lost an unreadable image repeats its readable
+            ones. Multi-device training needs this: each device takes an equal share of every
+            batch, and a short batch would leave a device with none.
     """
 
     def __init__(
@@ -93,6 +98,7 @@ class Generator(keras.utils.PyDataset):
         workers: int = 1,
         use_multiprocessing: bool = False,
         max_queue_size: int = 10,
+        full_batches: bool = False,
     ) -> None:
         super().__init__(
             workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size
@@ -116,6 +122,7 @@ class Generator(keras.utils.PyDataset):
         self.pad_multiple = int(pad_multiple) if pad_multiple else 1
         self.seed = seed
         self.skip_bad_images = bool(skip_bad_images)
+        self.full_batches = bool(full_batches)
 
         self._base_seed = (
             int(seed) if seed is not None else int(np.random.SeedSequence().generate_state(1)[0])
@@ -383,6 +390,10 @@ class Generator(keras.utils.PyDataset):
         images, annotations, _, _ = self._preprocess_group(group)
         if not images:
             return None
+        if self.full_batches and len(images) < self.batch_size:
+            keep = [k % len(images) for k in range(self.batch_size)]
+            images = [images[k] for k in keep]
+            annotations = [annotations[k] for k in keep]
         inputs = self.compute_inputs(images)
         regression, classification = self.compute_targets(images, annotations)
         return inputs, (regression, classification)
@@ -421,6 +432,10 @@ class Generator(keras.utils.PyDataset):
             ratios = np.array([self.image_aspect_ratio(int(i)) for i in order])
             order = order[np.argsort(ratios, kind="stable")]
         groups = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        if self.full_batches and groups and len(groups[-1]) < self.batch_size:
+            # np.resize repeats the order when the dataset is smaller than one batch.
+            missing = np.resize(order, self.batch_size - len(groups[-1]))
+            groups[-1] = np.concatenate([groups[-1], missing])
         if self.shuffle:
             groups = [groups[i] for i in rng.permutation(len(groups))]
         return groups
