@@ -110,6 +110,74 @@ def load_average() -> str:
     return ", ".join(f"{v:.1f}" for v in os.getloadavg())
 
 
+def in_rounds(specs: list[dict], rounds: int, variant_field: str = "label") -> list[dict]:
+    """The specs ``rounds`` times over, the models of each case in alternating order.
+
+    Round 0 runs each case's models in the given order, round 1 in reverse, and so on (ours,
+    KerasHub, KerasHub, ours, ...), so that neither model always runs first: machine drift
+    between processes (seen here: 5% between two back-to-back runs of the same model) then
+    falls on both alike instead of on one.
+    """
+    cases: dict[str, list[dict]] = {}
+    for spec in specs:
+        key = json.dumps({k: v for k, v in spec.items() if k not in (variant_field, "title",
+                          "model", "jit")}, sort_keys=True)  # fmt: skip
+        cases.setdefault(key, []).append(spec)
+    ordered = []
+    for index in range(rounds):
+        for group in cases.values():
+            for spec in group if index % 2 == 0 else reversed(group):
+                ordered.append(dict(spec, round=index, title=f"{spec['title']}, round {index + 1}"))
+    return ordered
+
+
+def merge_rounds(results: list[dict], raw_fields: dict[str, str]) -> list[dict]:
+    """One result per spec from its rounds: the raw timings pooled and summarised again.
+
+    ``raw_fields`` maps a raw list (``"totals"``) to the summary it feeds (``"total"``). The
+    per-round medians of the first of them stay in ``round_medians`` (for the ratio's spread),
+    the first calls in ``firsts``; ``first`` is their median and the peak memory their maximum.
+    """
+    import numpy as np
+
+    merged: dict[str, dict] = {}
+    for result in results:
+        key = json.dumps({k: v for k, v in result.items() if k in ("label", "batch", "height",
+                          "width", "prior")}, sort_keys=True)  # fmt: skip
+        if "error" in result:
+            merged.setdefault(key, result)
+            continue
+        primary = next(iter(raw_fields))
+        if key not in merged or "error" in merged[key]:
+            merged[key] = dict(result, firsts=[], round_medians={}, rounds=0)
+        else:
+            into = merged[key]
+            for raw in raw_fields:
+                into[raw] = list(into[raw]) + list(result[raw])
+            if result["rss_peak"] > into["rss_peak"]:
+                into["rss_peak"], into["rss_built"] = result["rss_peak"], result["rss_built"]
+        into = merged[key]
+        into["firsts"].append(result["first"])
+        into["round_medians"][result.get("round", 0)] = float(np.median(result[primary]))
+        into["rounds"] += 1
+    for into in merged.values():
+        if "error" in into:
+            continue
+        for raw, summary in raw_fields.items():
+            into[summary] = summarise(into[raw])
+        into["first"] = float(np.median(into["firsts"]))
+    return list(merged.values())
+
+
+def round_ratio_range(ours: dict, theirs: dict) -> str:
+    """``min-max`` of the per-round ratios of medians, or ``-`` with a single round."""
+    rounds = sorted(set(ours.get("round_medians", {})) & set(theirs.get("round_medians", {})))
+    if len(rounds) < 2:
+        return "-"
+    ratios = [ours["round_medians"][r] / theirs["round_medians"][r] for r in rounds]
+    return f"{min(ratios):.2f}-{max(ratios):.2f}"
+
+
 def summarise(times: list[float]) -> dict[str, float]:
     import numpy as np
 
@@ -420,6 +488,10 @@ def inference_worker(spec: dict) -> dict:
         stage=summarise(stages),
         filter=summarise(filters),
         totals=totals,
+        cpu_totals=cpu_totals,
+        forwards=forwards,
+        stages=stages,
+        filters=filters,
         rss_built=rss_built,
         rss_peak=rss_peak,
         scores_above=above,
@@ -507,9 +579,10 @@ def print_inference_tables(results: list[dict]) -> None:
 
     print("\nRatios of medians (< 1: ours faster):\n")
     print(
-        "| batch | input | prior | ours / KerasHub total | forward | decode+NMS (measured alone) |"
+        "| batch | input | prior | ours / KerasHub total | per round | forward "
+        "| decode+NMS (measured alone) |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     by_key: dict[tuple, dict[str, dict]] = {}
     for r in results:
         if "error" not in r:
@@ -522,14 +595,15 @@ def print_inference_tables(results: list[dict]) -> None:
             forward = ours["forward"]["median"] / theirs["forward"]["median"]
             stage = ours["stage"]["median"] / theirs["stage"]["median"]
             print(
-                f"| {batch} | {height}x{width} | {prior:g} | {ratio:.2f} | {forward:.2f} "
-                f"| {stage:.2f} |"
+                f"| {batch} | {height}x{width} | {prior:g} | {ratio:.2f} "
+                f"| {round_ratio_range(ours, theirs)} | {forward:.2f} | {stage:.2f} |"
             )
         xla = group.get("ours XLA")
         if ours and xla:
             ratio = xla["total"]["median"] / ours["total"]["median"]
             print(
                 f"| {batch} | {height}x{width} | {prior:g} | XLA / no XLA (ours): {ratio:.2f} "
+                f"| {round_ratio_range(xla, ours)} "
                 f"| {xla['forward']['median'] / ours['forward']['median']:.2f} "
                 f"| {xla['stage']['median'] / ours['stage']['median']:.2f} |"
             )
@@ -572,6 +646,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--batches", nargs="+", type=int, default=[1])
     parser.add_argument("--runs", type=int, default=10, help="timed calls after warm-up")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="run every (model, case) process this many times, the models' order alternating "
+        "(ours first, then KerasHub first, ...); the timings of all rounds are pooled",
+    )
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls after the first")
     parser.add_argument("--num-classes", type=int, default=20)
     parser.add_argument(
@@ -667,8 +748,12 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     load_before = load_average()
-    specs = build_specs(args)
-    results = run_workers(__file__, specs, "inference")
+    specs = in_rounds(build_specs(args), args.rounds)
+    results = merge_rounds(
+        run_workers(__file__, specs, "inference"),
+        {"totals": "total", "cpu_totals": "cpu", "forwards": "forward", "stages": "stage",
+         "filters": "filter"},
+    )  # fmt: skip
     retrace = None
     if not args.no_retrace_check:
         retrace_spec = dict(
@@ -689,8 +774,9 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"{args.num_classes} classes, score threshold {args.score_threshold}, NMS IoU "
         f"{args.nms_threshold}, {args.max_detections} detections, pre-NMS top-k "
-        f"{args.pre_nms_top_k} (per level: {args.pre_nms_top_k_per_level}); {args.runs} runs "
-        f"after {args.warmup} warm-up calls; wall seconds per call of "
+        f"{args.pre_nms_top_k} (per level: {args.pre_nms_top_k_per_level}); {args.rounds} "
+        f"round(s) of {args.runs} runs after {args.warmup} warm-up calls, pooled; wall seconds "
+        "per call of "
         f"{'model.predict()' if args.api == 'predict' else 'the predict function on a batch'}"
     )
     print_inference_tables(results)

@@ -40,11 +40,14 @@ from bench_inference import (  # noqa: E402 - after the path set-up above
     build_kerashub_detector,
     current_rss_mb,
     fmt,
+    in_rounds,
     library_versions,
     load_average,
     machine_description,
+    merge_rounds,
     parse_case,
     peak_rss_mb,
+    round_ratio_range,
     run_workers,
     summarise,
 )
@@ -148,6 +151,7 @@ def train_worker(spec: dict) -> dict:
         first=times[0],
         step=summarise(timed_steps),
         steps=times,
+        timed_steps=timed_steps,
         targets_seconds=targets_seconds,
         rss_built=rss_built,
         rss_peak=peak_rss_mb(),
@@ -175,8 +179,8 @@ def print_table(results: list[dict]) -> None:
             f"| {r['rss_peak']:.0f} | {r['rss_peak'] - r['rss_built']:.0f} | {r['loss']:.4g} |"
         )
     print("\nRatios of median step time per image (< 1: ours faster):\n")
-    print("| batch | input | ours / KerasHub | first step ours / KerasHub |")
-    print("|---|---|---|---|")
+    print("| batch | input | ours / KerasHub | per round | first step ours / KerasHub |")
+    print("|---|---|---|---|---|")
     groups: dict[tuple, dict[str, dict]] = {}
     for r in results:
         if "error" not in r:
@@ -186,7 +190,10 @@ def print_table(results: list[dict]) -> None:
         if ours and theirs:
             ratio = ours["step"]["median"] / theirs["step"]["median"]
             first = ours["first"] / theirs["first"]
-            print(f"| {batch} | {height}x{width} | {ratio:.2f} | {first:.2f} |")
+            print(
+                f"| {batch} | {height}x{width} | {ratio:.2f} | {round_ratio_range(ours, theirs)} "
+                f"| {first:.2f} |"
+            )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -195,6 +202,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--runs", type=int, default=10, help="timed steps after warm-up")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps after the first")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="run every (model, case) process this many times, the models' order alternating; "
+        "the timed steps of all rounds are pooled, the first steps' median is reported",
+    )
     parser.add_argument("--num-classes", type=int, default=20)
     parser.add_argument("--boxes", type=int, default=3, help="ground-truth boxes per image")
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
@@ -233,14 +247,16 @@ def main(argv: list[str] | None = None) -> None:
                     )
                 )
     load_before = load_average()
-    results = run_workers(__file__, specs, "train")
+    results = merge_rounds(
+        run_workers(__file__, in_rounds(specs, args.rounds), "train"), {"timed_steps": "step"}
+    )
     print(f"\nmachine: {machine_description()}")
     print(f"python {platform.python_version()}, {library_versions()}")
     print(f"load average (1, 5, 15 min) before: {load_before}; after: {load_average()}")
     print(
         f"{args.num_classes} classes, {args.boxes} boxes per image, Adam lr {LEARNING_RATE:g} "
-        f"clipnorm {CLIPNORM:g}; {args.runs} timed steps after the first and {args.warmup} "
-        "warm-up steps; wall seconds per fit() step"
+        f"clipnorm {CLIPNORM:g}; {args.rounds} round(s) of {args.runs} timed steps after the "
+        f"first and {args.warmup} warm-up steps, pooled; wall seconds per fit() step"
     )
     print_table(results)
     if args.json:
