@@ -101,15 +101,22 @@ def test_prior_initialisation(training_outputs):
 
 
 def test_parameter_count(training_model):
-    # ResNet50 without top: 23,587,712 (25,636,712 with top minus the 2048 * 1000 + 1000 dense).
+    # ResNet50 without top: 23,587,712 (25,636,712 with top minus the 2048 * 1000 + 1000 dense),
+    # less the biases of its 53 convolutions, each folded into the BatchNormalization after it
+    # (backbones.without_conv_bias): 64 + 1,408 + 3,584 + 10,240 + 11,264 = 26,560 (stem, then
+    # stages 2-5: per block the filters of its three convs, plus the first block's shortcut),
+    # leaving 23,561,152.
     # FPN: C5_reduced 2048*256+256 = 524,544; C4_reduced 1024*256+256 = 262,400;
     #   C3_reduced 512*256+256 = 131,328; P3, P4, P5, P7 3*3*256*256+256 = 590,080 each;
     #   P6 3*3*2048*256+256 = 4,718,848; total 7,997,440.
     # Regression head: 4 * 590,080 + (3*3*256*36 + 36 = 82,980) = 2,443,300.
     # Classification head: 4 * 590,080 + 3*3*256*27 + 27 (K*A = 3*9) = 2,360,320 + 62,235
     #   = 2,422,555.
-    # 23,587,712 + 7,997,440 + 2,443,300 + 2,422,555 = 36,451,007.
-    assert training_model.count_params() == 36_451_007
+    # 23,561,152 + 7,997,440 + 2,443,300 + 2,422,555 = 36,424,447.
+    assert training_model.count_params() == 36_424_447
+    convs = [layer for layer in training_model.layers if layer.name.startswith("conv")]
+    assert sum(isinstance(layer, keras.layers.Conv2D) for layer in convs) == 53
+    assert not any(getattr(layer, "use_bias", False) for layer in convs)
 
 
 def test_resnet101_builds():
@@ -357,9 +364,45 @@ def test_local_weights_file_is_loaded(marked_resnet50_weights, kind):
     if path is None:
         pytest.skip("this Keras has no legacy .h5 weights writer")
     model = models.retinanet_model(NUM_CLASSES, weights=path)
-    kernel, bias = model.get_layer("conv1_conv").get_weights()
+    (kernel,) = model.get_layer("conv1_conv").get_weights()
     np.testing.assert_array_equal(kernel, marked_resnet50_weights["kernel"])
-    np.testing.assert_array_equal(bias, marked_resnet50_weights["bias"])
+    # The file's conv bias is folded into the batch norm's moving mean (saved as zeros).
+    moving_mean = model.get_layer("conv1_bn").moving_mean.numpy()
+    np.testing.assert_allclose(moving_mean, -marked_resnet50_weights["bias"])
+
+
+def test_backbone_without_conv_bias_computes_what_keras_applications_does(tmp_path):
+    """Our C3..C5, built from a keras.applications weights file (conv biases and all), equal
+    keras.applications' ResNet50 with that file, in inference and in training mode, although
+    our convolutions have no bias (folded into the batch norms)."""
+    from keras_retinanet.backbones import backbone_features
+
+    rng = np.random.default_rng(0)
+    reference = keras.applications.ResNet50(include_top=False, weights=None)
+    for layer in reference.layers:  # non-trivial biases and statistics everywhere
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, variance = layer.get_weights()
+            layer.set_weights([gamma * rng.uniform(0.5, 1.5, gamma.shape),
+                               rng.normal(0, 0.1, beta.shape), rng.normal(0, 0.1, mean.shape),
+                               variance * rng.uniform(0.5, 2.0, variance.shape)])  # fmt: skip
+        elif isinstance(layer, keras.layers.Conv2D):
+            kernel, bias = layer.get_weights()
+            layer.set_weights([kernel, rng.normal(0, 0.1, bias.shape)])
+    path = str(tmp_path / "resnet50_notop.weights.h5")
+    reference.save_weights(path)
+    inputs = keras.Input((None, None, 3))
+    ours = keras.Model(inputs, backbone_features(inputs, weights=path, freeze_batch_norm=False))
+    taps = ["conv3_block4_out", "conv4_block6_out", "conv5_block3_out"]
+    tapped = keras.Model(reference.input, [reference.get_layer(t).output for t in taps])
+    assert ours.count_params() == tapped.count_params() - 26_560
+    assert not any(getattr(layer, "use_bias", False) for layer in ours.layers)
+    images = rng.normal(0, 50, size=(2, 64, 96, 3)).astype("float32")
+    for training in (False, True):
+        expected = [np.asarray(v) for v in tapped(images, training=training)]
+        got = [np.asarray(v) for v in ours(images, training=training)]
+        for e, g in zip(expected, got):
+            assert e.shape == g.shape
+            np.testing.assert_allclose(g, e, rtol=1e-3, atol=1e-4 * np.abs(e).max())
 
 
 @pytest.mark.filterwarnings("ignore:Skipping nested container")

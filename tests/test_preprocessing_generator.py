@@ -202,7 +202,7 @@ def test_full_batches_fill_the_last_group_from_the_epoch_order(batch_size):
     full = voc2007(batch_size=batch_size, shuffle=True, group_method="ratio", seed=5,
                    full_batches=True, image_min_side=64, image_max_side=96)  # fmt: skip
     assert any(len(group) < batch_size for group in plain.groups)  # (groups are shuffled)
-    for epoch in range(2):
+    for _ in range(2):  # two epochs: the groups are reshuffled
         assert len(full) == len(plain) == -(-5 // batch_size)
         assert all(len(group) == batch_size for group in full.groups)
         # Every image is still seen each epoch, and only the filler repeats any.
