@@ -7,13 +7,11 @@ installed, which proves the package trains and predicts without it.
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
+from multi_device import assert_trained_and_refused_odd_batch, train_on_two_devices
 
 from keras_retinanet import models
 from keras_retinanet.datasets.shapes import write_shapes_dataset
@@ -70,19 +68,6 @@ def test_train_snapshot_reload_predict(shapes_dir, tmp_path):
     assert np.all(np.diff(found.scores) <= 0)  # sorted, highest first
 
 
-DATA_PARALLEL_SCRIPT = """
-import sys
-from keras_retinanet.cli import train
-argv = sys.argv[1:]
-odd = ["3" if a == "2" and argv[i - 1] == "--batch-size" else a for i, a in enumerate(argv)]
-try:
-    train.main(odd)
-except SystemExit as e:
-    print("odd batch exit", e.code, flush=True)
-train.main(argv)
-"""
-
-
 def test_jax_data_parallel_two_devices(tmp_path):
     if keras.backend.backend() != "jax":
         pytest.skip("keras.distribution.DataParallel is exercised on the JAX backend")
@@ -97,21 +82,8 @@ def test_jax_data_parallel_two_devices(tmp_path):
         "--snapshot-path", str(out), "--no-evaluation",
         "voc", str(data), "--classes", str(data / "classes.txt"), "--val-set", "none",
     ]  # fmt: skip
-    env = dict(
-        os.environ,
-        KERAS_BACKEND="jax",
-        XLA_FLAGS="--xla_force_host_platform_device_count=2",
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", DATA_PARALLEL_SCRIPT, *argv],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "odd batch exit 1" in result.stdout
-    assert "--batch-size 3 does not split evenly over 2 devices" in result.stderr
+    env = {"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    assert_trained_and_refused_odd_batch(train_on_two_devices(argv, env))
     metadata = models.read_metadata(str(out / "resnet50_voc_01.keras"))
     assert math.isfinite(metadata["logs"]["loss"])
     trained = keras.saving.load_model(str(out / "resnet50_voc_01.keras"))

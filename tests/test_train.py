@@ -21,6 +21,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from multi_device import assert_trained_and_refused_odd_batch, train_on_two_devices
 
 from keras_retinanet import models
 from keras_retinanet.cli import train as train_cli
@@ -276,21 +277,12 @@ def test_kill_during_snapshot_write_keeps_previous(tmp_path):
     assert models.read_metadata(str(path))["epoch"] == int(value)
 
 
-TWO_DEVICE_SCRIPT = """
-import sys
+TWO_LOGICAL_CPUS = """
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(
     cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
 )
-from keras_retinanet.cli import train
-argv = sys.argv[1:]
-odd = ["3" if a == "2" and argv[i - 1] == "--batch-size" else a for i, a in enumerate(argv)]
-try:
-    train.main(odd)
-except SystemExit as e:
-    print("odd batch exit", e.code, flush=True)
-train.main(argv)
 """
 
 
@@ -306,17 +298,8 @@ def test_two_logical_devices_training_step(tmp_path):
         "--snapshot-path", str(out), "--no-evaluation",
         "voc", str(DATA / "voc2007_sample"), "--val-set", "none",
     ]  # fmt: skip
-    env = dict(os.environ, KERAS_BACKEND="tensorflow")
-    result = subprocess.run(
-        [sys.executable, "-c", TWO_DEVICE_SCRIPT, *argv],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "odd batch exit 1" in result.stdout
-    assert "--batch-size 3 does not split evenly over 2 devices" in result.stderr
+    result = train_on_two_devices(argv, {"KERAS_BACKEND": "tensorflow"}, TWO_LOGICAL_CPUS)
+    assert_trained_and_refused_odd_batch(result)
     metadata = models.read_metadata(str(out / "resnet50_voc_01.keras"))
     assert math.isfinite(metadata["logs"]["loss"])
     model = keras.saving.load_model(str(out / "resnet50_voc_01.keras"))
