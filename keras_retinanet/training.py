@@ -250,7 +250,8 @@ def distribution_scope(strategy: str | None, num_devices: int | None = None) -> 
 
     * ``"mirrored"``: ``tf.distribute.MirroredStrategy`` over the first ``num_devices`` GPUs
       (or logical CPUs when there is no GPU), TensorFlow backend only.
-    * ``"multi_worker"``: ``tf.distribute.MultiWorkerMirroredStrategy`` (reads ``TF_CONFIG``).
+    * ``"multi_worker"``: refused with a clear error: Keras 3's ``fit`` does not work under
+      ``tf.distribute.MultiWorkerMirroredStrategy`` (keras-team/keras#20585).
     * ``"data_parallel"``: ``keras.distribution.DataParallel`` (JAX backend).
 
     Raises:
@@ -268,7 +269,15 @@ def distribution_scope(strategy: str | None, num_devices: int | None = None) -> 
         import tensorflow as tf
 
         if strategy == "multi_worker":
-            return tf.distribute.MultiWorkerMirroredStrategy().scope()
+            # Refused before the strategy starts its servers: fit fails, then hangs at exit.
+            raise TrainingError(
+                "--distribute multi_worker is not supported: Keras 3's fit fails under "
+                "tf.distribute.MultiWorkerMirroredStrategy ('Attempt to convert a value "
+                "(PerReplica ...) to a Tensor', keras-team/keras#20585, still so with Keras "
+                f"{keras.__version__} and TensorFlow {tf.__version__} on two local workers). "
+                "On one machine use --multi-gpu N (MirroredStrategy on TensorFlow, "
+                "DataParallel on JAX)."
+            )
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         names = [d.name for d in devices]
         if num_devices:

@@ -306,6 +306,16 @@ def test_two_logical_devices_training_step(tmp_path):
     assert int(model.optimizer.iterations.numpy()) == 3
 
 
+def test_multi_worker_is_refused_with_the_reason(capsys):
+    pytest.importorskip("tensorflow")
+    with pytest.raises(SystemExit):
+        train_cli.main(SMALL + ["--distribute", "multi_worker", "voc", str(DATA / "bccd"),
+                                "--classes", str(DATA / "bccd" / "classes.txt")])  # fmt: skip
+    error = capsys.readouterr().err
+    assert "multi_worker is not supported" in error and "keras-team/keras#20585" in error
+    assert "--multi-gpu N" in error
+
+
 def test_bad_inputs_are_clear_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         train_cli.main(SMALL + ["voc", str(tmp_path / "missing")])

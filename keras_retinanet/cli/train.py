@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--distribute",
         choices=("mirrored", "multi_worker", "data_parallel"),
-        help="distribution strategy (multi_worker reads TF_CONFIG)",
+        help="distribution strategy (multi_worker is refused: Keras 3's fit does not work "
+        "under MultiWorkerMirroredStrategy, keras-team/keras#20585)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
