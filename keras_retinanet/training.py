@@ -302,7 +302,7 @@ def distribution_scope(strategy: str | None, num_devices: int | None = None) -> 
             devices = devices[:num_devices]
         return keras.distribution.DataParallel(devices=devices).scope()
     raise TrainingError(
-        f"unknown distribution strategy {strategy!r}; use mirrored, multi_worker or data_parallel"
+        f"unknown distribution strategy {strategy!r}; use mirrored or data_parallel"
     )
 
 
