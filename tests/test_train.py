@@ -314,6 +314,10 @@ def test_multi_worker_is_refused_with_the_reason(capsys):
     error = capsys.readouterr().err
     assert "multi_worker is not supported" in error and "keras-team/keras#20585" in error
     assert "--multi-gpu N" in error
+    from keras_retinanet.training import distribution_scope
+
+    with pytest.raises(TrainingError, match="'ring'; use mirrored or data_parallel"):
+        distribution_scope("ring")
 
 
 def test_bad_inputs_are_clear_errors(tmp_path, capsys):
