@@ -131,12 +131,9 @@ def without_conv_bias(model: keras.Model, inputs: Any) -> keras.Model:
         if layer.name in folds:
             kernel, bias = layer.get_weights()
             target.set_weights([kernel])
-            norm = model.get_layer(folds[layer.name])
-            values = {w.path.rsplit("/", 1)[-1]: w.numpy() for w in norm.weights}
-            values["moving_mean"] = values["moving_mean"] - bias
-            copy.get_layer(norm.name).set_weights(
-                [values[w.path.rsplit("/", 1)[-1]] for w in norm.weights]
-            )
+            norm = copy.get_layer(folds[layer.name])
+            norm.set_weights(model.get_layer(norm.name).get_weights())
+            norm.moving_mean.assign(norm.moving_mean - bias)
         elif layer.name not in folds.values():
             target.set_weights(layer.get_weights())
     return copy
