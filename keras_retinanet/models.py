@@ -23,6 +23,7 @@ import keras
 
 from keras_retinanet import backbones as backbones_lib
 from keras_retinanet import layers as layers_lib
+from keras_retinanet import losses as _losses  # noqa: F401  (registers what snapshots compile)
 from keras_retinanet.anchors import AnchorParameters
 from keras_retinanet.boxes import DEFAULT_MEAN, DEFAULT_STD
 

@@ -269,6 +269,37 @@ def test_load_model_errors(tmp_path):
         models.read_metadata(str(tmp_path / "missing.h5"))
 
 
+def test_compiled_snapshot_loads_after_importing_models_only(tmp_path):
+    # A training snapshot is compiled with our losses; a fresh process that imports only
+    # keras_retinanet.models must still find them (keras.saving.load_model compiles by default).
+    import subprocess
+    import sys
+
+    from keras_retinanet import losses
+
+    inputs = keras.Input((3,))
+    model = keras.Model(
+        inputs,
+        [keras.layers.Dense(4, name="regression")(inputs),
+         keras.layers.Dense(2, name="classification")(inputs)],
+    )  # fmt: skip
+    model.compile(
+        optimizer="adam",
+        loss={"regression": losses.smooth_l1(), "classification": losses.focal()},
+    )
+    path = models.save_model(model, str(tmp_path / "compiled.keras"))
+    script = (
+        "import sys, keras\n"
+        "from keras_retinanet import models\n"
+        "loaded = keras.saving.load_model(sys.argv[1])\n"
+        "print(sorted(type(loss).__name__ for loss in loaded.loss.values()))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, path], capture_output=True,
+                            text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "['FocalLoss', 'SmoothL1Loss']" in result.stdout
+
+
 def tiny_model(seed):
     inputs = keras.Input((3,))
     outputs = keras.layers.Dense(2, name="dense")(inputs)
