@@ -241,6 +241,31 @@ def test_full_batches_repeat_readable_images_when_one_is_skipped(tmp_path):
 
 
 @needs_data
+def test_worker_shards_are_disjoint_and_cover_the_dataset():
+    # raccoon trainval: 160 images over 3 workers -> 54, 53 and 53 (index modulo 3).
+    shards = [raccoon(batch_size=4, shard=(i, 3), seed=i) for i in range(3)]
+    for _ in range(2):  # each epoch reshuffles within a worker's own part only
+        seen = [sorted(int(i) for g in shard.groups for i in g) for shard in shards]
+        assert [len(s) for s in seen] == [54, 53, 53]
+        assert all(image % 3 == worker for worker, s in enumerate(seen) for image in s)
+        assert sorted(sum(seen, [])) == list(range(160))
+        for shard in shards:
+            assert shard.size() == 160  # per-image methods still see the whole dataset
+            shard.on_epoch_end()
+    # A full-batch shard tops up its own last group from its own images.
+    full = raccoon(batch_size=4, shard=(1, 3), full_batches=True, seed=0)
+    assert all(len(g) == 4 and all(int(i) % 3 == 1 for i in g) for g in full.groups)
+
+
+@needs_data
+def test_bad_shards_are_refused():
+    with pytest.raises(ValueError, match=r"0 <= index < count"):
+        voc2007(shard=(2, 2))
+    with pytest.raises(ValueError, match="has 5 images, too few to give each of 6 workers one"):
+        voc2007(shard=(5, 6))
+
+
+@needs_data
 def test_shuffling_is_seeded_and_changes_every_epoch():
     a, b, c = (raccoon(batch_size=2, seed=seed) for seed in (1, 1, 2))
     as_lists = [[g.tolist() for g in gen.groups] for gen in (a, b, c)]

@@ -80,6 +80,10 @@ class Generator(keras.utils.PyDataset):
             ``skip_bad_images`` a batch that lost an unreadable image repeats its readable
             ones. Multi-device training needs this: each device takes an equal share of every
             batch, and a short batch would leave a device with none.
+        shard: ``(index, count)``: batch only the images whose index is ``index`` modulo
+            ``count``, as worker ``index`` of ``count`` does in multi-machine training, so
+            that the workers read disjoint parts of the dataset and together all of it.
+            :meth:`size` and the per-image methods still cover the whole dataset.
     """
 
     def __init__(
@@ -99,6 +103,7 @@ class Generator(keras.utils.PyDataset):
         use_multiprocessing: bool = False,
         max_queue_size: int = 10,
         full_batches: bool = False,
+        shard: tuple[int, int] | None = None,
     ) -> None:
         super().__init__(
             workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size
@@ -123,6 +128,14 @@ class Generator(keras.utils.PyDataset):
         self.seed = seed
         self.skip_bad_images = bool(skip_bad_images)
         self.full_batches = bool(full_batches)
+        if shard is not None:
+            index, count = (int(v) for v in shard)
+            if count < 1 or not 0 <= index < count:
+                raise ValueError(
+                    f"shard must be (index, count) with 0 <= index < count, got {shard}"
+                )
+            shard = (index, count)
+        self.shard = shard
 
         self._base_seed = (
             int(seed) if seed is not None else int(np.random.SeedSequence().generate_state(1)[0])
@@ -139,6 +152,11 @@ class Generator(keras.utils.PyDataset):
             # Not an error: a CLI may build an optional validation set and check size().
             warnings.warn(
                 f"{type(self).__name__} has no images: {self.dataset_info()}", stacklevel=3
+            )
+        if shard is not None and 0 < self.size() <= shard[0]:
+            raise ValueError(
+                f"{type(self).__name__} {self.dataset_info()} has {self.size()} images, too few "
+                f"to give each of {shard[1]} workers one; use fewer workers or more images"
             )
         self.groups = self._group_images()
 
@@ -426,6 +444,8 @@ class Generator(keras.utils.PyDataset):
     def _group_images(self) -> list[np.ndarray]:
         rng = np.random.default_rng([self._base_seed, self._epoch])
         order = np.arange(self.size())
+        if self.shard is not None:
+            order = order[self.shard[0] :: self.shard[1]]
         if self.group_method == "random" or (self.group_method == "ratio" and self.shuffle):
             order = rng.permutation(order)
         if self.group_method == "ratio":
