@@ -18,12 +18,13 @@ import json
 import math
 import os
 import shutil
+import tempfile
 import time
 from typing import Any
 
 import keras
 
-from keras_retinanet import losses, models
+from keras_retinanet import losses, models, multi_worker
 from keras_retinanet.anchors import AnchorParameters
 
 SNAPSHOT_FORMAT_VERSION = 1
@@ -62,8 +63,11 @@ class TrainConfig:
     anchor_parameters: AnchorParameters | None = None
     distribute: str | None = None  # None, "mirrored", "multi_worker" (TF) or "data_parallel"
     num_devices: int | None = None  # devices for "mirrored" / "data_parallel"
+    cluster: list[str] | None = None  # "multi_worker": every worker's host:port, chief first
+    task_index: int | None = None  # "multi_worker": this machine's position in ``cluster``
     skip_bad_images: bool = False
     max_minutes: float | None = None  # stop after this much wall-clock time
+    callbacks: list = dataclasses.field(default_factory=list)  # extra Keras callbacks, run first
     verbose: int = 1
 
 
@@ -162,11 +166,15 @@ class Snapshot(keras.callbacks.Callback):
     def path_for(self, epoch: int) -> str:
         return os.path.join(self.directory, f"{self.prefix}_{epoch:02d}{self.extension}")
 
+    def should_save(self, logs: dict) -> bool:
+        """False after a non-finite loss: the weights are broken."""
+        if self.nan_guard is not None and self.nan_guard.failed_at is not None:
+            return False
+        return _finite(logs.get("loss", 0.0))
+
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
-        if self.nan_guard is not None and self.nan_guard.failed_at is not None:
-            return
-        if not _finite(logs.get("loss", 0.0)):
+        if not self.should_save(logs):
             return
         metadata = self.metadata_fn(epoch + 1)
         if self.monitor in logs and _finite(logs[self.monitor]):
@@ -194,6 +202,21 @@ class Snapshot(keras.callbacks.Callback):
                 epochs.append(int(stem))
         for old in sorted(epochs)[: -self.keep]:
             os.remove(self.path_for(old))
+
+
+class ShadowSnapshot(Snapshot):
+    """What a worker other than the chief does where the chief writes a snapshot: save the
+    model to a temporary folder and delete it. Saving under ``MultiWorkerMirroredStrategy``
+    creates variables, whose initial values the chief broadcasts to every worker, so every
+    worker must save at the same points or the chief waits forever."""
+
+    def __init__(self, nan_guard: StopOnNaN | None = None, extension: str = ".keras") -> None:
+        super().__init__("", "", metadata_fn=None, nan_guard=nan_guard, extension=extension)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.should_save(logs or {}):
+            with tempfile.TemporaryDirectory(prefix="retinanet-shadow-") as directory:
+                self.model.save(os.path.join(directory, f"shadow{self.extension}"))
 
 
 def _atomic_copy(source: str, destination: str) -> None:
@@ -245,13 +268,20 @@ class JSONLogger(keras.callbacks.Callback):
             f.write(json.dumps(record) + "\n")
 
 
-def distribution_scope(strategy: str | None, num_devices: int | None = None) -> Any:
+def distribution_scope(
+    strategy: str | None,
+    num_devices: int | None = None,
+    cluster: list[str] | None = None,
+    task_index: int | None = None,
+) -> Any:
     """A context in which to build, compile and fit the model for multi-device training.
 
     * ``"mirrored"``: ``tf.distribute.MirroredStrategy`` over the first ``num_devices`` GPUs
       (or logical CPUs when there is no GPU), TensorFlow backend only.
-    * ``"multi_worker"``: refused with a clear error: Keras 3's ``fit`` does not work under
-      ``tf.distribute.MultiWorkerMirroredStrategy`` (keras-team/keras#20585).
+    * ``"multi_worker"``: ``tf.distribute.MultiWorkerMirroredStrategy`` over the machines in
+      ``cluster`` (``host:port`` of each, the chief first) with this one at ``task_index``, or
+      else over the cluster in ``TF_CONFIG``; :func:`train` then runs its own loop
+      (:mod:`keras_retinanet.multi_worker`), as Keras 3's ``fit`` fails under this strategy.
     * ``"data_parallel"``: ``keras.distribution.DataParallel`` (JAX backend).
 
     Raises:
@@ -269,15 +299,12 @@ def distribution_scope(strategy: str | None, num_devices: int | None = None) -> 
         import tensorflow as tf
 
         if strategy == "multi_worker":
-            # Refused before the strategy starts its servers: fit fails, then hangs at exit.
-            raise TrainingError(
-                "--distribute multi_worker is not supported: Keras 3's fit fails under "
-                "tf.distribute.MultiWorkerMirroredStrategy ('Attempt to convert a value "
-                "(PerReplica ...) to a Tensor', keras-team/keras#20585, still so with Keras "
-                f"{keras.__version__} and TensorFlow {tf.__version__} on two local workers). "
-                "On one machine use --multi-gpu N (MirroredStrategy on TensorFlow, "
-                "DataParallel on JAX)."
-            )
+            from keras_retinanet import multi_worker
+
+            try:
+                return multi_worker.create_strategy(cluster, task_index).scope()
+            except ValueError as e:
+                raise TrainingError(str(e)) from e
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         names = [d.name for d in devices]
         if num_devices:
@@ -302,7 +329,7 @@ def distribution_scope(strategy: str | None, num_devices: int | None = None) -> 
             devices = devices[:num_devices]
         return keras.distribution.DataParallel(devices=devices).scope()
     raise TrainingError(
-        f"unknown distribution strategy {strategy!r}; use mirrored or data_parallel"
+        f"unknown distribution strategy {strategy!r}; use mirrored, multi_worker or data_parallel"
     )
 
 
@@ -387,12 +414,18 @@ def _generator_kwargs(config: TrainConfig, params: AnchorParameters) -> dict:
 
 
 def create_generators(
-    config: TrainConfig, params: AnchorParameters, full_batches: bool = False
+    config: TrainConfig,
+    params: AnchorParameters,
+    full_batches: bool = False,
+    shard: tuple[int, int] | None = None,
+    batch_size: int | None = None,
 ) -> tuple[Any, Any]:
     """The training generator (shuffled, augmented if asked) and the validation one or None.
 
     ``full_batches`` makes every training batch hold ``batch_size`` images, as multi-device
-    training needs (see :class:`~keras_retinanet.preprocessing.generator.Generator`).
+    training needs; ``shard`` and ``batch_size`` (instead of ``config.batch_size``) give a
+    worker of a multi-machine training its part of the data and its per-replica batch (see
+    :class:`~keras_retinanet.preprocessing.generator.Generator`).
     """
     from keras_retinanet.preprocessing.factory import create_generator
 
@@ -402,13 +435,15 @@ def create_generators(
 
         transform = random_transform(seed=config.seed)
     kwargs = _generator_kwargs(config, params)
+    train_kwargs = dict(kwargs, batch_size=batch_size or config.batch_size)
     train_generator = create_generator(
         config.dataset,
         "train",
         shuffle=True,
         transform=transform,
         full_batches=full_batches,
-        **kwargs,
+        shard=shard,
+        **train_kwargs,
     )
     validation_generator = None
     if config.evaluation:
@@ -467,7 +502,9 @@ def train(config: TrainConfig) -> dict:
     """
     previous_policy = keras.mixed_precision.global_policy()
     try:
-        with distribution_scope(config.distribute, config.num_devices):
+        with distribution_scope(
+            config.distribute, config.num_devices, config.cluster, config.task_index
+        ):
             return _train(config)
     finally:
         # Leave the process as it was: the next model built here is not float16 or sharded.
@@ -494,8 +531,24 @@ def _train(config: TrainConfig) -> dict:
             f"--batch-size {config.batch_size} does not split evenly over {replicas} "
             f"devices; use a multiple of {replicas}"
         )
+    cluster_strategy = multi_worker.active_strategy()
+    chief = cluster_strategy is None or multi_worker.is_chief(cluster_strategy)
+    shadow_snapshots = False
+    if cluster_strategy is None:
+        shard, generator_batch = None, None
+    else:
+        # Each worker reads its own part of the data, one per-replica batch at a time.
+        shard = multi_worker.worker_position(cluster_strategy)
+        generator_batch = config.batch_size // replicas
+        # Only the chief evaluates and writes; the others wait for it in the next step (but
+        # save where it saves: see ShadowSnapshot).
+        if not chief:
+            shadow_snapshots = config.snapshot_path is not None
+            config = dataclasses.replace(
+                config, evaluation=False, snapshot_path=None, tensorboard_dir=None
+            )
     train_generator, validation_generator = create_generators(
-        config, params, full_batches=replicas > 1
+        config, params, full_batches=replicas > 1, shard=shard, batch_size=generator_batch
     )
     model, initial_epoch = build_or_resume(config, train_generator.num_classes(), params)
     classes = [train_generator.label_to_name(i) for i in range(train_generator.num_classes())]
@@ -506,7 +559,7 @@ def _train(config: TrainConfig) -> dict:
         )
 
     nan_guard = StopOnNaN()
-    callbacks: list[keras.callbacks.Callback] = [nan_guard]
+    callbacks: list[keras.callbacks.Callback] = [*config.callbacks, nan_guard]
     if config.max_minutes:
         callbacks.append(TimeLimit(config.max_minutes))
     if validation_generator is not None and validation_generator.size() > 0:
@@ -544,19 +597,34 @@ def _train(config: TrainConfig) -> dict:
             keep=config.keep_snapshots,
         )
         callbacks.append(snapshot_callback)
+    if shadow_snapshots:
+        callbacks.append(ShadowSnapshot(nan_guard, extension=f".{config.snapshot_format}"))
 
-    steps = config.steps or len(train_generator)
     data, data_callbacks = fit_input(train_generator)
     callbacks = data_callbacks + callbacks
-    history = model.fit(
-        data,
-        epochs=config.epochs,
-        initial_epoch=initial_epoch,
-        steps_per_epoch=steps,
-        shuffle=False,  # the generator shuffles its own aspect-ratio groups
-        callbacks=callbacks,
-        verbose=config.verbose,
-    )
+    if cluster_strategy is None:
+        history = model.fit(
+            data,
+            epochs=config.epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=config.steps or len(train_generator),
+            shuffle=False,  # the generator shuffles its own aspect-ratio groups
+            callbacks=callbacks,
+            verbose=config.verbose,
+        )
+    else:
+        # The same number of steps on every worker: an epoch is the whole dataset over all.
+        steps = config.steps or math.ceil(train_generator.size() / config.batch_size)
+        history = multi_worker.fit(
+            model,
+            data,
+            epochs=config.epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=steps,
+            callbacks=callbacks,
+            verbose=config.verbose,
+            strategy=cluster_strategy,
+        )
 
     last = snapshot_callback.last_path if snapshot_callback else None
     if nan_guard.failed_at is not None:

@@ -306,17 +306,19 @@ def test_two_logical_devices_training_step(tmp_path):
     assert int(model.optimizer.iterations.numpy()) == 3
 
 
-def test_multi_worker_is_refused_with_the_reason(capsys):
+def test_multi_worker_without_a_cluster_is_a_clear_error(capsys, monkeypatch):
+    # Two real workers train in tests/test_multi_worker.py; this checks the message only.
     pytest.importorskip("tensorflow")
+    monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(SystemExit):
         train_cli.main(SMALL + ["--distribute", "multi_worker", "voc", str(DATA / "bccd"),
                                 "--classes", str(DATA / "bccd" / "classes.txt")])  # fmt: skip
     error = capsys.readouterr().err
-    assert "multi_worker is not supported" in error and "keras-team/keras#20585" in error
-    assert "--multi-gpu N" in error
+    assert "--distribute multi_worker needs the cluster: pass --cluster" in error
+    assert "or set TF_CONFIG" in error
     from keras_retinanet.training import distribution_scope
 
-    with pytest.raises(TrainingError, match="'ring'; use mirrored or data_parallel"):
+    with pytest.raises(TrainingError, match="'ring'; use mirrored, multi_worker or data_parallel"):
         distribution_scope("ring")
 
 

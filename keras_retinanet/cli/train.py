@@ -84,11 +84,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--distribute",
         choices=("mirrored", "multi_worker", "data_parallel"),
-        help="distribution strategy (multi_worker is refused: Keras 3's fit does not work "
-        "under MultiWorkerMirroredStrategy, keras-team/keras#20585)",
+        help="distribution strategy: mirrored (TF, this machine's devices), multi_worker "
+        "(TF, several machines: --cluster and --task-index, or TF_CONFIG), data_parallel (JAX)",
+    )
+    parser.add_argument(
+        "--cluster",
+        type=_host_list,
+        help="multi_worker: every machine's HOST:PORT, comma-separated, the chief first and "
+        "the same list on every machine (implies --distribute multi_worker)",
+    )
+    parser.add_argument(
+        "--task-index",
+        type=int,
+        help="multi_worker: this machine's position in --cluster (0 is the chief, which "
+        "evaluates and writes the snapshots)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
+
+
+def _host_list(value: str) -> list[str]:
+    hosts = [host.strip() for host in value.split(",") if host.strip()]
+    if not hosts:
+        raise argparse.ArgumentTypeError("give at least one HOST:PORT")
+    return hosts
 
 
 def _none_if_none(value: str | None) -> str | None:
@@ -128,6 +147,15 @@ def config_from_args(args: argparse.Namespace):
     from keras_retinanet.training import TrainConfig
 
     distribute = args.distribute
+    if args.cluster and distribute is None:
+        distribute = "multi_worker"
+    if args.cluster and distribute != "multi_worker":
+        raise ValueError(f"--cluster is for --distribute multi_worker, not {distribute}")
+    if distribute == "multi_worker" and args.multi_gpu:
+        raise ValueError(
+            "--multi-gpu is for one machine; with multi_worker each machine trains on all its "
+            "GPUs (choose them with CUDA_VISIBLE_DEVICES)"
+        )
     if args.multi_gpu and args.multi_gpu > 1 and distribute is None:
         import keras
 
@@ -158,6 +186,8 @@ def config_from_args(args: argparse.Namespace):
         anchor_parameters=read_anchor_parameters(args.config) if args.config else None,
         distribute=distribute,
         num_devices=args.multi_gpu,
+        cluster=args.cluster,
+        task_index=args.task_index,
         skip_bad_images=args.skip_bad_images,
         verbose=0 if args.quiet else 1,
     )

@@ -8,6 +8,7 @@ from typing import Any
 
 import keras
 
+from keras_retinanet import multi_worker
 from keras_retinanet.evaluation.runner import METRICS, EvaluationResult, evaluate
 
 
@@ -21,7 +22,8 @@ class Evaluate(keras.callbacks.Callback):
 
     The inference model is built once, in ``on_train_begin``, with
     :func:`keras_retinanet.models.retinanet_box`: it shares the training model's layers and
-    weights, so it always predicts with the current weights.
+    weights, so it always predicts with the current weights. Under a multi-worker strategy it
+    is called directly on this worker (:class:`keras_retinanet.multi_worker.DirectPredictor`).
 
     Args:
         generator: the validation data (a
@@ -81,12 +83,16 @@ class Evaluate(keras.callbacks.Callback):
         anchor_parameters = self.anchor_parameters or getattr(
             self.generator, "anchor_parameters", None
         )
-        return retinanet_box(
+        model = retinanet_box(
             self.model,
             anchor_parameters=anchor_parameters,
             score_threshold=self.score_threshold,
             max_detections=self.max_detections,
         )
+        if multi_worker.active_strategy() is not None:
+            # The strategy's predict_on_batch would gather every worker's batch into one.
+            model = multi_worker.DirectPredictor(model)
+        return model
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self._inference_model = self._build_inference_model()
