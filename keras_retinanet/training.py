@@ -13,6 +13,7 @@ dataset, so ``--snapshot`` resumes at the next epoch with the same learning rate
 from __future__ import annotations
 
 import contextlib
+import csv
 import dataclasses
 import json
 import math
@@ -266,6 +267,58 @@ class JSONLogger(keras.callbacks.Callback):
         record.update({k: float(v) for k, v in (logs or {}).items() if _finite(v)})
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
+
+
+class CSVLog(keras.callbacks.Callback):
+    """Every epoch's logs as one row of a CSV file, in the format of Keras' ``CSVLogger``
+    (``epoch`` from 0, then the keys in sorted order), safe to resume with other settings.
+
+    Keras' ``CSVLogger``, appending, writes the new rows in the new run's column order under
+    the old header, so a training resumed with evaluation turned on or off had its mAP and
+    loss columns shifted. Here a key that is new to the file is added as a column (left blank
+    in the earlier rows), a key that is missing leaves its cell blank, and the file is
+    rewritten through a temporary file and a rename, so a kill mid-write keeps the old one.
+
+    Args:
+        path: the CSV file.
+        append: keep the rows already in ``path`` (resuming) instead of starting afresh.
+    """
+
+    def __init__(self, path: str, append: bool = False) -> None:
+        super().__init__()
+        self.path = path
+        self.append = append
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        if not self.append and os.path.exists(self.path):
+            os.remove(self.path)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        header, rows = ["epoch"], []
+        if os.path.isfile(self.path):
+            with open(self.path, newline="") as f:
+                reader = csv.DictReader(f)
+                header = list(reader.fieldnames or header)
+                rows = list(reader)
+        row = {"epoch": str(epoch)}
+        for key, value in sorted((logs or {}).items()):
+            try:
+                row[key] = str(float(value))  # "nan" for a NaN loss, as CSVLogger writes
+            except (TypeError, ValueError):
+                continue
+            if key not in header:
+                header.append(key)
+        rows.append(row)
+        temporary = f"{self.path}.tmp-{os.getpid()}"
+        try:
+            with open(temporary, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=header, restval="", extrasaction="ignore")
+                writer.writeheader()
+                writer.writerows(rows)
+            os.replace(temporary, self.path)
+        finally:
+            if os.path.exists(temporary):
+                os.remove(temporary)
 
 
 def distribution_scope(
@@ -586,7 +639,7 @@ def _train(config: TrainConfig) -> dict:
     if config.snapshot_path:
         os.makedirs(config.snapshot_path, exist_ok=True)
         log_csv = os.path.join(config.snapshot_path, "training_log.csv")
-        callbacks.append(keras.callbacks.CSVLogger(log_csv, append=initial_epoch > 0))
+        callbacks.append(CSVLog(log_csv, append=initial_epoch > 0))
         callbacks.append(JSONLogger(os.path.join(config.snapshot_path, "training_log.jsonl")))
         snapshot_callback = Snapshot(
             config.snapshot_path,

@@ -439,11 +439,12 @@ _MAP_COLUMN = "mAP"
 
 
 def _read_training_log(log_path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Reads a Keras ``CSVLogger`` file into float columns; blank or ``NA`` cells become NaN."""
+    """Reads a training log (``retinanet-train``'s or Keras' ``CSVLogger``'s) into float
+    columns; blank or ``NA`` cells become NaN."""
     if not os.path.isfile(log_path):
         raise ValueError(
             f"Training log {os.fspath(log_path)!r} does not exist; pass the CSV written by "
-            "keras.callbacks.CSVLogger during training."
+            "training (snapshots/training_log.csv, or keras.callbacks.CSVLogger's)."
         )
     with open(log_path, newline="") as handle:
         rows = list(csv.reader(handle))
@@ -457,14 +458,14 @@ def _read_training_log(log_path: str | os.PathLike) -> dict[str, np.ndarray]:
     if "epoch" not in header:
         raise ValueError(
             f"Training log {os.fspath(log_path)!r} has no 'epoch' column (header: {header}); "
-            "pass a CSV written by keras.callbacks.CSVLogger."
+            "pass snapshots/training_log.csv or a CSV written by keras.callbacks.CSVLogger."
         )
 
     def to_float(cell: str) -> float:
         try:
             return float(cell)
         except ValueError:
-            # CSVLogger writes "NA" for metrics missing from an epoch (e.g. mAP computed only
+            # CSVLogger writes "NA" (ours a blank) for metrics missing from an epoch (e.g. mAP only
             # every few epochs); those points are left out of the plot.
             return math.nan
 
@@ -479,10 +480,11 @@ def _read_training_log(log_path: str | os.PathLike) -> dict[str, np.ndarray]:
 def plot_training_log(log_path: str | os.PathLike, output_path: str | os.PathLike) -> str:
     """Plots the loss curves and mAP of a training run to a PNG.
 
-    Reads the CSV written by ``keras.callbacks.CSVLogger``: a header that includes ``epoch``
-    and any of ``loss``, ``regression_loss``, ``classification_loss``, ``val_loss`` (plotted
-    together in a first panel) and ``mAP`` (plotted in a second panel, added only when the
-    column is present). Missing columns and missing cells (``NA``, blank) are skipped.
+    Reads the CSV that ``retinanet-train`` writes (the format of ``keras.callbacks.CSVLogger``,
+    which it also reads): a header that includes ``epoch`` and any of ``loss``,
+    ``regression_loss``, ``classification_loss``, ``val_loss`` (plotted together in a first
+    panel) and ``mAP`` (plotted in a second panel, added only when the column is present).
+    Missing columns and missing cells (``NA``, blank) are skipped.
 
     Args:
         log_path: Path of the CSV training log.

@@ -322,6 +322,35 @@ def test_multi_worker_without_a_cluster_is_a_clear_error(capsys, monkeypatch):
         distribution_scope("ring")
 
 
+def test_csv_log_keeps_columns_aligned_when_a_resumed_run_logs_other_keys(tmp_path):
+    from keras_retinanet.training import CSVLog
+    from keras_retinanet.visualization import plot_training_log
+
+    path = str(tmp_path / "training_log.csv")
+    first = CSVLog(path)  # epochs 0-1 with evaluation
+    first.on_train_begin()
+    first.on_epoch_end(0, {"loss": 3.0, "mAP": 0.1, "regression_loss": 2.0})
+    first.on_epoch_end(1, {"loss": 2.5, "mAP": 0.2, "regression_loss": 1.5})
+    resumed = CSVLog(path, append=True)  # resumed without evaluation, with a learning rate
+    resumed.on_train_begin()
+    resumed.on_epoch_end(2, {"loss": 2.0, "regression_loss": 1.0, "learning_rate": 1e-5})
+    resumed.on_epoch_end(3, {"loss": float("nan"), "regression_loss": 0.5, "note": "text"})
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["epoch", "loss", "mAP", "regression_loss", "learning_rate"]
+    assert [row["loss"] for row in rows] == ["3.0", "2.5", "2.0", "nan"]
+    assert [row["mAP"] for row in rows] == ["0.1", "0.2", "", ""]
+    assert [row["regression_loss"] for row in rows] == ["2.0", "1.5", "1.0", "0.5"]
+    assert [row["learning_rate"] for row in rows] == ["", "", "1e-05", ""]
+    assert not [name for name in os.listdir(tmp_path) if ".tmp-" in name]
+    assert os.path.isfile(plot_training_log(path, str(tmp_path / "log.png")))
+    fresh = CSVLog(path)  # a new training (not resuming) starts a new log
+    fresh.on_train_begin()
+    fresh.on_epoch_end(0, {"loss": 9.0})
+    with open(path, newline="") as f:
+        assert list(csv.DictReader(f)) == [{"epoch": "0", "loss": "9.0"}]
+
+
 def test_bad_inputs_are_clear_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         train_cli.main(SMALL + ["voc", str(tmp_path / "missing")])
