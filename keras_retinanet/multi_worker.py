@@ -23,6 +23,8 @@ How the workers share the work (all set up by ``train``):
 * A stop asked for on any worker (a time limit, a callback) is agreed on by all of them after
   each batch and each epoch (:func:`any_worker`), so no worker waits for a step the others
   never run. A NaN loss stops them all at the same batch, as the loss is the global one.
+* A worker that dies fails the others' next all-reduce within seconds (TensorFlow's
+  coordination service); they stop with :class:`WorkerLost`, which says so.
 
 This module imports TensorFlow: it is the point of it.
 """
@@ -141,6 +143,23 @@ def is_chief(strategy: Any = None) -> bool:
     return strategy is None or worker_position(strategy)[0] == 0
 
 
+class WorkerLost(RuntimeError):
+    """A step that all workers share failed because another worker stopped. TensorFlow's
+    coordination service notices a lost worker within seconds and fails the survivors'
+    collectives, so they stop instead of waiting."""
+
+
+def _is_peer_failure(error: Exception) -> bool:
+    import tensorflow as tf
+
+    if isinstance(error, (tf.errors.UnavailableError, tf.errors.AbortedError)):
+        return True
+    text = str(error)
+    return isinstance(error, (tf.errors.InternalError, tf.errors.CancelledError)) and any(
+        mark in text for mark in ("Collective", "crashed", "peer")
+    )
+
+
 class DirectPredictor:
     """An inference model for use under a multi-worker strategy: ``predict_on_batch`` calls
     the model in one ``tf.function`` on this worker's own device, with no collective (the
@@ -251,11 +270,14 @@ def fit(
 
     Returns:
         The ``History`` of the epochs run.
+
+    Raises:
+        WorkerLost: another worker stopped during the training.
     """
     import tensorflow as tf
 
     strategy = strategy if strategy is not None else tf.distribute.get_strategy()
-    _, num_workers = worker_position(strategy)
+    index, num_workers = worker_position(strategy)
     replicas = strategy.num_replicas_in_sync
     losses = _losses_by_output(model)
     names = list(model.output_names)
@@ -306,27 +328,37 @@ def fit(
     model.stop_training = False
     callback_list.on_train_begin()
     logs: dict[str, float] = {}
-    for epoch in range(initial_epoch, epochs):
-        callback_list.on_epoch_begin(epoch)
-        totals: dict[str, float] = {}
-        for step in range(steps_per_epoch):
-            callback_list.on_train_batch_begin(step)
-            with strategy.scope():
-                values = train_step(iterator)
-            for key, value in values.items():
-                totals[key] = totals.get(key, 0.0) + float(value)
-            logs = {key: total / (step + 1) for key, total in totals.items()}
-            callback_list.on_train_batch_end(step, logs)
+    try:
+        for epoch in range(initial_epoch, epochs):
+            callback_list.on_epoch_begin(epoch)
+            totals: dict[str, float] = {}
+            for step in range(steps_per_epoch):
+                callback_list.on_train_batch_begin(step)
+                with strategy.scope():
+                    values = train_step(iterator)
+                for key, value in values.items():
+                    totals[key] = totals.get(key, 0.0) + float(value)
+                logs = {key: total / (step + 1) for key, total in totals.items()}
+                callback_list.on_train_batch_end(step, logs)
+                model.stop_training = agree(model.stop_training)
+                if model.stop_training:
+                    break
+            if average_state is not None:
+                with strategy.scope():
+                    average_state()
+            epoch_logs = dict(logs)
+            callback_list.on_epoch_end(epoch, epoch_logs)
             model.stop_training = agree(model.stop_training)
             if model.stop_training:
                 break
-        if average_state is not None:
-            with strategy.scope():
-                average_state()
-        epoch_logs = dict(logs)
-        callback_list.on_epoch_end(epoch, epoch_logs)
-        model.stop_training = agree(model.stop_training)
-        if model.stop_training:
-            break
+    except tf.errors.OpError as e:
+        if num_workers > 1 and _is_peer_failure(e):
+            said = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise WorkerLost(
+                f"worker {index} of {num_workers}: a step that all workers share failed, most "
+                "likely because another worker stopped (crashed, was killed, or failed: its "
+                f"log has the cause). TensorFlow said: {said}"
+            ) from e
+        raise
     callback_list.on_train_end(logs)
     return history

@@ -668,21 +668,29 @@ def _train(config: TrainConfig) -> dict:
     else:
         # The same number of steps on every worker: an epoch is the whole dataset over all.
         steps = config.steps or math.ceil(train_generator.size() / config.batch_size)
-        history = multi_worker.fit(
-            model,
-            data,
-            epochs=config.epochs,
-            initial_epoch=initial_epoch,
-            steps_per_epoch=steps,
-            callbacks=callbacks,
-            verbose=config.verbose,
-            strategy=cluster_strategy,
-        )
+        try:
+            history = multi_worker.fit(
+                model,
+                data,
+                epochs=config.epochs,
+                initial_epoch=initial_epoch,
+                steps_per_epoch=steps,
+                callbacks=callbacks,
+                verbose=config.verbose,
+                strategy=cluster_strategy,
+            )
+        except multi_worker.WorkerLost as e:
+            last = snapshot_callback.last_path if snapshot_callback else None
+            resume = last or config.snapshot
+            where = f"--snapshot {resume}" if resume else "the chief's last snapshot (if any)"
+            raise TrainingError(f"{e}. Restart every worker with {where}.") from e
 
     last = snapshot_callback.last_path if snapshot_callback else None
     if nan_guard.failed_at is not None:
         epoch, batch = nan_guard.failed_at
         kept = last or (config.snapshot if config.snapshot else None)
+        if not chief:
+            kept = "in the chief's log (worker 0 writes the snapshots)"
         raise TrainingError(
             f"the loss became NaN or infinite at epoch {epoch}, batch {batch}; training stopped. "
             f"The last good snapshot is {kept or 'none (no epoch finished)'}. Lower --lr, check "

@@ -265,3 +265,55 @@ def test_two_workers_resume_train_in_step_and_only_the_chief_writes(tmp_path):
     snapshot = models.load_model(chief["last"], compile=True)
     assert int(snapshot.optimizer.iterations.numpy()) == 8
     assert models.read_metadata(chief["last"])["epoch"] == 3
+
+
+_DYING_WORKER = """
+import os, sys
+import numpy as np
+from keras_retinanet import multi_worker
+
+index = int(sys.argv[2])
+strategy = multi_worker.create_strategy(sys.argv[1].split(","), index)
+import keras, tensorflow as tf
+
+with strategy.scope():
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, [keras.layers.Dense(2, name="regression")(inputs),
+                                 keras.layers.Dense(1, name="classification")(inputs)])
+    model.compile(optimizer="sgd", loss={"regression": "mse", "classification": "mse"})
+
+class DieAtSecondBatch(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        if index == 1 and batch == 1:
+            os._exit(3)
+
+x = np.ones((2, 3), "float32")
+data = tf.data.Dataset.from_tensors((x, (x[:, :2], x[:, :1]))).repeat()
+with strategy.scope():
+    try:
+        multi_worker.fit(model, data, epochs=1, steps_per_epoch=50, verbose=0,
+                         callbacks=[DieAtSecondBatch()])
+    except multi_worker.WorkerLost as e:
+        print("LOST", e, flush=True)
+        sys.exit(0)
+print("FINISHED", flush=True)
+"""
+
+
+def test_when_a_worker_dies_the_other_stops_with_a_clear_error():
+    cluster = ",".join(f"localhost:{port}" for port in free_ports(2))
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
+    workers = [
+        subprocess.Popen([sys.executable, "-c", _DYING_WORKER, cluster, str(index)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for index in range(2)
+    ]  # fmt: skip
+    try:
+        (survivor_out, survivor_err), _ = (worker.communicate(timeout=300) for worker in workers)
+    finally:
+        for worker in workers:
+            worker.kill()
+    assert workers[1].returncode == 3
+    assert workers[0].returncode == 0, survivor_err[-3000:]
+    assert "LOST worker 0 of 2: a step that all workers share failed" in survivor_out
+    assert "FINISHED" not in survivor_out
