@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -96,16 +95,6 @@ def worker(spec: dict) -> dict:
     )
 
 
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def launch(specs: list[dict]) -> list[dict]:
     """Start every spec as a process at once (the workers of one cluster), collect results."""
     processes = [
@@ -139,7 +128,9 @@ def run(args: argparse.Namespace) -> list[dict]:
         rows.append(dict(result, workers=1, wall=time.monotonic() - start))
     if args.batch % args.workers:
         raise SystemExit(f"--batch {args.batch} does not split over {args.workers} workers")
-    cluster = [f"localhost:{port}" for port in free_ports(args.workers)]
+    from keras_retinanet.multi_worker import local_cluster
+
+    cluster = local_cluster(args.workers)
     print(f"{args.workers} workers ...", file=sys.stderr, flush=True)
     start = time.monotonic()
     results = launch(

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from typing import Any
 
 import keras
@@ -70,6 +71,19 @@ def cluster_from_flags(hosts: list[str], task_index: int) -> Any:
         task_id=int(task_index),
         rpc_layer="grpc",
     )
+
+
+def local_cluster(count: int) -> list[str]:
+    """``localhost:PORT`` for ``count`` workers on this machine, on ports free right now: a
+    ``--cluster`` for trying multi-worker training (or testing it) on one machine."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("localhost", 0))
+        return [f"localhost:{s.getsockname()[1]}" for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def create_strategy(hosts: list[str] | None = None, task_index: int | None = None) -> Any:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import types
@@ -136,6 +135,9 @@ def test_cluster_flags_are_checked_before_anything_starts(monkeypatch):
     resolver = multi_worker.cluster_from_flags(["10.0.0.1:2222", "10.0.0.2:2222"], 1)
     assert resolver.cluster_spec().as_dict() == {"worker": ["10.0.0.1:2222", "10.0.0.2:2222"]}
     assert (resolver.task_type, resolver.task_id) == ("worker", 1)
+    local = multi_worker.local_cluster(3)  # distinct free ports, valid as --cluster
+    assert len(set(local)) == 3 and all(host.startswith("localhost:") for host in local)
+    assert multi_worker.cluster_from_flags(local, 2).task_id == 2
     with pytest.raises(ValueError, match="'10.0.0.1' is not HOST:PORT"):
         multi_worker.cluster_from_flags(["10.0.0.1"], 0)
     with pytest.raises(ValueError, match="names a worker twice"):
@@ -201,16 +203,6 @@ print("RESULT " + json.dumps({
 """
 
 
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 @pytest.mark.skipif(not DATA.is_dir(), reason=f"shared datasets not found at {DATA}")
 def test_two_workers_resume_train_in_step_and_only_the_chief_writes(tmp_path):
     # The snapshot the workers resume from: epoch 1 done, 5 optimizer steps taken.
@@ -223,7 +215,7 @@ def test_two_workers_resume_train_in_step_and_only_the_chief_writes(tmp_path):
     resume = models.save_model(model, str(tmp_path / "epoch1.keras"), metadata)
     del model
 
-    cluster = ",".join(f"localhost:{port}" for port in free_ports(2))
+    cluster = ",".join(multi_worker.local_cluster(2))
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
     env.pop("TF_CONFIG", None)
     workers = []
@@ -301,7 +293,7 @@ print("FINISHED", flush=True)
 
 
 def test_when_a_worker_dies_the_other_stops_with_a_clear_error():
-    cluster = ",".join(f"localhost:{port}" for port in free_ports(2))
+    cluster = ",".join(multi_worker.local_cluster(2))
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
     workers = [
         subprocess.Popen([sys.executable, "-c", _DYING_WORKER, cluster, str(index)],
