@@ -26,7 +26,8 @@ How the workers share the work (all set up by ``train``):
 * A worker that dies fails the others' next all-reduce within seconds (TensorFlow's
   coordination service); they stop with :class:`WorkerLost`, which says so.
 
-This module imports TensorFlow: it is the point of it.
+TensorFlow is imported inside the functions that use it, so that ``training`` (which imports
+this module) still imports on JAX and PyTorch.
 """
 
 from __future__ import annotations

@@ -352,8 +352,6 @@ def distribution_scope(
         import tensorflow as tf
 
         if strategy == "multi_worker":
-            from keras_retinanet import multi_worker
-
             try:
                 return multi_worker.create_strategy(cluster, task_index).scope()
             except ValueError as e:
@@ -681,7 +679,7 @@ def _train(config: TrainConfig) -> dict:
             )
         except multi_worker.WorkerLost as e:
             last = snapshot_callback.last_path if snapshot_callback else None
-            resume = last or config.snapshot
+            resume = last or (config.snapshot if chief else None)  # the chief's may be newer
             where = f"--snapshot {resume}" if resume else "the chief's last snapshot (if any)"
             raise TrainingError(f"{e}. Restart every worker with {where}.") from e
 

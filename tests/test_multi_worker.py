@@ -154,6 +154,23 @@ def test_cluster_flags_are_checked_before_anything_starts(monkeypatch):
         multi_worker.create_strategy()
 
 
+def test_a_strategy_after_tensorflow_has_run_is_a_clear_error():
+    # MultiWorkerMirroredStrategy must come before TensorFlow's first operation in a process.
+    script = (
+        "import tensorflow as tf\n"
+        "tf.constant(1.0) + 1\n"
+        "from keras_retinanet import multi_worker\n"
+        "try:\n"
+        "    multi_worker.create_strategy(multi_worker.local_cluster(1), 0)\n"
+        "except ValueError as e:\n"
+        "    print('REFUSED', e)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=300, env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))  # fmt: skip
+    assert "REFUSED could not start MultiWorkerMirroredStrategy" in result.stdout, result.stderr
+    assert "start a fresh process" in result.stdout
+
+
 def test_cli_cluster_flags(capsys):
     args = train_cli.build_parser().parse_args(
         ["--cluster", "a:1, b:2", "--task-index", "1", "csv", "annotations.csv", "classes.csv"]
