@@ -562,6 +562,14 @@ def train(config: TrainConfig) -> dict:
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
+def _check_epochs_left(done: int, epochs: int) -> None:
+    if done >= epochs:
+        raise TrainingError(
+            f"the snapshot already has {done} epochs and --epochs is {epochs}; "
+            "raise --epochs to train further"
+        )
+
+
 def _train(config: TrainConfig) -> dict:
     if config.seed is not None:
         keras.utils.set_random_seed(config.seed)
@@ -571,9 +579,11 @@ def _train(config: TrainConfig) -> dict:
         raise TrainingError(f"snapshot format must be keras or h5, got {config.snapshot_format}")
 
     params = config.anchor_parameters
-    if params is None and config.snapshot:
-        recorded = models.read_metadata(config.snapshot).get("anchor_parameters")
-        params = AnchorParameters.from_dict(recorded) if recorded else None
+    if config.snapshot:
+        metadata = models.read_metadata(config.snapshot)
+        _check_epochs_left(int(metadata.get("epoch", 0)), config.epochs)  # before any loading
+        if params is None and metadata.get("anchor_parameters"):
+            params = AnchorParameters.from_dict(metadata["anchor_parameters"])
     params = params or AnchorParameters()
 
     replicas = replicas_in_sync()
@@ -603,11 +613,7 @@ def _train(config: TrainConfig) -> dict:
     )
     model, initial_epoch = build_or_resume(config, train_generator.num_classes(), params)
     classes = [train_generator.label_to_name(i) for i in range(train_generator.num_classes())]
-    if initial_epoch >= config.epochs:
-        raise TrainingError(
-            f"the snapshot already has {initial_epoch} epochs and --epochs is {config.epochs}; "
-            "raise --epochs to train further"
-        )
+    _check_epochs_left(initial_epoch, config.epochs)
 
     nan_guard = StopOnNaN()
     callbacks: list[keras.callbacks.Callback] = [*config.callbacks, nan_guard]

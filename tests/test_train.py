@@ -154,7 +154,7 @@ def test_coco_one_step(tmp_path):
     assert not (Path.cwd() / "snapshots" / "resnet50_coco_01.keras").exists()
 
 
-def test_resume_continues_epochs_and_optimizer(tmp_path):
+def test_resume_continues_epochs_and_optimizer(tmp_path, capsys):
     out = tmp_path / "snaps"
     common = SMALL + ["--steps", "2", "--snapshot-path", str(out), "--no-evaluation"]
     dataset = ["voc", str(DATA / "voc2012_sample"), "--val-set", "none"]
@@ -174,9 +174,14 @@ def test_resume_continues_epochs_and_optimizer(tmp_path):
         epochs = [int(row["epoch"]) for row in csv.DictReader(f)]
     assert epochs == [0, 1]  # Keras' CSVLogger counts from 0; appended on resume
 
-    # Resuming with a snapshot that is already at --epochs is a clear error.
+    # Resuming with a snapshot that is already at --epochs is a clear error, found from the
+    # metadata before the model is loaded (so at once).
+    capsys.readouterr()
+    start = time.monotonic()
     with pytest.raises(SystemExit):
         train_cli.main(common + ["--epochs", "2", "--snapshot", str(second)] + dataset)
+    assert "the snapshot already has 2 epochs and --epochs is 2" in capsys.readouterr().err
+    assert time.monotonic() - start < 5
 
 
 def test_resume_refuses_other_number_of_classes(tmp_path, capsys):
