@@ -7,8 +7,8 @@ with clipnorm 0.001) on the same random images and boxes, with the same global b
     python benchmarks/bench_multi_worker.py --size 256 --runs 4 --warmup 1 --workers 2
 
 * ``fit``: one process, Keras' ``model.fit``, no strategy.
-* ``loop``: one process, :func:`keras_retinanet.multi_worker.fit` under the default strategy:
-  the loop's own cost against ``fit``.
+* ``loop``: one process, :func:`keras_retinanet.training.multi_worker.fit` under the default
+  strategy: the loop's own cost against ``fit``.
 * ``N workers``: N processes on this machine under ``MultiWorkerMirroredStrategy``
   (``localhost`` ports), each with ``batch / N`` images, gradients all-reduced over gRPC.
 
@@ -51,7 +51,7 @@ def worker(spec: dict) -> dict:
     """One process of one set-up; under ``multi_worker`` the strategy comes first."""
     strategy = None
     if spec["mode"] == "multi_worker":
-        from keras_retinanet import multi_worker
+        from keras_retinanet.training import multi_worker
 
         strategy = multi_worker.create_strategy(spec["cluster"], spec["index"])
     import keras
@@ -59,7 +59,8 @@ def worker(spec: dict) -> dict:
     import tensorflow as tf
 
     from keras_retinanet import anchors as anchors_lib
-    from keras_retinanet import models, multi_worker, training
+    from keras_retinanet import models, training
+    from keras_retinanet.training import multi_worker
 
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(spec.get("index", 0))  # each worker its own images
@@ -128,7 +129,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         rows.append(dict(result, workers=1, wall=time.monotonic() - start))
     if args.batch % args.workers:
         raise SystemExit(f"--batch {args.batch} does not split over {args.workers} workers")
-    from keras_retinanet.multi_worker import local_cluster
+    from keras_retinanet.training.multi_worker import local_cluster
 
     cluster = local_cluster(args.workers)
     print(f"{args.workers} workers ...", file=sys.stderr, flush=True)

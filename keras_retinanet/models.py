@@ -1,22 +1,18 @@
-"""RetinaNet training model, the inference wrapper, and saving/loading with metadata.
+"""RetinaNet training model, the inference wrapper, and loading snapshots.
 
 ``retinanet_model`` returns the training model (ResNet + FPN + shared subnets) with outputs
 ``regression`` ``(B, N, 4)`` and ``classification`` ``(B, N, K)``; ``retinanet_box`` wraps it
 with anchors, box decoding, clipping and NMS so that
 ``boxes, scores, labels = prediction_model.predict_on_batch(images)`` works.
 
-Snapshots carry a small JSON metadata record (class names, anchor parameters, backbone, image
-sizes, dataset, epoch) inside the model file: an attribute of the root group of an ``.h5`` file,
-an extra ``keras_retinanet.json`` entry in a ``.keras`` zip. Keras ignores both when loading,
-so a snapshot is still an ordinary Keras model file.
+Snapshot files and their metadata record are written and read by :mod:`keras_retinanet.saving`
+(re-exported here: ``save_model``, ``read_metadata``, ``write_metadata``, ``METADATA_KEY``);
+:func:`load_model` loads one and can convert a training model for inference.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
-import zipfile
 from typing import Any
 
 import keras
@@ -26,9 +22,14 @@ from keras_retinanet import layers as layers_lib
 from keras_retinanet import losses as _losses  # noqa: F401  (registers what snapshots compile)
 from keras_retinanet.anchors import AnchorParameters
 from keras_retinanet.boxes import DEFAULT_MEAN, DEFAULT_STD
+from keras_retinanet.saving import (  # noqa: F401  (re-exported)
+    METADATA_KEY,
+    _check_model_path,
+    read_metadata,
+    save_model,
+    write_metadata,
+)
 
-METADATA_KEY = "keras_retinanet"
-_METADATA_ZIP_ENTRY = "keras_retinanet.json"
 _SUPPORTED_LEVELS = (3, 4, 5, 6, 7)
 
 
@@ -305,91 +306,6 @@ def retinanet_box(
     if jit_compile != "auto":
         prediction_model.jit_compile = bool(jit_compile)
     return prediction_model
-
-
-# --------------------------------------------------------------------------- saving / loading
-
-
-def _check_model_path(path: str) -> str:
-    path = os.fspath(path)
-    if not path.endswith((".keras", ".h5")):
-        raise ValueError(f"model path must end in .keras or .h5, got {path}")
-    return path
-
-
-def write_metadata(path: str, metadata: dict) -> None:
-    """Store a JSON metadata record inside a saved ``.keras`` or ``.h5`` model file."""
-    path = _check_model_path(path)
-    text = json.dumps(metadata, sort_keys=True)
-    if path.endswith(".h5"):
-        import h5py
-
-        with h5py.File(path, "a") as f:
-            f.attrs[METADATA_KEY] = text
-    else:
-        with zipfile.ZipFile(path, "a") as archive:
-            if _METADATA_ZIP_ENTRY in archive.namelist():
-                raise ValueError(f"{path} already has metadata; save the model again first")
-            archive.writestr(_METADATA_ZIP_ENTRY, text)
-
-
-def read_metadata(path: str) -> dict:
-    """The metadata record of a model file written by :func:`save_model`, or ``{}``.
-
-    Raises:
-        FileNotFoundError: ``path`` does not exist.
-    """
-    path = _check_model_path(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"model file not found: {path}")
-    if path.endswith(".h5"):
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            text = f.attrs.get(METADATA_KEY)
-    else:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-            text = archive.read(_METADATA_ZIP_ENTRY) if _METADATA_ZIP_ENTRY in names else None
-    if text is None:
-        return {}
-    if isinstance(text, bytes):
-        text = text.decode("utf-8")
-    return json.loads(text)
-
-
-def save_model(model: keras.Model, path: str, metadata: dict | None = None) -> str:
-    """Save atomically: write a temporary file beside ``path``, then rename it over ``path``.
-
-    A crash or kill during the write leaves any previous file at ``path`` intact, because
-    ``os.replace`` is atomic on one filesystem.
-
-    Args:
-        model: the model to save (optimizer state included when compiled).
-        path: destination ending in ``.keras`` or ``.h5``.
-        metadata: JSON-serialisable record stored inside the file (see :func:`read_metadata`).
-
-    Returns:
-        ``path``.
-    """
-    path = _check_model_path(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    extension = ".keras" if path.endswith(".keras") else ".h5"
-    handle, temporary = tempfile.mkstemp(
-        prefix=f".{os.path.basename(path)}.", suffix=f".tmp{extension}", dir=directory
-    )
-    os.close(handle)
-    try:
-        os.remove(temporary)  # Keras refuses to overwrite without asking in some versions
-        model.save(temporary)
-        if metadata:
-            write_metadata(temporary, metadata)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-    return path
 
 
 def load_model(

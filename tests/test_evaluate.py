@@ -15,13 +15,13 @@ import pytest
 
 from keras_retinanet import losses, models
 from keras_retinanet.evaluation.callback import Evaluate
-from keras_retinanet.evaluation.runner import (
-    evaluate,
+from keras_retinanet.evaluation.reports import (
     format_table,
     save_detection_images,
     save_precision_recall_plots,
     write_json_report,
 )
+from keras_retinanet.evaluation.runner import evaluate
 from keras_retinanet.preprocessing.image import compute_resize_scale
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -1,4 +1,4 @@
-"""Training across machines (keras_retinanet.multi_worker): the loop against ``model.fit``,
+"""Training across machines (keras_retinanet.training.multi_worker): the loop against ``model.fit``,
 the cluster flags, and two real workers on localhost."""
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ pytestmark = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow", reason="tf.distribute needs the TensorFlow backend"
 )
 
-from keras_retinanet import models, multi_worker  # noqa: E402
+from keras_retinanet import models  # noqa: E402
 from keras_retinanet.cli import train as train_cli  # noqa: E402
+from keras_retinanet.training import multi_worker  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -159,7 +160,7 @@ def test_a_strategy_after_tensorflow_has_run_is_a_clear_error():
     script = (
         "import tensorflow as tf\n"
         "tf.constant(1.0) + 1\n"
-        "from keras_retinanet import multi_worker\n"
+        "from keras_retinanet.training import multi_worker\n"
         "try:\n"
         "    multi_worker.create_strategy(multi_worker.local_cluster(1), 0)\n"
         "except ValueError as e:\n"
@@ -279,7 +280,7 @@ def test_two_workers_resume_train_in_step_and_only_the_chief_writes(tmp_path):
 _DYING_WORKER = """
 import os, sys
 import numpy as np
-from keras_retinanet import multi_worker
+from keras_retinanet.training import multi_worker
 
 index = int(sys.argv[2])
 strategy = multi_worker.create_strategy(sys.argv[1].split(","), index)

@@ -220,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> None:
     """Evaluate as the parsed arguments say: build the data, load the model, report."""
-    from keras_retinanet.evaluation import runner
+    from keras_retinanet.evaluation import inputs, reports, runner
     from keras_retinanet.models import load_model, read_metadata
 
     model_path = args.model
@@ -243,7 +243,7 @@ def run(args: argparse.Namespace) -> None:
     recorded_classes = metadata.get("classes")
 
     if args.dataset_type is None:
-        generator = runner.generator_from_snapshot(model_path, metadata, **generator_kwargs)
+        generator = inputs.generator_from_snapshot(model_path, metadata, **generator_kwargs)
         dataset_type = metadata["dataset"].get("type")
     elif args.dataset_type == "voc":
         from keras_retinanet.preprocessing.voc import VOC_CLASSES, PascalVocGenerator
@@ -269,7 +269,7 @@ def run(args: argparse.Namespace) -> None:
     recorded_count = metadata.get("num_classes") or (
         len(recorded_classes) if recorded_classes else None
     )
-    runner.check_num_classes(recorded_count, generator, model_path)
+    inputs.check_num_classes(recorded_count, generator, model_path)
     if recorded_classes and list(recorded_classes) != list(generator.classes):
         warnings.warn(
             f"{model_path} was trained with classes {list(recorded_classes)} but the dataset "
@@ -283,7 +283,7 @@ def run(args: argparse.Namespace) -> None:
         score_threshold=args.score_threshold,
         max_detections=args.max_detections,
     )
-    runner.check_num_classes(runner.model_num_classes(model), generator, model_path)
+    inputs.check_num_classes(inputs.model_num_classes(model), generator, model_path)
 
     metric = args.metric or ("coco" if dataset_type == "coco" else "voc07")
     result = runner.evaluate(
@@ -298,11 +298,11 @@ def run(args: argparse.Namespace) -> None:
         image_max_side=max_side,
         verbose=0 if args.quiet else 1,
     )
-    print(runner.format_table(result))
+    print(reports.format_table(result))
 
     if args.save_path:
         save_path = args.save_path
-        report = runner.write_json_report(
+        report = reports.write_json_report(
             result,
             os.path.join(save_path, "report.json"),
             extra={
@@ -311,10 +311,10 @@ def run(args: argparse.Namespace) -> None:
                 "epoch": metadata.get("epoch"),
             },
         )
-        plots = runner.save_precision_recall_plots(
+        plots = reports.save_precision_recall_plots(
             result, os.path.join(save_path, "precision_recall")
         )
-        images = runner.save_detection_images(
+        images = reports.save_detection_images(
             generator,
             result,
             os.path.join(save_path, "images"),

@@ -3,7 +3,11 @@
 * :mod:`~keras_retinanet.evaluation.voc`: Pascal VOC matching, 11-point and all-point AP.
 * :mod:`~keras_retinanet.evaluation.coco`: COCO AP/AR through pycocotools.
 * :mod:`~keras_retinanet.evaluation.runner`: :func:`evaluate` (a model over a generator) and
-  the reports of ``retinanet-evaluate``.
+  its :class:`EvaluationResult`.
+* :mod:`~keras_retinanet.evaluation.inputs`: the inference model of a training one, the
+  class-count check, the validation generator a snapshot records.
+* :mod:`~keras_retinanet.evaluation.reports`: the table, JSON report, precision/recall plots
+  and annotated images of ``retinanet-evaluate``.
 * :mod:`~keras_retinanet.evaluation.callback`: the :class:`Evaluate` Keras callback.
 
 Names are imported lazily, so that using the NumPy metrics does not import Keras or
@@ -22,7 +26,7 @@ _PUBLIC = {
     "evaluate": "runner",
     "EvaluationResult": "runner",
     "ClassResult": "runner",
-    "format_table": "runner",
+    "format_table": "reports",
     "Evaluate": "callback",
 }
 

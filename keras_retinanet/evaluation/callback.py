@@ -8,8 +8,8 @@ from typing import Any
 
 import keras
 
-from keras_retinanet import multi_worker
 from keras_retinanet.evaluation.runner import METRICS, EvaluationResult, evaluate
+from keras_retinanet.training import multi_worker
 
 
 class Evaluate(keras.callbacks.Callback):
@@ -23,7 +23,8 @@ class Evaluate(keras.callbacks.Callback):
     The inference model is built once, in ``on_train_begin``, with
     :func:`keras_retinanet.models.retinanet_box`: it shares the training model's layers and
     weights, so it always predicts with the current weights. Under a multi-worker strategy it
-    is called directly on this worker (:class:`keras_retinanet.multi_worker.DirectPredictor`).
+    is called directly on this worker
+    (:class:`keras_retinanet.training.multi_worker.DirectPredictor`).
 
     Args:
         generator: the validation data (a

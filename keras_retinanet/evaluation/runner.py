@@ -1,14 +1,12 @@
-"""Evaluating a RetinaNet model on a data set: detections, metrics and reports.
+"""Evaluating a RetinaNet model on a data set: :func:`evaluate` and its result.
 
 :func:`evaluate` runs an inference model over every image of a generator (batches padded by
 :func:`keras_retinanet.inference.prepare_batch`, boxes rescaled to original pixels by
 :func:`keras_retinanet.inference.detect`), scores the detections with the Pascal VOC protocol
 of :mod:`keras_retinanet.evaluation.voc` (and optionally COCOeval through
 :mod:`keras_retinanet.evaluation.coco`) and returns an :class:`EvaluationResult` that keeps the
-per-image detections, so reports need no second pass of the model. The report writers
-(:func:`format_table`, :func:`write_json_report`, :func:`save_precision_recall_plots`,
-:func:`save_detection_images`) and the snapshot helpers used by ``retinanet-evaluate`` live here
-too, so that the command line only parses arguments.
+per-image detections, so reports (:mod:`keras_retinanet.evaluation.reports`) need no second
+pass of the model.
 
 Keras and the inference model are imported only when a model is converted or loaded; the
 metric maths stays NumPy.
@@ -16,9 +14,6 @@ metric maths stays NumPy.
 
 from __future__ import annotations
 
-import json
-import os
-import re
 import time
 import warnings
 from collections.abc import Sequence
@@ -27,28 +22,20 @@ from typing import Any
 
 import numpy as np
 
+from keras_retinanet.evaluation.inputs import (
+    _dataset_description,
+    as_inference_model,
+    check_num_classes,
+    model_num_classes,
+)
 from keras_retinanet.evaluation.voc import (
     average_precision,
     mean_average_precision,
-    plot_precision_recall,
     precision_recall,
 )
 from keras_retinanet.inference import Detections, batched, detect
 
-__all__ = [
-    "METRICS",
-    "ClassResult",
-    "EvaluationResult",
-    "evaluate",
-    "as_inference_model",
-    "model_num_classes",
-    "check_num_classes",
-    "generator_from_snapshot",
-    "format_table",
-    "write_json_report",
-    "save_precision_recall_plots",
-    "save_detection_images",
-]
+__all__ = ["METRICS", "ClassResult", "EvaluationResult", "evaluate"]
 
 # voc07: VOC2007 11-point AP; voc12: VOC2010+ all-point AP; coco: COCOeval AP@[.5:.95].
 METRICS = ("voc07", "voc12", "coco")
@@ -194,83 +181,6 @@ class _TimedModel:
         images = sum(n for _, n in calls)
         return sum(seconds for seconds, _ in calls) / images if images else 0.0
 
-
-def model_num_classes(model: Any) -> int | None:
-    """Number of classes K of a training or inference RetinaNet model, or None if unknown.
-
-    Read from the output of the classification subnet, ``(B, N, K)``, which both the training
-    model and the inference model built on it contain.
-    """
-    get_layer = getattr(model, "get_layer", None)
-    if get_layer is None:
-        return None
-    try:
-        shape = get_layer("classification_submodel").output.shape
-    except (ValueError, AttributeError):
-        return None
-    return None if shape[-1] is None else int(shape[-1])
-
-
-def check_num_classes(num_model_classes: int | None, generator: Any, model_name: str) -> None:
-    """Raises a clear error when a model and a data set disagree on the number of classes.
-
-    Args:
-        num_model_classes: classes the model predicts; None skips the check.
-        generator: the data set.
-        model_name: how to name the model in the message (its file, usually).
-
-    Raises:
-        ValueError: the two numbers differ; the message names both and the model.
-    """
-    num_data_classes = generator.num_classes()
-    if num_model_classes is None or num_model_classes == num_data_classes:
-        return
-    info = _dataset_description(generator)
-    raise ValueError(
-        f"{model_name} predicts {num_model_classes} classes but the dataset {info} has "
-        f"{num_data_classes} classes; evaluate on the dataset the model was trained on, or "
-        f"give the dataset's generator the model's {num_model_classes} class names in the "
-        "model's label order (retinanet-evaluate: --classes FILE for voc)"
-    )
-
-
-def _dataset_description(generator: Any) -> str:
-    try:
-        info = generator.dataset_info()
-    except (AttributeError, NotImplementedError):
-        return type(generator).__name__
-    return json.dumps(info, default=str)
-
-
-def as_inference_model(
-    model: Any,
-    anchor_parameters: Any = None,
-    score_threshold: float = 0.05,
-    max_detections: int = 100,
-) -> Any:
-    """The inference model of ``model``, converting a training model with ``retinanet_box``.
-
-    An inference model (or any object with a ``predict_on_batch`` returning ``boxes``,
-    ``scores``, ``labels``) is returned as it is.
-
-    Args:
-        model: a training model from ``retinanet_model``, or an inference model.
-        anchor_parameters: anchors the training model was trained with (defaults if None).
-        score_threshold: the converted model's score filter.
-        max_detections: the converted model's detections per image.
-    """
-    import keras
-
-    from keras_retinanet.models import is_inference_model, retinanet_box
-
-    if isinstance(model, keras.Model) and not is_inference_model(model):
-        return retinanet_box(
-            model,
-            anchor_parameters=anchor_parameters,
-            score_threshold=score_threshold,
-            max_detections=max_detections,
-        )
-    return model
 
 
 def _top_detections(detections: Detections, max_detections: int) -> Detections:
@@ -482,186 +392,3 @@ def evaluate(
         first_batch_time=timed.calls[0][0],
         coco_metrics=coco_metrics,
     )
-
-
-# --------------------------------------------------------------------------- snapshots
-
-
-def generator_from_snapshot(model_path: str, metadata: dict | None = None, **kwargs: Any) -> Any:
-    """The validation generator of the data set a snapshot was trained on.
-
-    Args:
-        model_path: a ``.keras``/``.h5`` snapshot written by ``retinanet-train``.
-        metadata: its metadata, if already read (:func:`keras_retinanet.models.read_metadata`).
-        **kwargs: generator options (``image_min_side``, ``shuffle``...).
-
-    Returns:
-        The generator of the record's ``"val"`` split.
-
-    Raises:
-        ValueError: the snapshot has no dataset record, or the record has no validation split.
-    """
-    from keras_retinanet.preprocessing.factory import create_generator
-
-    if metadata is None:
-        from keras_retinanet.models import read_metadata
-
-        metadata = read_metadata(model_path)
-    record = metadata.get("dataset")
-    if not record:
-        raise ValueError(
-            f"{model_path} records no dataset (it was not saved by retinanet-train); name the "
-            f"dataset, e.g. retinanet-evaluate voc DATA_DIR {model_path}"
-        )
-    generator = create_generator(record, "val", **kwargs)
-    if generator is None:
-        raise ValueError(
-            f"the dataset recorded in {model_path} has no validation split ({record}); name "
-            f"the dataset and split, e.g. retinanet-evaluate voc DATA_DIR {model_path} --set test"
-        )
-    return generator
-
-
-# --------------------------------------------------------------------------- reports
-
-
-def format_table(result: EvaluationResult) -> str:
-    """A plain-text table: one row per class (name, ground-truth boxes, detections, AP), mAP
-    and the mean inference time per image."""
-    name_width = max([5] + [len(c.name) for c in result.classes])
-    ap_name = {"voc07": "AP (11-pt)", "voc12": "AP", "coco": "AP"}[result.metric]
-    header = f"{'class':<{name_width}}  {'boxes':>6}  {'detections':>10}  {ap_name:>10}"
-    lines = [header, "-" * len(header)]
-    for c in result.classes:
-        ap = f"{c.average_precision:.4f}" if c.num_annotations > 0 else "-"
-        lines.append(
-            f"{c.name:<{name_width}}  {c.num_annotations:>6d}  {c.num_detections:>10d}  {ap:>10}"
-        )
-    lines.append("-" * len(header))
-    counted = sum(c.num_annotations > 0 for c in result.classes)
-    if result.metric == "coco":
-        voc_map = mean_average_precision(result.average_precisions)
-        lines.append(f"mAP@{result.iou_threshold:g} (all-point, {counted} classes): {voc_map:.4f}")
-        for name, value in (result.coco_metrics or {}).items():
-            lines.append(f"COCO {name:<6}: {value:.4f}")
-        lines.append(f"mAP (COCO AP@[.5:.95]): {result.mean_average_precision:.4f}")
-    else:
-        lines.append(
-            f"mAP@{result.iou_threshold:g} ({result.metric}, {counted} classes with ground "
-            f"truth): {result.mean_average_precision:.4f}"
-        )
-    lines.append(
-        f"mean inference time: {result.inference_time * 1000:.1f} ms per image "
-        f"({result.num_images} images; first batch, with graph compilation: "
-        f"{result.first_batch_time:.2f} s)"
-    )
-    return "\n".join(lines)
-
-
-def write_json_report(
-    result: EvaluationResult, path: str | os.PathLike, extra: dict | None = None
-) -> str:
-    """Write :meth:`EvaluationResult.to_dict` (plus ``extra`` entries) as JSON.
-
-    Args:
-        result: the evaluation.
-        path: the JSON file; missing folders are created.
-        extra: more top-level entries (the model path, the data set...).
-
-    Returns:
-        ``path`` as a string.
-    """
-    path = os.fspath(path)
-    report = result.to_dict()
-    report.update(extra or {})
-    parent = os.path.dirname(path)
-    if parent:
-        os.makedirs(parent, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=2, default=str)
-        f.write("\n")
-    return path
-
-
-def _file_stem(text: str) -> str:
-    """A file-name-safe version of a class or image name."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "unnamed"
-
-
-def save_precision_recall_plots(
-    result: EvaluationResult, directory: str | os.PathLike
-) -> list[str]:
-    """One precision/recall PNG per class with ground truth, named ``<label>_<name>.png``.
-
-    Returns:
-        The paths written, by label.
-    """
-    directory = os.fspath(directory)
-    paths = []
-    for c in result.classes:
-        if c.num_annotations == 0:
-            continue
-        path = os.path.join(directory, f"{c.label:03d}_{_file_stem(c.name)}.png")
-        paths.append(
-            plot_precision_recall(c.recall, c.precision, c.average_precision, c.name, path)
-        )
-    return paths
-
-
-def save_detection_images(
-    generator: Any,
-    result: EvaluationResult,
-    directory: str | os.PathLike,
-    score_threshold: float = 0.5,
-) -> list[str]:
-    """Draw ground truth and detections on each evaluated image and write it as PNG.
-
-    Ground truth is drawn in green (difficult boxes dashed), detections in their class colour
-    with ``"name: score"`` captions. Files are named after the image (``<stem>.png``; a
-    repeated stem gets ``_<index>``).
-
-    Args:
-        generator: the generator ``result`` was computed on.
-        result: from :func:`evaluate`.
-        directory: output folder, created if missing.
-        score_threshold: draw detections scoring at least this (the evaluation keeps many
-            low-scoring ones that would hide the image).
-
-    Returns:
-        The paths written, in the order of ``result.image_indices``.
-    """
-    import cv2
-
-    from keras_retinanet.visualization import draw_annotations, draw_detections
-
-    directory = os.fspath(directory)
-    os.makedirs(directory, exist_ok=True)
-    names = dict(enumerate(result.class_names))
-    used: set[str] = set()
-    paths = []
-    for index, detections, ground_truth in zip(
-        result.image_indices, result.detections, result.annotations
-    ):
-        image = np.ascontiguousarray(generator.load_image(index)).copy()
-        draw_annotations(image, ground_truth, label_to_name=names)
-        draw_detections(
-            image,
-            detections.boxes,
-            detections.scores,
-            detections.labels,
-            label_to_name=names,
-            score_threshold=score_threshold,
-        )
-        try:
-            source = generator.image_path(index)
-        except (AttributeError, NotImplementedError):
-            source = str(index)
-        stem = _file_stem(os.path.splitext(os.path.basename(source))[0])
-        if stem in used:
-            stem = f"{stem}_{index}"
-        used.add(stem)
-        path = os.path.join(directory, f"{stem}.png")
-        if not cv2.imwrite(path, image):
-            raise OSError(f"could not write {path}; check that the folder is writable")
-        paths.append(path)
-    return paths

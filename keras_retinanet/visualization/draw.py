@@ -1,79 +1,22 @@
-"""Drawing detections and annotations on images, and plotting training curves.
+"""Drawing boxes, captions, detections and annotations on images, in place.
 
-Conventions used throughout this module:
-
-* Images are NumPy ``uint8`` arrays of shape ``(H, W, 3)`` in BGR channel order (OpenCV's),
-  and every ``draw_*`` function draws on the image **in place** and returns ``None``.
-* Boxes are ``(x1, y1, x2, y2)`` in absolute pixel coordinates (floats are rounded to the
-  nearest pixel).
-* Colours are BGR tuples of three ints in ``[0, 255]``.
-
-Only NumPy and OpenCV are imported at module level; matplotlib is imported inside the two
-plotting functions so that drawing code (used by the data loader's debug tool and by
-``predict``) does not pay for it.
+Images are NumPy ``uint8`` arrays ``(H, W, 3)`` in BGR order (OpenCV's); boxes are
+``(x1, y1, x2, y2)`` in absolute pixels (floats are rounded to the nearest pixel); colours
+are BGR tuples of three ints in ``[0, 255]``.
 """
 
 from __future__ import annotations
 
-import csv
-import math
-import os
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
 
 import cv2
 import numpy as np
 from numpy.typing import ArrayLike
 
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+from keras_retinanet.visualization.colors import Color, _text_color, label_color
 
-__all__ = [
-    "PADDING_COLOR",
-    "draw_annotations",
-    "draw_box",
-    "draw_boxes",
-    "draw_caption",
-    "draw_detections",
-    "label_color",
-    "plot_focal_loss",
-    "plot_training_log",
-]
-
-Color = tuple[int, int, int]
 LabelToName = Callable[[int], str] | Mapping[int, str]
 
-# 80 BGR colours, one per COCO class index. They were picked greedily from a 9x9x9 RGB grid
-# (channel levels 0, 32, ..., 255), keeping colours of CIELAB lightness 30..85 (visible on both
-# white and black backgrounds) and chroma >= 30 (no greys), each new colour being the candidate
-# farthest in CIELAB from the colours already picked and from four reserved ones: the
-# ground-truth green of draw_annotations, PADDING_COLOR, white and black. Greedy farthest-point
-# order puts the most distinct colours first, so labels 0..19 are >= 37 Delta-E apart, any
-# two labels >= 17 and any label >= 23 from the ground-truth green.
-_PALETTE: tuple[Color, ...] = (
-    (255, 0, 0), (0, 0, 255), (191, 64, 255), (0, 191, 223), (255, 128, 0),
-    (159, 223, 0), (128, 128, 255), (0, 96, 32), (255, 191, 0), (128, 64, 128),
-    (191, 32, 128), (0, 64, 128), (255, 191, 255), (128, 223, 191), (0, 223, 159),
-    (255, 0, 255), (0, 128, 255), (128, 191, 255), (159, 96, 0), (64, 0, 159),
-    (191, 191, 0), (0, 159, 0), (255, 128, 223), (96, 0, 255), (0, 128, 128),
-    (0, 0, 159), (96, 128, 64), (64, 64, 128), (0, 128, 191), (191, 128, 255),
-    (159, 64, 64), (64, 96, 255), (255, 32, 159), (223, 159, 159), (128, 0, 159),
-    (255, 96, 64), (159, 128, 0), (96, 159, 159), (96, 128, 191), (96, 223, 128),
-    (64, 223, 0), (32, 96, 96), (96, 159, 32), (255, 159, 0), (223, 64, 223),
-    (128, 96, 191), (128, 32, 223), (191, 128, 191), (255, 64, 0), (64, 64, 191),
-    (191, 223, 128), (255, 223, 64), (64, 128, 223), (64, 191, 191), (223, 96, 128),
-    (64, 159, 96), (223, 128, 159), (96, 191, 0), (0, 96, 128), (128, 191, 128),
-    (64, 159, 191), (191, 96, 191), (32, 0, 223), (255, 96, 191), (128, 128, 0),
-    (191, 64, 0), (255, 159, 255), (0, 159, 128), (96, 64, 128), (191, 159, 255),
-    (128, 159, 255), (96, 0, 159), (128, 64, 64), (223, 0, 191), (64, 191, 255),
-    (64, 128, 96), (159, 191, 0), (191, 96, 0), (0, 128, 32), (0, 223, 96),
-)  # fmt: skip
-
-#: Colour returned by :func:`label_color` for negative labels (``-1`` is the padding label of
-#: ``FilterDetections``). Mid grey: visible on most images, and absent from the class palette.
-PADDING_COLOR: Color = (128, 128, 128)
-
-# Hershey fonts only cover ASCII; SIMPLEX at 0.5 is ~10 px tall, readable on images from
 # 300 px to ~1500 px across without covering small objects.
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _FONT_SCALE = 0.5
@@ -84,28 +27,6 @@ _CAPTION_PAD = 2  # pixels of background around the caption text on every side
 # so that each edge starts and ends with a dash.
 _DASH_ON = 6
 _DASH_OFF = 4
-
-
-def label_color(label: int) -> Color:
-    """Returns a fixed BGR colour for a class index.
-
-    Labels ``0..79`` each get their own colour from an 80-colour palette ordered so that the
-    first labels, and any two neighbouring labels, are far apart in CIELAB. Labels ``>= 80``
-    wrap around (``label_color(80) == label_color(0)``). Negative labels, such as the ``-1``
-    padding of ``FilterDetections``, get :data:`PADDING_COLOR` (grey) instead of raising, so
-    that drawing a padded batch never fails.
-
-    Args:
-        label: Class index (``int`` or an integer NumPy scalar).
-
-    Returns:
-        A ``(b, g, r)`` tuple of Python ints in ``[0, 255]``; the same for the same label on
-        every call.
-    """
-    label = int(label)
-    if label < 0:
-        return PADDING_COLOR
-    return _PALETTE[label % len(_PALETTE)]
 
 
 def _check_image(image: np.ndarray, allow_float: bool = False) -> None:
@@ -168,14 +89,6 @@ def _label_name(label: int, label_to_name: LabelToName | None) -> str:
     if isinstance(label_to_name, Mapping):
         return str(label_to_name.get(label, label))
     return str(label_to_name(label))
-
-
-def _text_color(background: Color) -> Color:
-    """Black or white, whichever contrasts more with a BGR background colour."""
-    b, g, r = background
-    # Rec. 601 luma; 128 splits the palette so that dark reds/blues get white text.
-    luma = 0.114 * b + 0.587 * g + 0.299 * r
-    return (0, 0, 0) if luma >= 128 else (255, 255, 255)
 
 
 def draw_box(image: np.ndarray, box: ArrayLike, color: Color, thickness: int = 2) -> None:
@@ -431,171 +344,3 @@ def draw_annotations(
         captions.append((box, caption, box_color))
     for box, caption, box_color in captions:
         draw_caption(image, box, caption, color=box_color)
-
-
-# Columns plotted by plot_training_log, in legend order; the rest of the log is ignored.
-_LOSS_COLUMNS = ("loss", "regression_loss", "classification_loss", "val_loss")
-_MAP_COLUMN = "mAP"
-
-
-def _read_training_log(log_path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Reads a training log (``retinanet-train``'s or Keras' ``CSVLogger``'s) into float
-    columns; blank or ``NA`` cells become NaN."""
-    if not os.path.isfile(log_path):
-        raise ValueError(
-            f"Training log {os.fspath(log_path)!r} does not exist; pass the CSV written by "
-            "training (snapshots/training_log.csv, or keras.callbacks.CSVLogger's)."
-        )
-    with open(log_path, newline="") as handle:
-        rows = list(csv.reader(handle))
-    rows = [row for row in rows if any(cell.strip() for cell in row)]
-    if len(rows) < 2:
-        raise ValueError(
-            f"Training log {os.fspath(log_path)!r} is empty or has a header but no epochs; "
-            "train for at least one epoch before plotting."
-        )
-    header = [name.strip() for name in rows[0]]
-    if "epoch" not in header:
-        raise ValueError(
-            f"Training log {os.fspath(log_path)!r} has no 'epoch' column (header: {header}); "
-            "pass snapshots/training_log.csv or a CSV written by keras.callbacks.CSVLogger."
-        )
-
-    def to_float(cell: str) -> float:
-        try:
-            return float(cell)
-        except ValueError:
-            # CSVLogger writes "NA" (ours a blank) for metrics missing from an epoch (e.g. mAP only
-            # every few epochs); those points are left out of the plot.
-            return math.nan
-
-    columns = {}
-    for index, name in enumerate(header):
-        columns[name] = np.array(
-            [to_float(row[index]) if index < len(row) else math.nan for row in rows[1:]]
-        )
-    return columns
-
-
-def plot_training_log(log_path: str | os.PathLike, output_path: str | os.PathLike) -> str:
-    """Plots the loss curves and mAP of a training run to a PNG.
-
-    Reads the CSV that ``retinanet-train`` writes (the format of ``keras.callbacks.CSVLogger``,
-    which it also reads): a header that includes ``epoch`` and any of ``loss``,
-    ``regression_loss``, ``classification_loss``, ``val_loss`` (plotted together in a first
-    panel) and ``mAP`` (plotted in a second panel, added only when the column is present).
-    Missing columns and missing cells (``NA``, blank) are skipped.
-
-    Args:
-        log_path: Path of the CSV training log.
-        output_path: Path of the PNG to write (its folder must exist).
-
-    Returns:
-        ``output_path`` as a string.
-
-    Raises:
-        ValueError: If the log does not exist, has no epochs, has no ``epoch`` column or has
-            none of the plotted columns; the message names the file.
-    """
-    columns = _read_training_log(log_path)
-    loss_names = [
-        name for name in _LOSS_COLUMNS if name in columns and np.isfinite(columns[name]).any()
-    ]
-    has_map = _MAP_COLUMN in columns and np.isfinite(columns[_MAP_COLUMN]).any()
-    if not loss_names and not has_map:
-        raise ValueError(
-            f"Training log {os.fspath(log_path)!r} has none of the columns "
-            f"{list(_LOSS_COLUMNS) + [_MAP_COLUMN]} with values (header: {list(columns)})."
-        )
-
-    # Build the figure without pyplot: pyplot would switch the process-wide backend (breaking a
-    # caller's interactive session) and keep every figure alive until closed.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    panels = int(bool(loss_names)) + int(has_map)
-    figure = Figure(figsize=(8, 3.5 * panels), layout="constrained")
-    FigureCanvasAgg(figure)
-    axes = figure.subplots(panels, 1, sharex=True, squeeze=False)[:, 0]
-    epochs = columns["epoch"]
-
-    def plot_column(ax, name: str) -> None:
-        values = columns[name]
-        finite = np.isfinite(values) & np.isfinite(epochs)
-        # Markers keep isolated points (an mAP computed once) visible where lines cannot be.
-        ax.plot(epochs[finite], values[finite], marker="o", markersize=3, label=name)
-
-    panel = 0
-    if loss_names:
-        ax = axes[panel]
-        for name in loss_names:
-            plot_column(ax, name)
-        ax.set_ylabel("loss")
-        ax.set_title("Training losses")
-        ax.grid(True, alpha=0.3)
-        ax.legend()
-        panel += 1
-    if has_map:
-        ax = axes[panel]
-        plot_column(ax, _MAP_COLUMN)
-        ax.set_ylabel("mAP")
-        # mAP is a fraction, but some loggers write percentages; never cut those off.
-        ax.set_ylim(0, max(1.0, float(np.nanmax(columns[_MAP_COLUMN])) * 1.05))
-        ax.set_title("Validation mAP")
-        ax.grid(True, alpha=0.3)
-    axes[-1].set_xlabel("epoch")
-
-    output_path = os.fspath(output_path)
-    figure.savefig(output_path, dpi=100)
-    return output_path
-
-
-def plot_focal_loss(
-    path: str | os.PathLike | None = None,
-    gammas: Sequence[float] = (0, 0.5, 1, 2, 5),  # the values of Lin et al. 2017, Fig. 1
-) -> Figure:
-    """Plots focal loss against the probability of the ground-truth class.
-
-    Reproduces Fig. 1 of Lin et al. 2017, "Focal Loss for Dense Object Detection": for each
-    ``gamma``, ``FL(p_t) = -(1 - p_t) ** gamma * log(p_t)`` over ``p_t`` in ``(0, 1]``, where
-    ``gamma = 0`` is the cross-entropy loss. The curve is computed here in NumPy rather than
-    with ``keras_retinanet.losses`` so that plotting does not import a Keras backend.
-
-    Args:
-        path: Where to save a PNG; ``None`` saves nothing.
-        gammas: Focusing parameters to plot, each ``>= 0``.
-
-    Returns:
-        The ``matplotlib.figure.Figure`` (not registered with pyplot; display it in a notebook
-        by making it the cell's last expression).
-
-    Raises:
-        ValueError: If ``gammas`` is empty or holds a negative value.
-    """
-    gammas = [float(gamma) for gamma in gammas]
-    if not gammas or min(gammas) < 0:
-        raise ValueError(f"gammas must be one or more values >= 0, got {gammas}.")
-
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    # Start just above 0, where -log(p_t) diverges; the y-axis is cut at 5 as in the paper.
-    p_t = np.linspace(1e-3, 1.0, 500)
-    figure = Figure(figsize=(6, 4.5), layout="constrained")
-    FigureCanvasAgg(figure)
-    ax = figure.subplots()
-    for gamma in gammas:
-        loss = -((1.0 - p_t) ** gamma) * np.log(p_t)
-        label = f"γ = {gamma:g}" + (" (cross entropy)" if gamma == 0 else "")
-        ax.plot(p_t, loss, label=label)
-    ax.axvspan(0.6, 1.0, color="0.9", zorder=0)
-    ax.text(0.8, 3.0, "well-classified\nexamples", ha="center", va="center")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 5)
-    ax.set_xlabel("probability of ground truth class")
-    ax.set_ylabel("loss")
-    ax.set_title("Focal loss vs. cross entropy")
-    ax.legend()
-    if path is not None:
-        figure.savefig(os.fspath(path), dpi=100)
-    return figure

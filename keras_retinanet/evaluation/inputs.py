@@ -1,0 +1,122 @@
+"""The model and the data an evaluation runs on: an inference model from a training one, the
+class-count check between model and data, and the validation generator a snapshot records."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+def model_num_classes(model: Any) -> int | None:
+    """Number of classes K of a training or inference RetinaNet model, or None if unknown.
+
+    Read from the output of the classification subnet, ``(B, N, K)``, which both the training
+    model and the inference model built on it contain.
+    """
+    get_layer = getattr(model, "get_layer", None)
+    if get_layer is None:
+        return None
+    try:
+        shape = get_layer("classification_submodel").output.shape
+    except (ValueError, AttributeError):
+        return None
+    return None if shape[-1] is None else int(shape[-1])
+
+
+def check_num_classes(num_model_classes: int | None, generator: Any, model_name: str) -> None:
+    """Raises a clear error when a model and a data set disagree on the number of classes.
+
+    Args:
+        num_model_classes: classes the model predicts; None skips the check.
+        generator: the data set.
+        model_name: how to name the model in the message (its file, usually).
+
+    Raises:
+        ValueError: the two numbers differ; the message names both and the model.
+    """
+    num_data_classes = generator.num_classes()
+    if num_model_classes is None or num_model_classes == num_data_classes:
+        return
+    info = _dataset_description(generator)
+    raise ValueError(
+        f"{model_name} predicts {num_model_classes} classes but the dataset {info} has "
+        f"{num_data_classes} classes; evaluate on the dataset the model was trained on, or "
+        f"give the dataset's generator the model's {num_model_classes} class names in the "
+        "model's label order (retinanet-evaluate: --classes FILE for voc)"
+    )
+
+
+def _dataset_description(generator: Any) -> str:
+    try:
+        info = generator.dataset_info()
+    except (AttributeError, NotImplementedError):
+        return type(generator).__name__
+    return json.dumps(info, default=str)
+
+
+def as_inference_model(
+    model: Any,
+    anchor_parameters: Any = None,
+    score_threshold: float = 0.05,
+    max_detections: int = 100,
+) -> Any:
+    """The inference model of ``model``, converting a training model with ``retinanet_box``.
+
+    An inference model (or any object with a ``predict_on_batch`` returning ``boxes``,
+    ``scores``, ``labels``) is returned as it is.
+
+    Args:
+        model: a training model from ``retinanet_model``, or an inference model.
+        anchor_parameters: anchors the training model was trained with (defaults if None).
+        score_threshold: the converted model's score filter.
+        max_detections: the converted model's detections per image.
+    """
+    import keras
+
+    from keras_retinanet.models import is_inference_model, retinanet_box
+
+    if isinstance(model, keras.Model) and not is_inference_model(model):
+        return retinanet_box(
+            model,
+            anchor_parameters=anchor_parameters,
+            score_threshold=score_threshold,
+            max_detections=max_detections,
+        )
+    return model
+
+
+
+def generator_from_snapshot(model_path: str, metadata: dict | None = None, **kwargs: Any) -> Any:
+    """The validation generator of the data set a snapshot was trained on.
+
+    Args:
+        model_path: a ``.keras``/``.h5`` snapshot written by ``retinanet-train``.
+        metadata: its metadata, if already read (:func:`keras_retinanet.models.read_metadata`).
+        **kwargs: generator options (``image_min_side``, ``shuffle``...).
+
+    Returns:
+        The generator of the record's ``"val"`` split.
+
+    Raises:
+        ValueError: the snapshot has no dataset record, or the record has no validation split.
+    """
+    from keras_retinanet.preprocessing.factory import create_generator
+
+    if metadata is None:
+        from keras_retinanet.models import read_metadata
+
+        metadata = read_metadata(model_path)
+    record = metadata.get("dataset")
+    if not record:
+        raise ValueError(
+            f"{model_path} records no dataset (it was not saved by retinanet-train); name the "
+            f"dataset, e.g. retinanet-evaluate voc DATA_DIR {model_path}"
+        )
+    generator = create_generator(record, "val", **kwargs)
+    if generator is None:
+        raise ValueError(
+            f"the dataset recorded in {model_path} has no validation split ({record}); name "
+            f"the dataset and split, e.g. retinanet-evaluate voc DATA_DIR {model_path} --set test"
+        )
+    return generator
+

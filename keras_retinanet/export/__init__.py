@@ -1,0 +1,88 @@
+"""Turning snapshots into deployable detectors: inference ``.keras`` models, SavedModel, TFLite
+and ONNX.
+
+* :mod:`~keras_retinanet.export.convert`: :func:`convert_model`, a training snapshot -> an
+  inference model file (anchors, box decoding and NMS in the graph).
+* :mod:`~keras_retinanet.export.common`: names and defaults, :func:`load_detector` (the model
+  and its resize sizes), the artifact metadata and :class:`ExportResult`.
+* :mod:`~keras_retinanet.export.graph`: the detector as TensorFlow ops on uint8 RGB images
+  (resize, normalise, pad, model, rescale, clip), shared by the three formats.
+* :mod:`~keras_retinanet.export.saved_model`, :mod:`~keras_retinanet.export.tflite`,
+  :mod:`~keras_retinanet.export.onnx`: one module per format.
+
+:func:`export_model` dispatches on the format name; the artifacts need neither this package
+nor Keras to run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from keras_retinanet.export.common import (
+    DEFAULT_MAX_SIDE,
+    DEFAULT_MIN_SIDE,
+    DEFAULT_ONNX_OPSET,
+    FORMATS,
+    INPUT_NAME,
+    METADATA_FILE,
+    OUTPUT_NAMES,
+    SIGNATURE_KEY,
+    ExportResult,
+    LoadedDetector,
+    load_detector,
+)
+from keras_retinanet.export.convert import convert_model
+from keras_retinanet.export.graph import detection_function, input_spec, network_input
+from keras_retinanet.export.onnx import OnnxExportError, export_onnx
+from keras_retinanet.export.saved_model import export_saved_model
+from keras_retinanet.export.tflite import export_tflite, tflite_ops
+
+__all__ = [
+    "DEFAULT_MAX_SIDE",
+    "DEFAULT_MIN_SIDE",
+    "DEFAULT_ONNX_OPSET",
+    "FORMATS",
+    "INPUT_NAME",
+    "METADATA_FILE",
+    "OUTPUT_NAMES",
+    "SIGNATURE_KEY",
+    "ExportResult",
+    "LoadedDetector",
+    "OnnxExportError",
+    "convert_model",
+    "detection_function",
+    "export_model",
+    "export_onnx",
+    "export_saved_model",
+    "export_tflite",
+    "input_spec",
+    "load_detector",
+    "network_input",
+    "tflite_ops",
+]
+
+
+def export_model(
+    model: Any,
+    output: str,
+    format: str,
+    image_size: Sequence[int] | None = None,
+    fp16: bool = False,
+    min_side: float | None = None,
+    max_side: float | None = None,
+) -> ExportResult:
+    """Export a snapshot to ``format`` (one of :data:`FORMATS`); see the ``export_*`` functions.
+
+    Raises:
+        ValueError: unknown format, ``fp16`` outside TFLite, or TFLite without ``image_size``.
+    """
+    if format not in FORMATS:
+        raise ValueError(f"unknown export format {format!r}; choose one of {FORMATS}")
+    if fp16 and format != "tflite":
+        raise ValueError("--fp16 applies to TFLite only")
+    if format == "saved_model":
+        return export_saved_model(model, output, image_size, min_side, max_side)
+    if format == "tflite":
+        return export_tflite(model, output, image_size, fp16, min_side, max_side)
+    return export_onnx(model, output, image_size, min_side, max_side)

@@ -1,0 +1,202 @@
+"""The exported detector as TensorFlow ops: uint8 RGB images in, detections in input pixels out.
+
+Each artifact (SavedModel, TFLite, ONNX) takes **uint8 RGB** images ``(B, H, W, 3)`` and does
+inside the graph what :func:`keras_retinanet.inference.detect` does in Python:
+
+1. RGB -> BGR, resize keeping the aspect ratio so that the shorter side is ``min_side``
+   unless the longer side would exceed ``max_side``
+   (:func:`keras_retinanet.preprocessing.image.compute_resize_scale`), rounded to uint8
+   levels as OpenCV does;
+2. Caffe mean subtraction and zero padding at the bottom and right to a multiple of 128;
+3. the inference model;
+4. boxes divided by the resize scale and clipped to the input image.
+
+and returns ``boxes`` ``(B, D, 4)`` float32 ``(x1, y1, x2, y2)`` in input-image pixels,
+``scores`` ``(B, D)`` float32, ``labels`` ``(B, D)`` int32 (sorted by score, rows past
+``num_detections`` are -1) and ``num_detections`` ``(B,)`` int32.
+
+The resize is written as two matrix products (rows, then columns) with the weights OpenCV
+uses: pixel-area weights when shrinking (``cv2.INTER_AREA``) and half-pixel bilinear weights
+when enlarging (``cv2.INTER_LINEAR``). That keeps the graph to MatMul, which every runtime has
+(``tf.image.resize`` has no area mode in TFLite or ONNX), and makes the result match
+:func:`keras_retinanet.preprocessing.image.resize_image`: exactly for integer shrink factors,
+within one grey level otherwise (OpenCV's bilinear path rounds its weights to 11 bits).
+
+TensorFlow is imported here on purpose: this module is about TensorFlow's formats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from keras_retinanet.export.common import INPUT_NAME
+from keras_retinanet.inference import DEFAULT_PAD_MULTIPLE
+from keras_retinanet.preprocessing.image import CAFFE_MEAN_BGR, compute_resize_scale
+
+
+def _resize_matrix(in_size: Any, out_size: Any, shrink: Any) -> Any:
+    """Weights ``(out_size, in_size)`` float32 of a 1-D resize as OpenCV does it.
+
+    ``shrink`` selects pixel-area weights (``cv2.INTER_AREA``): output pixel ``i`` averages
+    the input interval ``[i * s, (i + 1) * s)`` with ``s = in_size / out_size``, each input
+    pixel weighted by its overlap. Otherwise half-pixel bilinear weights (``cv2.INTER_LINEAR``):
+    output pixel ``i`` samples input coordinate ``(i + 0.5) * s - 0.5`` clamped to
+    ``[0, in_size - 1]``. Rows sum to 1; ``in_size == out_size`` gives the identity.
+    Computed in float64 (positions reach thousands of pixels) and cast at the end.
+
+    Args:
+        in_size, out_size: int scalars (Python or tensors).
+        shrink: bool scalar (Python or tensor).
+    """
+    import tensorflow as tf
+
+    in_f = tf.cast(in_size, tf.float64)
+    step = in_f / tf.cast(out_size, tf.float64)
+    i = tf.cast(tf.range(out_size), tf.float64)[:, None]
+    j = tf.cast(tf.range(in_size), tf.float64)[None, :]
+    overlap = tf.minimum(j + 1.0, (i + 1.0) * step) - tf.maximum(j, i * step)
+    area = tf.maximum(overlap, 0.0) / step
+    position = tf.clip_by_value((i + 0.5) * step - 0.5, 0.0, in_f - 1.0)
+    linear = tf.maximum(1.0 - tf.abs(position - j), 0.0)
+    return tf.cast(tf.where(shrink, area, linear), tf.float32)
+
+
+def _resize_plan(height: Any, width: Any, min_side: float, max_side: float) -> tuple:
+    """``(scale, new_height, new_width)`` of :func:`compute_resize_scale` for tensor sizes.
+
+    Float64 and round-half-to-even like Python's ``round``, so the sizes equal those of
+    :func:`keras_retinanet.preprocessing.image.resize_image`.
+    """
+    import tensorflow as tf
+
+    h = tf.cast(height, tf.float64)
+    w = tf.cast(width, tf.float64)
+    smallest, largest = tf.minimum(h, w), tf.maximum(h, w)
+    scale = min_side / smallest
+    scale = tf.where(largest * scale > max_side, max_side / largest, scale)
+    new_h = tf.maximum(tf.cast(tf.round(h * scale), tf.int32), 1)
+    new_w = tf.maximum(tf.cast(tf.round(w * scale), tf.int32), 1)
+    return scale, new_h, new_w
+
+
+def input_spec(image_size: Sequence[int] | None = None, batch_size: int | None = None) -> Any:
+    """``tf.TensorSpec`` of the artifacts' input: ``(B, H, W, 3)`` uint8 named ``images``."""
+    import tensorflow as tf
+
+    shape = [batch_size, *(image_size or (None, None)), 3]
+    return tf.TensorSpec(shape, tf.uint8, name=INPUT_NAME)
+
+
+def network_input(
+    images: Any,
+    min_side: float,
+    max_side: float,
+    image_size: Sequence[int] | None = None,
+    pad_multiple: int = DEFAULT_PAD_MULTIPLE,
+) -> tuple[Any, Any]:
+    """The tensor the exported graph feeds the network, written in TensorFlow ops.
+
+    The in-graph counterpart of :func:`keras_retinanet.inference.prepare_batch`: RGB -> BGR,
+    resize (see :func:`_resize_matrix`), rounding to uint8 levels, Caffe mean subtraction,
+    zero padding at the bottom and right to a multiple of ``pad_multiple``. Works eagerly too,
+    which is how tests compare an artifact with the Keras model on the very same input.
+
+    Args:
+        images: ``(B, H, W, 3)`` uint8 RGB images (one size for the whole batch).
+        min_side: resize target of the shorter side.
+        max_side: bound on the longer side.
+        image_size: the static ``(H, W)`` of ``images``, to make every size and resize weight
+            a constant (TFLite needs static shapes); None reads the size from ``images``.
+        pad_multiple: see :func:`keras_retinanet.inference.prepare_batch`.
+
+    Returns:
+        ``(batch, scale)``: ``(B, H', W', 3)`` float32 network input and the resize scale
+        (a Python float for a static size, else a float64 scalar tensor).
+    """
+    import tensorflow as tf
+
+    if image_size is not None:
+        height, width = int(image_size[0]), int(image_size[1])
+        scale = compute_resize_scale((height, width), min_side=min_side, max_side=max_side)
+        new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
+        # Evaluated once, eagerly, and embedded as constants: captured eager tensors would
+        # become extra graph inputs in the ONNX conversion.
+        with tf.init_scope():
+            rows = _resize_matrix(height, new_h, scale < 1).numpy()
+            cols = _resize_matrix(width, new_w, scale < 1).numpy()
+        rows, cols = tf.constant(rows), tf.constant(cols)
+    else:
+        shape = tf.shape(images)
+        scale, new_h, new_w = _resize_plan(shape[1], shape[2], min_side, max_side)
+        rows = _resize_matrix(shape[1], new_h, scale < 1)
+        cols = _resize_matrix(shape[2], new_w, scale < 1)
+    padded_h = (new_h + pad_multiple - 1) // pad_multiple * pad_multiple
+    padded_w = (new_w + pad_multiple - 1) // pad_multiple * pad_multiple
+    x = tf.reverse(tf.cast(images, tf.float32), axis=[-1])  # RGB -> BGR
+    x = tf.transpose(x, [0, 3, 1, 2])  # (B, 3, H, W): resize rows and columns as MatMuls
+    x = tf.matmul(tf.matmul(rows, x), cols, transpose_b=True)
+    x = tf.transpose(x, [0, 2, 3, 1])
+    # OpenCV returns uint8: round half up and saturate before normalising.
+    x = tf.clip_by_value(tf.floor(x + 0.5), 0.0, 255.0)
+    x = x - tf.constant(CAFFE_MEAN_BGR, dtype=tf.float32)
+    x = tf.pad(x, [[0, 0], [0, padded_h - new_h], [0, padded_w - new_w], [0, 0]])
+    return x, scale
+
+
+def detection_function(
+    model: Any,
+    min_side: float,
+    max_side: float,
+    image_size: Sequence[int] | None = None,
+    pad_multiple: int = DEFAULT_PAD_MULTIPLE,
+) -> Callable[[Any], dict[str, Any]]:
+    """The whole detector as a function of uint8 RGB images, to trace with ``tf.function``.
+
+    Args:
+        model: the inference ``keras.Model`` (TensorFlow backend).
+        min_side, max_side, image_size, pad_multiple: see :func:`network_input`.
+
+    Returns:
+        A function from ``images`` ``(B, H, W, 3)`` uint8 RGB to the dict of ``boxes``
+        ``(B, D, 4)`` float32 in input-image pixels (clipped to the image), ``scores`` ``(B, D)``
+        float32, ``labels`` ``(B, D)`` int32 and ``num_detections`` ``(B,)`` int32; rows past
+        ``num_detections`` are -1.
+    """
+    import keras
+    import tensorflow as tf
+
+    if keras.backend.backend() != "tensorflow":
+        raise RuntimeError(
+            f"export needs the TensorFlow backend, KERAS_BACKEND is {keras.backend.backend()!r}"
+            "; run with KERAS_BACKEND=tensorflow"
+        )
+    if image_size is not None:
+        image_size = (int(image_size[0]), int(image_size[1]))
+        if min(image_size) < 1:
+            raise ValueError(f"image size must be positive, got {image_size}")
+
+    def detect(images: Any) -> dict[str, Any]:
+        x, scale = network_input(images, min_side, max_side, image_size, pad_multiple)
+        boxes, scores, labels = model(x, training=False)
+        labels = tf.cast(labels, tf.int32)
+        found = labels >= 0
+        if image_size is not None:
+            height, width = float(image_size[0]), float(image_size[1])
+            boxes = boxes / scale
+        else:
+            shape = tf.shape(images)
+            height = tf.cast(shape[1], tf.float32)
+            width = tf.cast(shape[2], tf.float32)
+            boxes = boxes / tf.cast(scale, tf.float32)
+        limit = tf.stack([width, height, width, height])
+        boxes = tf.clip_by_value(boxes, 0.0, limit)
+        boxes = tf.where(found[..., None], boxes, -tf.ones_like(boxes))
+        return {
+            "boxes": boxes,
+            "scores": scores,
+            "labels": labels,
+            "num_detections": tf.reduce_sum(tf.cast(found, tf.int32), axis=1),
+        }
+
+    return detect

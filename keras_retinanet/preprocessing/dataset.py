@@ -1,0 +1,126 @@
+"""What a detection dataset provides: its images, their ground truth and the class names.
+
+:class:`DetectionDataset` is the part of
+:class:`~keras_retinanet.preprocessing.generator.Generator` that knows the dataset; the
+generator adds batching, augmentation and anchor targets. The VOC, CSV and COCO generators set
+``classes`` and implement :meth:`~DetectionDataset.size`, :meth:`~DetectionDataset.image_path`,
+:meth:`~DetectionDataset.load_annotations` and :meth:`~DetectionDataset.dataset_info`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from keras_retinanet.preprocessing.image import read_image_bgr
+
+# EXIF orientations 5-8 are rotations by 90 degrees: read_image_bgr swaps width and height.
+_EXIF_ORIENTATION = 0x0112
+_TRANSPOSED_ORIENTATIONS = (5, 6, 7, 8)
+
+
+class DetectionDataset:
+    """The dataset index: image files, ground-truth boxes and class names by label."""
+
+    def _index_dataset(self) -> None:
+        """Build the class-name lookup and the aspect-ratio cache (called once by ``__init__``).
+
+        Raises:
+            ValueError: two classes share a name.
+        """
+        self._aspect_ratios: dict[int, float] = {}
+        self._label_of = {name: label for label, name in enumerate(self.classes)}
+        if len(self._label_of) != len(self.classes):
+            raise ValueError(f"class names must be unique, got {list(self.classes)}")
+
+    # ---- the dataset: implemented by subclasses ----------------------------------------------
+
+    classes: Sequence[str] = ()
+    """Class names by label."""
+
+    def size(self) -> int:
+        """Number of images in the dataset."""
+        raise NotImplementedError
+
+    def image_path(self, image_index: int) -> str:
+        """Path of an image file."""
+        raise NotImplementedError
+
+    def load_annotations(self, image_index: int) -> dict[str, np.ndarray]:
+        """Ground truth of an image in its original pixels.
+
+        Returns:
+            ``{"bboxes": (M, 4) float32 (x1, y1, x2, y2), 0-based, "labels": (M,) int64,
+            "difficult": (M,) bool}``, a fresh copy the caller may modify.
+        """
+        raise NotImplementedError
+
+    def dataset_info(self) -> dict[str, Any]:
+        """What a snapshot stores to rebuild the dataset: ``{"type": ..., **constructor args}``."""
+        raise NotImplementedError
+
+    # ---- classes -----------------------------------------------------------------------------
+
+    def num_classes(self) -> int:
+        """Number of classes K."""
+        return len(self.classes)
+
+    def has_label(self, label: int) -> bool:
+        """Whether ``label`` is a class label of this dataset."""
+        return 0 <= int(label) < len(self.classes)
+
+    def has_name(self, name: str) -> bool:
+        """Whether ``name`` is a class name of this dataset."""
+        return name in self._label_of
+
+    def name_to_label(self, name: str) -> int:
+        """Label of a class name. Raises KeyError naming the known classes."""
+        try:
+            return self._label_of[name]
+        except KeyError:
+            raise KeyError(f"unknown class {name!r}; classes are {list(self.classes)}") from None
+
+    def label_to_name(self, label: int) -> str:
+        """Class name of a label."""
+        if not self.has_label(label):
+            raise KeyError(f"label {label} out of range [0, {len(self.classes)})")
+        return self.classes[int(label)]
+
+    # ---- images ------------------------------------------------------------------------------
+
+    def load_image(self, image_index: int) -> np.ndarray:
+        """An image as ``(H, W, 3)`` uint8 BGR at its original size (EXIF orientation applied).
+
+        Raises:
+            ImageReadError: the file is missing or cannot be decoded; the message names it.
+        """
+        return read_image_bgr(self.image_path(image_index))
+
+    def image_aspect_ratio(self, image_index: int) -> float:
+        """Width / height of an image as :meth:`load_image` returns it (read from the header)."""
+        ratio = self._aspect_ratios.get(image_index)
+        if ratio is None:
+            ratio = self._aspect_ratios[image_index] = self._read_aspect_ratio(image_index)
+        return ratio
+
+    def _read_aspect_ratio(self, image_index: int) -> float:
+        try:
+            with Image.open(self.image_path(image_index)) as image:
+                width, height = image.size
+                if image.getexif().get(_EXIF_ORIENTATION) in _TRANSPOSED_ORIENTATIONS:
+                    width, height = height, width
+        except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
+            # Unreadable: the error (or the skip) comes when the image is loaded.
+            return 1.0
+        return width / max(height, 1)
+
+    def load_image_group(self, group: Sequence[int]) -> list[np.ndarray]:
+        """:meth:`load_image` for each index."""
+        return [self.load_image(i) for i in group]
+
+    def load_annotations_group(self, group: Sequence[int]) -> list[dict[str, np.ndarray]]:
+        """:meth:`load_annotations` for each index."""
+        return [self.load_annotations(i) for i in group]

@@ -1,0 +1,55 @@
+"""The model a training run starts from: a new compiled RetinaNet, or a resumed snapshot."""
+
+from __future__ import annotations
+
+import keras
+
+from keras_retinanet import losses, models
+from keras_retinanet.anchors import AnchorParameters
+from keras_retinanet.training.config import TrainConfig, TrainingError
+
+
+def compile_model(
+    model: keras.Model, lr: float = 1e-5, clipnorm: float | None = 0.001
+) -> keras.Model:
+    """Compile with Adam, smooth L1 on ``regression`` and focal loss on ``classification``."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=lr, clipnorm=clipnorm),
+        loss={"regression": losses.smooth_l1(), "classification": losses.focal()},
+    )
+    return model
+
+
+
+def build_or_resume(
+    config: TrainConfig, num_classes: int, params: AnchorParameters
+) -> tuple[keras.Model, int]:
+    """A compiled training model and the number of epochs already done.
+
+    Raises:
+        TrainingError: the resume snapshot does not fit the dataset.
+    """
+    if config.snapshot:
+        metadata = models.read_metadata(config.snapshot)
+        recorded = metadata.get("num_classes")
+        if recorded is not None and recorded != num_classes:
+            raise TrainingError(
+                f"snapshot {config.snapshot} was trained for {recorded} classes but the dataset "
+                f"has {num_classes}; resume on the same dataset or start a new training"
+            )
+        model = keras.saving.load_model(config.snapshot, compile=True)
+        if models.is_inference_model(model):
+            raise TrainingError(
+                f"{config.snapshot} is an inference model; resume from a training snapshot"
+            )
+        if model.optimizer is None:
+            compile_model(model, config.lr, config.clipnorm)
+        return model, int(metadata.get("epoch", 0))
+    model = models.retinanet_model(
+        num_classes,
+        backbone=config.backbone,
+        weights=config.weights,
+        freeze_backbone=config.freeze_backbone,
+        anchor_parameters=params,
+    )
+    return compile_model(model, config.lr, config.clipnorm), 0

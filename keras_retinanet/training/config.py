@@ -1,0 +1,49 @@
+"""What a training run is given: :class:`TrainConfig`, and :class:`TrainingError` for the
+reasons a run stops that the user must act on."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from keras_retinanet.anchors import AnchorParameters
+
+
+class TrainingError(RuntimeError):
+    """Training stopped for a reason the user must act on (the message says which)."""
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything :func:`train` needs. Defaults match ``retinanet-train``'s."""
+
+    dataset: dict  # a record as in keras_retinanet.preprocessing.factory
+    backbone: str = "resnet50"
+    weights: str | None = "imagenet"
+    snapshot: str | None = None  # resume from this file
+    freeze_backbone: bool = False
+    batch_size: int = 1
+    epochs: int = 50
+    steps: int | None = None  # per epoch; None: the whole training set
+    lr: float = 1e-5  # Adam; fizyr's default, stable from ImageNet weights with clipnorm
+    clipnorm: float | None = 0.001  # per variable; None: no clipping
+    image_min_side: int = 800
+    image_max_side: int = 1333
+    random_transform: bool = False
+    snapshot_path: str | None = "./snapshots"  # None: no snapshots
+    snapshot_format: str = "keras"
+    keep_snapshots: int | None = None  # None: keep every epoch's snapshot
+    tensorboard_dir: str | None = None
+    evaluation: bool = True
+    workers: int = 1
+    multiprocessing: bool = False
+    seed: int | None = None
+    mixed_precision: bool = False
+    anchor_parameters: AnchorParameters | None = None
+    distribute: str | None = None  # None, "mirrored", "multi_worker" (TF) or "data_parallel"
+    num_devices: int | None = None  # devices for "mirrored" / "data_parallel"
+    cluster: list[str] | None = None  # "multi_worker": every worker's host:port, chief first
+    task_index: int | None = None  # "multi_worker": this machine's position in ``cluster``
+    skip_bad_images: bool = False
+    max_minutes: float | None = None  # stop after this much wall-clock time
+    callbacks: list = dataclasses.field(default_factory=list)  # extra Keras callbacks, run first
+    verbose: int = 1

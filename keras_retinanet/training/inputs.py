@@ -1,0 +1,117 @@
+"""The training input: the generators of a :class:`TrainConfig`, and how their batches reach
+``model.fit`` (through ``tf.data`` on TensorFlow)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+from keras_retinanet.anchors import AnchorParameters
+from keras_retinanet.training.config import TrainConfig
+
+
+class ReshuffleEachEpoch(keras.callbacks.Callback):
+    """Call the generator's ``on_epoch_end`` (new shuffled groups) when it is fed through
+    ``tf.data``, which does not call it (see :func:`fit_input`)."""
+
+    def __init__(self, generator: Any) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.generator.on_epoch_end()
+
+
+def fit_input(generator: Any) -> tuple[Any, list[keras.callbacks.Callback]]:
+    """What to pass to ``model.fit`` for a generator, and the callbacks that go with it.
+
+    On JAX and PyTorch, the ``PyDataset`` itself. On TensorFlow, Keras' ``PyDataset`` adapter
+    fixes the input signature from the first two batches, so a later batch of another image
+    size fails ("yielded an element of shape ... where ... was expected"); detection batches
+    vary in size, so there the batches are fed through ``tf.data`` with a fully dynamic
+    signature instead, loaded by ``generator.workers`` parallel calls.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return generator, []
+    import numpy as np
+    import tensorflow as tf
+
+    num_classes = generator.num_classes()
+
+    def load(index: Any) -> tuple[Any, Any, Any]:
+        images, (regression, classification) = generator[int(index)]
+        return (
+            np.asarray(images, dtype=np.float32),
+            np.asarray(regression, dtype=np.float32),
+            np.asarray(classification, dtype=np.float32),
+        )
+
+    def load_tf(index: Any) -> tuple[Any, tuple[Any, Any]]:
+        images, regression, classification = tf.numpy_function(
+            load, [index], [tf.float32, tf.float32, tf.float32]
+        )
+        images.set_shape((None, None, None, 3))
+        regression.set_shape((None, None, 5))
+        classification.set_shape((None, None, num_classes + 1))
+        return images, (regression, classification)
+
+    workers = max(1, int(getattr(generator, "workers", 1) or 1))
+    dataset = tf.data.Dataset.range(len(generator)).repeat()
+    dataset = dataset.map(load_tf, num_parallel_calls=workers, deterministic=True)
+    dataset = dataset.prefetch(max(2, workers))
+    return dataset, [ReshuffleEachEpoch(generator)]
+
+
+def _generator_kwargs(config: TrainConfig, params: AnchorParameters) -> dict:
+    return {
+        "batch_size": config.batch_size,
+        "image_min_side": config.image_min_side,
+        "image_max_side": config.image_max_side,
+        "anchor_parameters": params,
+        "seed": config.seed,
+        "skip_bad_images": config.skip_bad_images,
+        "workers": config.workers,
+        "use_multiprocessing": config.multiprocessing,
+    }
+
+
+def create_generators(
+    config: TrainConfig,
+    params: AnchorParameters,
+    full_batches: bool = False,
+    shard: tuple[int, int] | None = None,
+    batch_size: int | None = None,
+) -> tuple[Any, Any]:
+    """The training generator (shuffled, augmented if asked) and the validation one or None.
+
+    ``full_batches`` makes every training batch hold ``batch_size`` images, as multi-device
+    training needs; ``shard`` and ``batch_size`` (instead of ``config.batch_size``) give a
+    worker of a multi-machine training its part of the data and its per-replica batch (see
+    :class:`~keras_retinanet.preprocessing.generator.Generator`).
+    """
+    from keras_retinanet.preprocessing.factory import create_generator
+
+    transform = None
+    if config.random_transform:
+        from keras_retinanet.preprocessing.transform import random_transform
+
+        transform = random_transform(seed=config.seed)
+    kwargs = _generator_kwargs(config, params)
+    train_kwargs = dict(kwargs, batch_size=batch_size or config.batch_size)
+    train_generator = create_generator(
+        config.dataset,
+        "train",
+        shuffle=True,
+        transform=transform,
+        full_batches=full_batches,
+        shard=shard,
+        **train_kwargs,
+    )
+    validation_generator = None
+    if config.evaluation:
+        val_kwargs = dict(kwargs, batch_size=1, workers=1, use_multiprocessing=False)
+        validation_generator = create_generator(
+            config.dataset, "val", shuffle=False, group_method="none", **val_kwargs
+        )
+    return train_generator, validation_generator

@@ -1,0 +1,199 @@
+"""The training run: :func:`train` puts a :class:`TrainConfig`'s generators, model, callbacks
+and distribution together and fits (through ``model.fit``, or the multi-worker loop)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+
+import keras
+
+from keras_retinanet import models
+from keras_retinanet.anchors import AnchorParameters
+from keras_retinanet.training import multi_worker
+from keras_retinanet.training.build import build_or_resume
+from keras_retinanet.training.callbacks import CSVLog, JSONLogger, StopOnNaN, TimeLimit
+from keras_retinanet.training.config import TrainConfig, TrainingError
+from keras_retinanet.training.distribute import distribution_scope, replicas_in_sync
+from keras_retinanet.training.inputs import create_generators, fit_input
+from keras_retinanet.training.snapshots import ShadowSnapshot, Snapshot, snapshot_metadata
+
+
+def train(config: TrainConfig) -> dict:
+    """Train a RetinaNet as configured.
+
+    Returns:
+        ``{"history": {key: [values per epoch]}, "last_snapshot": path | None,
+        "best_snapshot": path | None, "log_csv": path | None, "model": keras.Model,
+        "epochs_done": int}``.
+
+    Raises:
+        TrainingError: a non-finite loss (the last good snapshot is kept and named), or a
+            configuration that does not fit the data.
+    """
+    previous_policy = keras.mixed_precision.global_policy()
+    try:
+        with distribution_scope(
+            config.distribute, config.num_devices, config.cluster, config.task_index
+        ):
+            return _train(config)
+    finally:
+        # Leave the process as it was: the next model built here is not float16 or sharded.
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def _check_epochs_left(done: int, epochs: int) -> None:
+    if done >= epochs:
+        raise TrainingError(
+            f"the snapshot already has {done} epochs and --epochs is {epochs}; "
+            "raise --epochs to train further"
+        )
+
+
+def _train(config: TrainConfig) -> dict:
+    if config.seed is not None:
+        keras.utils.set_random_seed(config.seed)
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    if config.snapshot_format not in ("keras", "h5"):
+        raise TrainingError(f"snapshot format must be keras or h5, got {config.snapshot_format}")
+
+    params = config.anchor_parameters
+    if config.snapshot:
+        metadata = models.read_metadata(config.snapshot)
+        _check_epochs_left(int(metadata.get("epoch", 0)), config.epochs)  # before any loading
+        if params is None and metadata.get("anchor_parameters"):
+            params = AnchorParameters.from_dict(metadata["anchor_parameters"])
+    params = params or AnchorParameters()
+
+    replicas = replicas_in_sync()
+    if config.batch_size % replicas:
+        raise TrainingError(
+            f"--batch-size {config.batch_size} does not split evenly over {replicas} "
+            f"devices; use a multiple of {replicas}"
+        )
+    cluster_strategy = multi_worker.active_strategy()
+    chief = cluster_strategy is None or multi_worker.is_chief(cluster_strategy)
+    shadow_snapshots = False
+    if cluster_strategy is None:
+        shard, generator_batch = None, None
+    else:
+        # Each worker reads its own part of the data, one per-replica batch at a time.
+        shard = multi_worker.worker_position(cluster_strategy)
+        generator_batch = config.batch_size // replicas
+        # Only the chief evaluates and writes; the others wait for it in the next step (but
+        # save where it saves: see ShadowSnapshot).
+        if not chief:
+            shadow_snapshots = config.snapshot_path is not None
+            config = dataclasses.replace(
+                config, evaluation=False, snapshot_path=None, tensorboard_dir=None
+            )
+    train_generator, validation_generator = create_generators(
+        config, params, full_batches=replicas > 1, shard=shard, batch_size=generator_batch
+    )
+    model, initial_epoch = build_or_resume(config, train_generator.num_classes(), params)
+    classes = [train_generator.label_to_name(i) for i in range(train_generator.num_classes())]
+    _check_epochs_left(initial_epoch, config.epochs)
+
+    nan_guard = StopOnNaN()
+    callbacks: list[keras.callbacks.Callback] = [*config.callbacks, nan_guard]
+    if config.max_minutes:
+        callbacks.append(TimeLimit(config.max_minutes))
+    if validation_generator is not None and validation_generator.size() > 0:
+        from keras_retinanet.evaluation.callback import Evaluate
+
+        # Before the loggers, the LR schedule and the snapshots, so they all see logs["mAP"].
+        callbacks.append(
+            Evaluate(
+                validation_generator,
+                anchor_parameters=params,
+                tensorboard_dir=config.tensorboard_dir,
+                verbose=config.verbose,
+            )
+        )
+    callbacks.append(
+        keras.callbacks.ReduceLROnPlateau(
+            monitor="loss", factor=0.1, patience=2, verbose=config.verbose, min_lr=1e-10
+        )
+    )
+    if config.tensorboard_dir:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=config.tensorboard_dir))
+
+    snapshot_callback, log_csv = None, None
+    if config.snapshot_path:
+        os.makedirs(config.snapshot_path, exist_ok=True)
+        log_csv = os.path.join(config.snapshot_path, "training_log.csv")
+        callbacks.append(CSVLog(log_csv, append=initial_epoch > 0))
+        callbacks.append(JSONLogger(os.path.join(config.snapshot_path, "training_log.jsonl")))
+        snapshot_callback = Snapshot(
+            config.snapshot_path,
+            prefix=f"{config.backbone}_{config.dataset.get('type', 'data')}",
+            metadata_fn=lambda epoch: snapshot_metadata(config, classes, epoch, params),
+            nan_guard=nan_guard,
+            extension=f".{config.snapshot_format}",
+            keep=config.keep_snapshots,
+        )
+        callbacks.append(snapshot_callback)
+    if shadow_snapshots:
+        callbacks.append(ShadowSnapshot(nan_guard, extension=f".{config.snapshot_format}"))
+
+    data, data_callbacks = fit_input(train_generator)
+    callbacks = data_callbacks + callbacks
+    if cluster_strategy is None:
+        history = model.fit(
+            data,
+            epochs=config.epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=config.steps or len(train_generator),
+            shuffle=False,  # the generator shuffles its own aspect-ratio groups
+            callbacks=callbacks,
+            verbose=config.verbose,
+        )
+    else:
+        # The same number of steps on every worker: an epoch is the whole dataset over all.
+        steps = config.steps or math.ceil(train_generator.size() / config.batch_size)
+        try:
+            history = multi_worker.fit(
+                model,
+                data,
+                epochs=config.epochs,
+                initial_epoch=initial_epoch,
+                steps_per_epoch=steps,
+                callbacks=callbacks,
+                verbose=config.verbose,
+                strategy=cluster_strategy,
+            )
+        except multi_worker.WorkerLost as e:
+            last = snapshot_callback.last_path if snapshot_callback else None
+            resume = last or (config.snapshot if chief else None)  # the chief's may be newer
+            where = f"--snapshot {resume}" if resume else "the chief's last snapshot (if any)"
+            raise TrainingError(f"{e}. Restart every worker with {where}.") from e
+
+    last = snapshot_callback.last_path if snapshot_callback else None
+    if nan_guard.failed_at is not None:
+        epoch, batch = nan_guard.failed_at
+        kept = last or (config.snapshot if config.snapshot else None)
+        if not chief:
+            kept = "in the chief's log (worker 0 writes the snapshots)"
+        raise TrainingError(
+            f"the loss became NaN or infinite at epoch {epoch}, batch {batch}; training stopped. "
+            f"The last good snapshot is {kept or 'none (no epoch finished)'}. Lower --lr, check "
+            "the annotations (retinanet-debug), or resume from that snapshot."
+        )
+    if log_csv and os.path.isfile(log_csv):
+        from keras_retinanet.visualization import plot_training_log
+
+        with contextlib.suppress(ValueError):
+            plot_training_log(log_csv, os.path.join(config.snapshot_path, "training_log.png"))
+    return {
+        "history": history.history,
+        "last_snapshot": last,
+        "best_snapshot": snapshot_callback.best_path if snapshot_callback else None,
+        "log_csv": log_csv,
+        "model": model,
+        "epochs_done": initial_epoch + len(history.history.get("loss", [])),
+        "classes": classes,
+        "anchor_parameters": params,
+    }

@@ -1,0 +1,146 @@
+"""Snapshots: what each one records, and the callbacks that write them every epoch.
+
+Snapshots are written with :func:`keras_retinanet.models.save_model` (temporary file, then an
+atomic rename), so a kill during a write leaves the previous snapshot intact. Each one records
+the epoch, optimizer state, anchor parameters, class names, backbone, image sizes and the
+dataset, so ``--snapshot`` resumes at the next epoch with the same learning rate, and
+``retinanet-evaluate snapshot.keras`` needs no other argument.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import Any
+
+import keras
+
+from keras_retinanet import models
+from keras_retinanet.anchors import AnchorParameters
+from keras_retinanet.training.callbacks import StopOnNaN, _finite
+from keras_retinanet.training.config import TrainConfig
+
+SNAPSHOT_FORMAT_VERSION = 1
+
+
+def snapshot_metadata(
+    config: TrainConfig, classes: list[str], epoch: int, params: AnchorParameters
+) -> dict:
+    """The record stored inside every snapshot (see the module docstring)."""
+    return {
+        "format_version": SNAPSHOT_FORMAT_VERSION,
+        "model": "training",
+        "epoch": int(epoch),
+        "classes": list(classes),
+        "num_classes": len(classes),
+        "backbone": config.backbone,
+        "anchor_parameters": params.to_dict(),
+        "image_min_side": int(config.image_min_side),
+        "image_max_side": int(config.image_max_side),
+        "dataset": config.dataset,
+    }
+
+
+class Snapshot(keras.callbacks.Callback):
+    """Write a snapshot every epoch and a ``best`` snapshot by a monitored log value.
+
+    Args:
+        directory: folder for the snapshots.
+        prefix: file name prefix, e.g. ``resnet50_voc``.
+        metadata_fn: ``epoch -> dict`` giving the metadata record of that epoch.
+        nan_guard: a :class:`StopOnNaN`; no snapshot is written after it fired.
+        monitor: log key of the ``best`` snapshot (higher is better), e.g. ``"mAP"``; when the
+            key is absent (no evaluation), ``best`` follows the lowest ``loss`` instead.
+        extension: ``".keras"`` or ``".h5"``.
+        keep: keep only the newest ``keep`` epoch snapshots (each holds the weights and Adam's
+            two moment tensors, ~440 MB for ResNet50); None keeps all. ``best`` is always kept.
+    """
+
+    def __init__(
+        self,
+        directory: str,
+        prefix: str,
+        metadata_fn: Any,
+        nan_guard: StopOnNaN | None = None,
+        monitor: str = "mAP",
+        extension: str = ".keras",
+        keep: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.directory = directory
+        self.prefix = prefix
+        self.metadata_fn = metadata_fn
+        self.nan_guard = nan_guard
+        self.monitor = monitor
+        self.extension = extension
+        self.keep = keep
+        self.best: float | None = None
+        self.last_path: str | None = None
+        self.best_path: str | None = None
+
+    def path_for(self, epoch: int) -> str:
+        return os.path.join(self.directory, f"{self.prefix}_{epoch:02d}{self.extension}")
+
+    def should_save(self, logs: dict) -> bool:
+        """False after a non-finite loss: the weights are broken."""
+        if self.nan_guard is not None and self.nan_guard.failed_at is not None:
+            return False
+        return _finite(logs.get("loss", 0.0))
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        if not self.should_save(logs):
+            return
+        metadata = self.metadata_fn(epoch + 1)
+        if self.monitor in logs and _finite(logs[self.monitor]):
+            score, key = float(logs[self.monitor]), self.monitor
+        else:
+            score, key = -float(logs.get("loss", 0.0)), "loss"
+        is_best = self.best is None or score > self.best
+        metadata["logs"] = {k: float(v) for k, v in logs.items() if _finite(v)}
+        metadata["best_by"] = key
+        self.last_path = models.save_model(self.model, self.path_for(epoch + 1), metadata)
+        if is_best:
+            self.best = score
+            self.best_path = os.path.join(self.directory, f"{self.prefix}_best{self.extension}")
+            _atomic_copy(self.last_path, self.best_path)
+        self._prune()
+
+    def _prune(self) -> None:
+        if not self.keep:
+            return
+        prefix = f"{self.prefix}_"
+        epochs = []
+        for name in os.listdir(self.directory):
+            stem = name[len(prefix) : -len(self.extension)]
+            if name.startswith(prefix) and name.endswith(self.extension) and stem.isdigit():
+                epochs.append(int(stem))
+        for old in sorted(epochs)[: -self.keep]:
+            os.remove(self.path_for(old))
+
+
+class ShadowSnapshot(Snapshot):
+    """What a worker other than the chief does where the chief writes a snapshot: save the
+    model to a temporary folder and delete it. Saving under ``MultiWorkerMirroredStrategy``
+    creates variables, whose initial values the chief broadcasts to every worker, so every
+    worker must save at the same points or the chief waits forever."""
+
+    def __init__(self, nan_guard: StopOnNaN | None = None, extension: str = ".keras") -> None:
+        super().__init__("", "", metadata_fn=None, nan_guard=nan_guard, extension=extension)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.should_save(logs or {}):
+            with tempfile.TemporaryDirectory(prefix="retinanet-shadow-") as directory:
+                self.model.save(os.path.join(directory, f"shadow{self.extension}"))
+
+
+def _atomic_copy(source: str, destination: str) -> None:
+    """Copy to a temporary file beside ``destination``, then rename it into place."""
+    temporary = f"{destination}.tmp-{os.getpid()}"
+    try:
+        shutil.copyfile(source, temporary)
+        os.replace(temporary, destination)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
