@@ -5,6 +5,7 @@ import pytest
 
 from keras_retinanet.boxes import compute_overlap
 from keras_retinanet.evaluation.voc import (
+    VOC07_RECALL_THRESHOLDS,
     average_precision,
     evaluate_detections,
     mean_average_precision,
@@ -85,13 +86,26 @@ def test_known_sequence_through_matching():
     assert all_point[0] == (pytest.approx(5 / 9), 3)
 
 
-def test_recall_exactly_three_tenths_reaches_the_point_three_threshold():
-    # 10 boxes, 3 found without error: recall 0.1, 0.2, 0.3 at precision 1.
-    # 11-point AP = 4/11 (t = 0, .1, .2, .3). With t from np.arange(0, 1.1, 0.1),
-    # t = 0.30000000000000004 > 3/10 and the value would be 3/11.
+def test_eleven_point_levels_are_matlabs_zero_to_one_by_a_tenth():
+    # MATLAB builds 0:0.1:1 forwards (k * 0.1) up to the middle and backwards from 1
+    # (1 - (10 - k) * 0.1) after it: 3 * 0.1 == 0.30000000000000004, every other level is
+    # exactly k / 10 (e.g. 1 - 4 * 0.1 == 0.6 but 6 * 0.1 == 0.6000000000000001).
+    assert VOC07_RECALL_THRESHOLDS[3] == 0.30000000000000004 == 3 * 0.1
+    others = [t for k, t in enumerate(VOC07_RECALL_THRESHOLDS) if k != 3]
+    assert others == [k / 10 for k in range(11) if k != 3]
+    # np.arange (py-faster-rcnn, detectron2) differs at 0.6 and 0.7 too.
+    differs = np.flatnonzero(np.arange(0, 1.1, 0.1) != np.array(VOC07_RECALL_THRESHOLDS))
+    assert differs.tolist() == [6, 7]
+
+
+def test_recall_exactly_three_tenths_misses_the_devkits_point_three_level():
+    # 10 boxes, 3 found without error: recall 0.1, 0.2, 0.3 at precision 1. The devkit's 0.3
+    # level is 0.30000000000000004 > 3/10, so only t = 0, .1, .2 count: 11-point AP = 3/11.
     recall = np.array([1, 2, 3]) / 10
-    precision = np.ones(3)
-    assert average_precision(recall, precision) == pytest.approx(4 / 11)
+    assert average_precision(recall, np.ones(3)) == 3 / 11
+    # Recall exactly 6/10 does reach the devkit's 0.6 (1 - 4 * 0.1 == 0.6): t = 0 .. .6.
+    recall = np.arange(1, 7) / 10
+    assert average_precision(recall, np.ones(6)) == pytest.approx(7 / 11)
 
 
 def test_empty_curve_has_zero_ap():
@@ -144,10 +158,10 @@ def test_several_detections_on_one_difficult_box_all_ignored():
 
 
 def test_low_overlap_with_difficult_box_is_false_positive():
-    # Best box is difficult but IoU is 0.5 (not above threshold): a false positive, as in
+    # Best box is difficult but IoU is 0.4 (below the threshold): a false positive, as in
     # the devkit, which checks the threshold before the difficult flag.
     annotations = [[gt(BOX_A, BOX_B, difficult=[False, True])]]
-    detections = [[dets([20, 0, 30, 5, 0.9], BOX_A + [0.8])]]
+    detections = [[dets([20, 0, 30, 4, 0.9], BOX_A + [0.8])]]
     recall, precision, _ = precision_recall(detections, annotations, 0)
     np.testing.assert_allclose(recall, [0.0, 1.0])
     np.testing.assert_allclose(precision, [0.0, 0.5])
@@ -190,16 +204,15 @@ def test_best_box_already_claimed_is_false_positive_even_if_another_box_is_free(
     np.testing.assert_allclose(precision, [1.0, 0.5])
 
 
-def test_iou_exactly_half_is_not_a_match_but_slightly_above_is():
+def test_iou_exactly_half_is_a_match_as_in_the_devkit():
+    # VOCevaldet.m: "if ovmax>=VOCopts.minoverlap".
     annotations = [[gt(BOX_A)]]
     at_half = [[dets([0, 0, 10, 5, 0.9])]]  # IoU == 0.5 exactly (see the IoU test)
-    above = [[dets([0, 0, 10, 5.01, 0.9])]]  # IoU 0.501
-    assert evaluate_detections(at_half, annotations, 1) == {0: (0.0, 1)}
-    assert evaluate_detections(above, annotations, 1) == {0: (pytest.approx(1.0), 1)}
-    # The threshold is a parameter: at 0.4 the 0.5 overlap matches.
-    assert evaluate_detections(at_half, annotations, 1, iou_threshold=0.4)[0][0] == (
-        pytest.approx(1.0)
-    )
+    below = [[dets([0, 0, 10, 4.99, 0.9])]]  # IoU 0.499
+    assert evaluate_detections(at_half, annotations, 1) == {0: (pytest.approx(1.0), 1)}
+    assert evaluate_detections(below, annotations, 1) == {0: (0.0, 1)}
+    # The threshold is a parameter: at 0.6 the 0.5 overlap does not match.
+    assert evaluate_detections(at_half, annotations, 1, iou_threshold=0.6)[0][0] == 0.0
 
 
 def test_detections_only_match_boxes_of_their_own_image_and_class():

@@ -100,8 +100,10 @@ def test_raccoon_grayscale_images_load_as_three_channels():
 
 
 @needs_data
-def test_bccd_zero_area_boxes_are_dropped_with_a_warning():
-    with pytest.warns(UserWarning, match="zero-area") as record:
+def test_bccd_single_pixel_boxes_are_kept_as_one_pixel_boxes():
+    # VOC boxes are inclusive: xmin == xmax is one pixel wide, and the devkit counts such a
+    # box in the recall denominator, so the parser keeps it (and says so).
+    with pytest.warns(UserWarning, match="single-pixel") as record:
         generator = PascalVocGenerator(
             DATA / "bccd", "trainval", classes=DATA / "bccd" / "classes.txt", shuffle=False
         )
@@ -109,10 +111,19 @@ def test_bccd_zero_area_boxes_are_dropped_with_a_warning():
     assert "BloodImage_00338" in messages and "BloodImage_00343" in messages
     index = generator.image_names.index("BloodImage_00338")
     bboxes = generator.load_annotations(index)["bboxes"]
-    widths, heights = bboxes[:, 2] - bboxes[:, 0], bboxes[:, 3] - bboxes[:, 1]
-    assert len(bboxes) > 0 and (widths > 1).all() and (heights > 1).all()
-    # The dropped box was (504, 337, 504, 337) in VOC terms: no box starts at x1 = 503 now.
-    assert not np.any((bboxes[:, 0] == 503) & (bboxes[:, 1] == 336))
+    # (504, 337, 504, 337) in VOC terms is x1 = 504 - 1, x2 = 504: a 1x1 box.
+    one_pixel = (bboxes[:, 0] == 503) & (bboxes[:, 1] == 336)
+    assert one_pixel.sum() == 1
+    assert bboxes[one_pixel].tolist() == [[503, 336, 504, 337]]
+
+
+def test_inverted_boxes_are_dropped_with_a_warning(tmp_path):
+    objects = voc_object("dog", (10, 10, 9, 20)) + voc_object("dog", (5, 5, 5, 30))
+    root = write_voc(tmp_path / "data", objects)
+    with pytest.warns(UserWarning, match="inverted"):
+        generator = PascalVocGenerator(root, "train", shuffle=False)
+    # The inverted box (xmax 9 < xmin 10) goes; the 1-pixel-wide one stays, 1 px wide.
+    assert generator.load_annotations(0)["bboxes"].tolist() == [[4, 4, 5, 30]]
 
 
 @needs_data

@@ -5,9 +5,10 @@ The matching protocol follows the Pascal VOC development kit:
 * the detections of one class are ranked by score over the whole data set;
 * each detection is compared with the ground-truth boxes of the same class in its own image
   and assigned to the box of highest IoU (ties go to the first box);
-* it is a true positive when that IoU is strictly greater than ``iou_threshold`` and the box
-  has not been claimed by a higher-scoring detection, otherwise a false positive (so a second
-  detection of an object is a false positive, even when another box it overlaps is still free);
+* it is a true positive when that IoU is at least ``iou_threshold`` (``VOCevaldet.m``:
+  ``ovmax >= VOCopts.minoverlap``) and the box has not been claimed by a higher-scoring
+  detection, otherwise a false positive (so a second detection of an object is a false
+  positive, even when another box it overlaps is still free);
 * a detection whose best box is *difficult* (and above the threshold) is ignored: neither a
   true nor a false positive. Difficult boxes are not counted in the recall denominator.
 
@@ -31,12 +32,36 @@ import numpy as np
 from keras_retinanet.boxes import compute_overlap
 
 __all__ = [
+    "VOC07_RECALL_THRESHOLDS",
     "average_precision",
     "precision_recall",
     "evaluate_detections",
     "mean_average_precision",
     "plot_precision_recall",
 ]
+
+
+def _matlab_colon(start: float, step: float, stop: float) -> tuple[float, ...]:
+    """The doubles of MATLAB's ``start:step:stop``, built as MATLAB builds them.
+
+    MATLAB computes the first half of a colon range forwards (``start + k * step``) and the
+    second half backwards from the end (``stop - (n - k) * step``), so that the last element
+    is exactly ``stop``. For ``0:0.1:1`` that gives ``k / 10`` for every ``k`` but ``k = 3``,
+    where ``3 * 0.1 == 0.30000000000000004`` (one ulp above 0.3).
+    """
+    n = round((stop - start) / step)
+    half = n // 2
+    return tuple(start + k * step if k <= half else stop - (n - k) * step for k in range(n + 1))
+
+
+#: Recall levels of the VOC2007 11-point AP, exactly as the devkit's ``for t=0:0.1:1`` makes
+#: them in MATLAB: ``k / 10`` but for ``0.30000000000000004``, so a recall of exactly 3/10
+#: does not reach the 0.3 level. Other implementations differ by one ulp at some levels, and
+#: that changes AP only where a class's recall lands exactly on one of them: py-faster-rcnn
+#: and detectron2 use ``np.arange(0, 1.1, 0.1)`` (0.3, 0.6 and 0.7 one ulp high), an exact
+#: ``k / 10`` has none high. A recall of exactly 3/10, 6/10 or 7/10 (e.g. 3 of 10 boxes found)
+#: moves the AP by at most ``(p(level) - p(next level)) / 11``, i.e. up to 1/11 = 0.091.
+VOC07_RECALL_THRESHOLDS: tuple[float, ...] = _matlab_colon(0.0, 0.1, 1.0)
 
 
 def _image_detections(detections_image: Any, label: int, image_index: int) -> np.ndarray:
@@ -102,9 +127,10 @@ def average_precision(
         recall: ``(D,)`` float array, recall after each ranked detection (non-decreasing).
         precision: ``(D,)`` float array, precision after each ranked detection.
         use_07_metric: True for the VOC2007 11-point interpolated AP, the mean over
-            ``t = 0, 0.1, ..., 1`` of the highest precision at recall ``>= t`` (0 where no
-            point reaches ``t``). False for the VOC2010+ all-point AP, the exact area under
-            the curve after making precision non-increasing from the right.
+            ``t`` in :data:`VOC07_RECALL_THRESHOLDS` (``0:0.1:1``) of the highest precision at
+            recall ``>= t`` (0 where no point reaches ``t``). False for the VOC2010+
+            all-point AP, the exact area under the curve after making precision
+            non-increasing from the right.
 
     Returns:
         The average precision in ``[0, 1]``; 0.0 for an empty curve.
@@ -122,11 +148,7 @@ def average_precision(
 
     if use_07_metric:
         ap = 0.0
-        for k in range(11):
-            # k / 10 rather than np.arange(0, 1.1, 0.1): arange yields 0.30000000000000004,
-            # so a recall of exactly 3/10 would miss the 0.3 point. k / 10 and tp / npos are
-            # both correctly rounded, so the comparison agrees with exact arithmetic.
-            threshold = k / 10
+        for threshold in VOC07_RECALL_THRESHOLDS:
             reached = recall >= threshold
             best = float(precision[reached].max()) if reached.any() else 0.0
             ap += best / 11.0
@@ -162,7 +184,8 @@ def precision_recall(
             ``(G, 4)`` float array of ``(x1, y1, x2, y2)`` boxes, and optionally
             ``"difficult"``, a ``(G,)`` bool array (missing means all False).
         label: the class index ``c`` to evaluate.
-        iou_threshold: a detection matches a box only when their IoU is strictly greater.
+        iou_threshold: a detection matches a box when their IoU is at least this (the devkit's
+            ``ovmax >= minoverlap``).
             0.5 is the VOC value (Everingham et al. 2010, sec. 4.4).
 
     Returns:
@@ -220,7 +243,7 @@ def precision_recall(
     is_tp = np.zeros(len(order), dtype=bool)
     is_fp = np.zeros(len(order), dtype=bool)
     for rank, det in enumerate(order):
-        if best_iou[det] > iou_threshold:
+        if best_iou[det] >= iou_threshold:
             box = best_box[det]
             if difficult[box]:
                 continue  # neither TP nor FP; a difficult box is never claimed
@@ -257,7 +280,8 @@ def evaluate_detections(
             ``(G, 4)`` float array of ``(x1, y1, x2, y2)`` boxes, and optionally
             ``"difficult"``, a ``(G,)`` bool array (missing means all False).
         num_classes: the number of classes ``K``; classes ``0 .. K-1`` are evaluated.
-        iou_threshold: a detection matches a box only when their IoU is strictly greater.
+        iou_threshold: a detection matches a box when their IoU is at least this (the devkit's
+            ``ovmax >= minoverlap``).
             0.5 is the VOC value.
         use_07_metric: True for the VOC2007 11-point AP, False for the VOC2010+ all-point AP.
             The VOC2007 test set is conventionally reported with the 11-point metric.

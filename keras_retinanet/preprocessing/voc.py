@@ -249,8 +249,10 @@ def parse_voc_objects(
 
     Only each ``<object>``'s own ``<bndbox>`` counts: VOC2012 person objects also hold
     ``<part>`` elements (head, hand, foot) with boxes of their own, which are not objects.
-    A box with ``xmax <= xmin`` or ``ymax <= ymin`` (a click without a drag in the labelling
-    tool; BCCD has two) is dropped with a warning naming the file.
+    VOC boxes are inclusive, so ``xmin == xmax`` is a valid box one pixel wide: it is kept (the
+    devkit counts it in the recall denominator), with a warning naming the file when it is a
+    single pixel (a click without a drag in the labelling tool; BCCD has two). A box with
+    ``xmax < xmin`` or ``ymax < ymin`` is dropped with a warning naming the file.
 
     Args:
         root: the ``<annotation>`` element.
@@ -266,7 +268,7 @@ def parse_voc_objects(
         ValueError: a missing or malformed field, or a class not in ``name_to_label``.
     """
     bboxes, labels, difficult = [], [], []
-    degenerate = []
+    degenerate, single_pixel = [], []
     for object_index, obj in enumerate(root.findall("object")):
         name = (obj.findtext("name") or "").strip()
         if not name:
@@ -286,19 +288,28 @@ def parse_voc_objects(
             _coordinate(bndbox, field, path, object_index)
             for field in ("xmin", "ymin", "xmax", "ymax")
         )
-        if xmax <= xmin or ymax <= ymin:
+        if xmax < xmin or ymax < ymin:
             degenerate.append((object_index, name, [xmin, ymin, xmax, ymax]))
             continue
+        if xmax == xmin and ymax == ymin:
+            single_pixel.append((object_index, name, [xmin, ymin, xmax, ymax]))
         if skip_difficult and is_difficult:
             continue
         bboxes.append([xmin - 1, ymin - 1, xmax, ymax])
         labels.append(name_to_label[name])
         difficult.append(is_difficult)
+    image = root.findtext("filename") or os.path.basename(path)
     if degenerate:
         warnings.warn(
-            f"{path}: dropped {len(degenerate)} zero-area box(es) of image "
-            f"{root.findtext('filename') or os.path.basename(path)} "
-            f"(object, class, [xmin, ymin, xmax, ymax]): {degenerate}",
+            f"{path}: dropped {len(degenerate)} inverted box(es) (xmax < xmin or ymax < ymin) "
+            f"of image {image} (object, class, [xmin, ymin, xmax, ymax]): {degenerate}",
+            stacklevel=3,
+        )
+    if single_pixel:
+        warnings.warn(
+            f"{path}: kept {len(single_pixel)} single-pixel box(es) of image {image} as 1x1 "
+            "boxes (VOC boxes are inclusive; fix the XML if they are stray clicks) "
+            f"(object, class, [xmin, ymin, xmax, ymax]): {single_pixel}",
             stacklevel=3,
         )
     return {
