@@ -69,18 +69,128 @@ def greedy_nms_mask(boxes: Any, valid: Any, labels: Any | None, iou_threshold: f
     return keep
 
 
+# Candidates are taken in tiles of this many, best first: the cost of NMS is set by how many
+# tiles it takes to keep max_detections (or to run out of candidates above the threshold), not
+# by the candidate budget (5 levels x 1000 by default).
+NMS_TILE = 256
+
+
+def tiled_nms_mask(
+    boxes: Any,
+    valid: Any,
+    labels: Any | None,
+    iou_threshold: float,
+    max_kept: int,
+    tile: int = NMS_TILE,
+) -> Any:
+    """:func:`greedy_nms_mask`'s decisions on the first ``max_kept`` kept candidates, computed
+    tile by tile and stopped early.
+
+    Greedy NMS decides candidate ``j`` from the kept candidates before it only, so the
+    candidates (sorted best first) are taken ``tile`` at a time: a tile's candidates are first
+    checked against the candidates kept in earlier tiles (decisions that are final, held in a
+    buffer of ``max_kept`` boxes), then :func:`greedy_nms_mask` settles the tile itself, and
+    its kept boxes join the buffer. The loop stops at the first tile with no valid candidate
+    (``valid`` is a prefix when the candidates are sorted by score and thresholded) or once
+    every image has ``max_kept`` kept, since no later candidate can rank among the first
+    ``max_kept``. A tile costs ``O(tile * (tile + max_kept))`` instead of the ``O(C^2)`` of the
+    whole candidate matrix.
+
+    Args:
+        boxes: ``(B, C, 4)`` float ``(x1, y1, x2, y2)`` candidates, highest score first.
+        valid: ``(B, C)`` bool, candidates that may be kept.
+        labels: ``(B, C)`` int labels, or None for class-agnostic suppression.
+        iou_threshold: suppress at IoU strictly above this.
+        max_kept: how many kept candidates matter (the layer's ``max_detections``).
+        tile: candidates per tile.
+
+    Returns:
+        ``(B, C)`` bool mask of kept candidates; its first ``max_kept`` kept candidates of
+        each image are exactly ``greedy_nms_mask``'s (later ones are not decided).
+    """
+    shape = ops.shape(boxes)
+    batch, count = shape[0], shape[1]
+    padding = -count % tile if isinstance(count, int) else ops.mod(-count, tile)
+    boxes = ops.concatenate([boxes, ops.zeros((batch, padding, 4), dtype=boxes.dtype)], axis=1)
+    valid = ops.concatenate([valid, ops.zeros((batch, padding), dtype="bool")], axis=1)
+    if labels is not None:
+        labels = ops.concatenate([labels, ops.zeros((batch, padding), dtype=labels.dtype)], 1)
+    total = count + padding
+    tiles = total // tile
+    position = ops.arange(total)
+    slots = ops.arange(max_kept)
+
+    def cond(t: Any, keep: Any, kept_boxes: Any, kept_labels: Any, kept: Any) -> Any:
+        start = ops.minimum(t * tile, total - 1)
+        more = ops.any(ops.slice(valid, (0, start), (batch, 1)))
+        return ops.logical_and(ops.logical_and(t < tiles, more), ops.any(kept < max_kept))
+
+    def body(t: Any, keep: Any, kept_boxes: Any, kept_labels: Any, kept: Any) -> tuple:
+        start = t * tile
+        tile_boxes = ops.slice(boxes, (0, start, 0), (batch, tile, 4))
+        tile_valid = ops.slice(valid, (0, start), (batch, tile))
+        filled = ops.expand_dims(ops.expand_dims(slots, 0) < ops.expand_dims(kept, 1), 1)
+        hit = ops.logical_and(
+            boxes_lib.box_iou(tile_boxes, kept_boxes, xp=ops) > iou_threshold, filled
+        )  # (B, tile, max_kept): suppressed by a candidate kept in an earlier tile
+        tile_labels = None
+        if labels is not None:
+            tile_labels = ops.slice(labels, (0, start), (batch, tile))
+            same = ops.equal(
+                ops.expand_dims(ops.cast(tile_labels, "float32"), 2),
+                ops.expand_dims(kept_labels, 1),
+            )
+            hit = ops.logical_and(hit, same)
+        tile_valid = ops.logical_and(tile_valid, ops.logical_not(ops.any(hit, axis=2)))
+        tile_keep = greedy_nms_mask(tile_boxes, tile_valid, tile_labels, iou_threshold)
+        # The tile's kept boxes fill the next free slots of the buffer, in order: a one-hot
+        # (B, tile, max_kept) placement and a matrix product, which every backend and
+        # exporter has.
+        new = ops.cast(tile_keep, "int32")
+        slot = ops.expand_dims(kept, 1) + ops.cumsum(new, axis=1) - 1
+        place = ops.logical_and(
+            ops.equal(ops.expand_dims(slot, 2), ops.reshape(slots, (1, 1, -1))),
+            ops.expand_dims(tile_keep, 2),
+        )
+        place = ops.cast(place, "float32")
+        kept_boxes = kept_boxes + ops.einsum("btk,btc->bkc", place, tile_boxes)
+        if labels is not None:
+            placed_labels = ops.einsum("btk,bt->bk", place, ops.cast(tile_labels, "float32"))
+            kept_labels = kept_labels + placed_labels
+        kept = ops.minimum(kept + ops.sum(new, axis=1), max_kept)
+        # Write the tile's decisions into keep (a gather, so every backend and exporter has it).
+        offset = ops.clip(position - start, 0, tile - 1)
+        in_tile = ops.logical_and(position >= start, position < start + tile)
+        placed = ops.take(tile_keep, offset, axis=1)
+        keep = ops.where(ops.expand_dims(in_tile, 0), placed, keep)
+        return t + 1, keep, kept_boxes, kept_labels, kept
+
+    loop_vars = (
+        ops.convert_to_tensor(0, "int32"),
+        ops.zeros((batch, total), dtype="bool"),
+        ops.zeros((batch, max_kept, 4), dtype=boxes.dtype),
+        ops.zeros((batch, max_kept), dtype="float32"),
+        ops.zeros((batch,), dtype="int32"),
+    )
+    _, keep, _, _, _ = ops.while_loop(cond, body, loop_vars)
+    return ops.slice(keep, (0, 0), (batch, count))
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class FilterDetections(keras.layers.Layer):
     """Score threshold, (per-class) NMS and top-``max_detections`` selection.
 
     Candidates are the top-scoring (anchor, class) pairs (or, without ``class_specific_filter``,
-    the anchors by their best class score): the best ``pre_nms_top_k`` over the whole image, or,
-    with ``pre_nms_top_k_per_level``, the best of each pyramid level first and then at most
-    ``pre_nms_top_k`` of those. Candidates at or below ``score_threshold`` are dropped, the rest
-    go through greedy NMS (a box is suppressed when its IoU with a kept, higher-scoring box of
-    the same class is ``> nms_threshold``), and the best ``max_detections`` are returned. Every
-    step is a fixed-shape tensor operation over all classes at once (no loop over classes), so
-    the cost is set by the candidate budget, not by how many scores pass the threshold.
+    the anchors by their best class score): by default the best 1000 of each pyramid level,
+    merged with no global cap (Lin et al. 2017, sec. 4.1; torchvision and detectron2 do the
+    same), so a crowd of high scores on one level cannot push every other level's objects out.
+    Candidates at or below ``score_threshold`` are dropped, the rest go through greedy NMS (a
+    box is suppressed when its IoU with a kept, higher-scoring box of the same class is
+    ``> nms_threshold``), and the best ``max_detections`` are returned. Every step is a
+    fixed-shape tensor operation over all classes at once (no loop over classes); NMS runs
+    in tiles of :data:`NMS_TILE` candidates, best first, and stops at the first tile with no
+    candidate above the threshold or once ``max_detections`` are kept (:func:`tiled_nms_mask`),
+    so its cost follows the candidates that pass the threshold, not the budget.
 
     Args:
         nms: apply non-maximum suppression.
@@ -90,30 +200,28 @@ class FilterDetections(keras.layers.Layer):
         nms_threshold: IoU above which a lower-scoring box is suppressed.
         score_threshold: scores must be strictly greater to be kept.
         max_detections: D, the fixed number of output rows per image.
-        pre_nms_top_k: candidates considered per image before NMS. Lin et al. 2017 (sec. 5.1)
-            decode at most 1000 per pyramid level; one global budget of 1000 keeps the
-            candidate-pair IoU matrix at 1000 x 1000 per image. None considers every candidate
-            (exhaustive; memory grows with (N * K)^2, for tests and small inputs only). With
-            ``pre_nms_top_k_per_level`` it caps the union of the per-level selections (None:
-            no cap, up to ``L * pre_nms_top_k_per_level`` candidates).
-        pre_nms_top_k_per_level: if set, first keep only this many candidates of each pyramid
-            level, as Lin et al. 2017 do with 1000 (needs the level inputs, see below). The
+        pre_nms_top_k: a cap on the candidates considered per image before NMS, taken after
+            the per-level selection (None, the default: no cap, up to
+            ``L * pre_nms_top_k_per_level``). Without ``pre_nms_top_k_per_level`` it is one
+            global selection over all levels (this package's default before the per-level
+            budget; None then means every candidate, for tests and small inputs only). The
             global top ``pre_nms_top_k`` are always among the per-level tops when
-            ``pre_nms_top_k <= pre_nms_top_k_per_level``, so the per-level step changes the
-            result only with a larger (or no) global budget. None (default): one global
-            selection.
+            ``pre_nms_top_k <= pre_nms_top_k_per_level``, so such a cap gives the global
+            selection's result.
+        pre_nms_top_k_per_level: keep only this many candidates of each pyramid level (1000,
+            the paper's budget); None for no per-level step. Called without level inputs, the
+            whole image counts as one level.
 
     Call: ``FilterDetections(...)([boxes, classification])`` with ``boxes`` ``(B, N, 4)`` and
     ``classification`` ``(B, N, K)``, optionally followed by one tensor per pyramid level
     whose axis 1 counts that level's anchors, in the order of ``N`` (``retinanet_box`` passes
     the per-level anchors ``(B, N_l, 4)``; the ``N_l`` must sum to ``N``). The level tensors
-    are read for their shapes only and are required by ``pre_nms_top_k_per_level``. Returns
-    ``boxes`` ``(B, D, 4)`` float32, ``scores`` ``(B, D)`` float32 and ``labels`` ``(B, D)``
-    int32, sorted by score (highest first); rows past the last detection are -1.
+    are read for their shapes only. Returns ``boxes`` ``(B, D, 4)`` float32, ``scores``
+    ``(B, D)`` float32 and ``labels`` ``(B, D)`` int32, sorted by score (highest first); rows
+    past the last detection are -1.
 
     Raises:
-        ValueError: a budget below 1; at call, ``pre_nms_top_k_per_level`` without level inputs
-            or level sizes that do not add up to ``N``.
+        ValueError: a budget below 1; at call, level sizes that do not add up to ``N``.
     """
 
     def __init__(
@@ -123,8 +231,10 @@ class FilterDetections(keras.layers.Layer):
         nms_threshold: float = 0.5,  # Lin et al. 2017, sec. 5.1
         score_threshold: float = 0.05,  # Lin et al. 2017, sec. 5.1
         max_detections: int = 300,
-        pre_nms_top_k: int | None = 1000,
-        pre_nms_top_k_per_level: int | None = None,
+        # Lin et al. 2017, sec. 4.1 ("Inference"), torchvision and detectron2: up to 1000 per
+        # pyramid level, merged with no global cap.
+        pre_nms_top_k: int | None = None,
+        pre_nms_top_k_per_level: int | None = 1000,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -161,13 +271,10 @@ class FilterDetections(keras.layers.Layer):
             ``(scores, flat_index)``, both ``(B, L * k)``: per level, its best ``k`` scores
             and their columns in ``flat_scores``; -1 scores where a level has fewer than ``k``.
         """
-        if not level_inputs:
-            raise ValueError(
-                "pre_nms_top_k_per_level needs the pyramid levels: call "
-                "FilterDetections(...)([boxes, classification, *level_anchors]) with one "
-                "(B, N_l, ...) tensor per level, as retinanet_box does"
-            )
-        counts = [ops.shape(level)[1] for level in level_inputs]
+        if level_inputs:
+            counts = [ops.shape(level)[1] for level in level_inputs]
+        else:
+            counts = [num_anchors]  # no levels given: all anchors are one level
         if all(isinstance(c, int) for c in counts) and isinstance(num_anchors, int):
             if sum(counts) != num_anchors:
                 raise ValueError(
@@ -248,11 +355,12 @@ class FilterDetections(keras.layers.Layer):
             # the first pre_nms_top_k are candidates.
             valid = ops.logical_and(valid, ops.arange(budget) < self.pre_nms_top_k)
         if self.nms:
-            keep = greedy_nms_mask(
+            keep = tiled_nms_mask(
                 candidate_boxes,
                 valid,
                 labels if self.class_specific_filter else None,
                 self.nms_threshold,
+                max_kept=self.max_detections,
             )
         else:
             keep = valid
@@ -281,6 +389,15 @@ class FilterDetections(keras.layers.Layer):
             keras.KerasTensor((batch, self.max_detections), dtype="float32"),
             keras.KerasTensor((batch, self.max_detections), dtype="int32"),
         )
+
+    @classmethod
+    def from_config(cls, config: dict) -> FilterDetections:
+        config = dict(config)
+        if "pre_nms_top_k_per_level" not in config:
+            # Saved before the per-level budget: keep that file's one global selection.
+            config["pre_nms_top_k_per_level"] = None
+            config.setdefault("pre_nms_top_k", 1000)
+        return cls(**config)
 
     def get_config(self) -> dict:
         config = super().get_config()

@@ -228,11 +228,11 @@ def retinanet_box(
     score_threshold: float = 0.05,
     max_detections: int = 300,
     anchor_parameters: AnchorParameters | None = None,
-    pre_nms_top_k: int | None = 1000,
+    pre_nms_top_k: int | None = None,  # no cap after the per-level budget
     regression_mean: Any = DEFAULT_MEAN,
     regression_std: Any = DEFAULT_STD,
     name: str = "retinanet_box",
-    pre_nms_top_k_per_level: int | None = None,
+    pre_nms_top_k_per_level: int | None = 1000,  # Lin et al. 2017, sec. 4.1: 1000 per level
     jit_compile: bool | str = "auto",
 ) -> keras.Model:
     """Wrap a training model with anchors, box decoding, clipping and detection filtering.

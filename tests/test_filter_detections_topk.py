@@ -45,6 +45,9 @@ def assert_same_detections(got, want):
 
 
 FILTER_KWARGS = dict(nms_threshold=0.5, score_threshold=0.6, max_detections=200)
+# Every (anchor, class) pair a candidate; and one global selection (the per-level budget off).
+EXHAUSTIVE = dict(pre_nms_top_k=None, pre_nms_top_k_per_level=None)
+GLOBAL_ONLY = dict(pre_nms_top_k_per_level=None)
 
 
 def candidates_above(classification, threshold, class_specific):
@@ -60,7 +63,7 @@ def test_not_binding_budgets_equal_the_exhaustive_path(class_specific, seed):
     level_sizes = (60, 30, 10)
     boxes, classification = random_problem(seed, level_sizes=level_sizes)
     kwargs = dict(FILTER_KWARGS, class_specific_filter=class_specific)
-    exhaustive = run_filter(boxes, classification, pre_nms_top_k=None, **kwargs)
+    exhaustive = run_filter(boxes, classification, **EXHAUSTIVE, **kwargs)
 
     # The test means something only if NMS removed candidates and the output is neither
     # empty nor truncated by max_detections.
@@ -80,7 +83,9 @@ def test_not_binding_budgets_equal_the_exhaustive_path(class_specific, seed):
     assert global_budget < sum(level_sizes) * per_anchor
     assert level_budget < level_sizes[0] * per_anchor
 
-    global_top_k = run_filter(boxes, classification, pre_nms_top_k=global_budget, **kwargs)
+    global_top_k = run_filter(
+        boxes, classification, pre_nms_top_k=global_budget, **GLOBAL_ONLY, **kwargs
+    )
     assert_same_detections(global_top_k, exhaustive)
 
     per_level = run_filter(
@@ -111,7 +116,9 @@ def test_per_level_with_a_smaller_global_budget_equals_the_global_top_k(seed):
     # per-level top 50: the per-level step changes nothing, even though both budgets bind.
     level_sizes = (60, 30, 10)
     boxes, classification = random_problem(seed, level_sizes=level_sizes)
-    global_only = run_filter(boxes, classification, pre_nms_top_k=50, **FILTER_KWARGS)
+    global_only = run_filter(
+        boxes, classification, pre_nms_top_k=50, **GLOBAL_ONLY, **FILTER_KWARGS
+    )
     per_level = run_filter(
         boxes,
         classification,
@@ -121,7 +128,7 @@ def test_per_level_with_a_smaller_global_budget_equals_the_global_top_k(seed):
         **FILTER_KWARGS,
     )
     assert_same_detections(per_level, global_only)
-    exhaustive = run_filter(boxes, classification, pre_nms_top_k=None, **FILTER_KWARGS)
+    exhaustive = run_filter(boxes, classification, **EXHAUSTIVE, **FILTER_KWARGS)
     # And the budget does bind here: fewer detections than without it.
     assert (global_only[2] >= 0).sum() < (exhaustive[2] >= 0).sum()
 
@@ -147,7 +154,9 @@ def test_binding_per_level_budget_takes_the_best_of_each_level():
     np.testing.assert_allclose(out_boxes[0, :4, 0], [0, 20, 120, 140])
 
     # A global budget of 4 takes the image's best four instead, all from level 0.
-    _, global_scores, _ = run_filter(boxes, classification, **dict(kwargs, pre_nms_top_k=4))
+    _, global_scores, _ = run_filter(
+        boxes, classification, **GLOBAL_ONLY, **dict(kwargs, pre_nms_top_k=4)
+    )
     np.testing.assert_allclose(global_scores[0], [0.9, 0.8, 0.7, 0.6, -1, -1], atol=1e-6)
 
     # Per level 2, then a global cap of 3: the best three of those four.
@@ -180,12 +189,44 @@ def test_per_level_budget_larger_than_a_level():
 
 def test_per_level_errors_name_the_fix():
     boxes, classification, level_sizes = disjoint_two_level_problem()
-    with pytest.raises(ValueError, match="level_anchors"):
-        run_filter(boxes, classification, pre_nms_top_k_per_level=2)
     with pytest.raises(ValueError, match="8 in all"):
         run_filter(boxes, classification, (6, 2), pre_nms_top_k_per_level=2)
     with pytest.raises(ValueError, match="pre_nms_top_k_per_level"):
         FilterDetections(pre_nms_top_k_per_level=0)
+
+
+def test_without_level_inputs_the_image_is_one_level():
+    # The per-level budget is the default; called with boxes and scores alone, the layer
+    # takes the best 2 of the whole image, as one global selection of 2 does.
+    boxes, classification, _ = disjoint_two_level_problem()
+    kwargs = dict(score_threshold=0.05, max_detections=6)
+    one_level = run_filter(boxes, classification, pre_nms_top_k_per_level=2, **kwargs)
+    global_two = run_filter(boxes, classification, pre_nms_top_k=2, **GLOBAL_ONLY, **kwargs)
+    assert_same_detections(one_level, global_two)
+    np.testing.assert_allclose(one_level[1][0], [0.9, 0.8, -1, -1, -1, -1], atol=1e-6)
+
+
+def test_per_level_is_the_default_and_keeps_other_levels_objects():
+    # The review's case: 1000 near-duplicates of one object on P3, scored 0.99 .. 0.9, and
+    # 200 separate objects on P4 scored 0.8 .. 0.6. One global top 1000 sees only the
+    # duplicates (NMS leaves 1 detection); the default per-level budget (1000 per level, no
+    # global cap) sees both levels and returns max_detections = 100, as the exhaustive path.
+    rng = np.random.default_rng(0)
+    duplicates = np.array([[0, 0, 50, 50]], np.float32) + rng.uniform(0, 1, (1000, 4))
+    objects = np.array([[60 + 20 * (i % 40), 60 + 20 * (i // 40), 70 + 20 * (i % 40),
+                         70 + 20 * (i // 40)] for i in range(200)], np.float32)  # fmt: skip
+    boxes = np.concatenate([duplicates, objects])[None]
+    scores = np.concatenate([np.linspace(0.99, 0.9, 1000), np.linspace(0.8, 0.6, 200)])
+    classification = scores.astype(np.float32)[None, :, None]
+    kwargs = dict(score_threshold=0.05, max_detections=100)
+    default = run_filter(boxes, classification, (1000, 200), **kwargs)
+    global_1000 = run_filter(boxes, classification, pre_nms_top_k=1000, **GLOBAL_ONLY, **kwargs)
+    exhaustive = run_filter(boxes, classification, **EXHAUSTIVE, **kwargs)
+    assert (global_1000[2] >= 0).sum() == 1
+    assert (default[2] >= 0).sum() == (exhaustive[2] >= 0).sum() == 100
+    assert_same_detections(default, exhaustive)
+    layer = FilterDetections()
+    assert (layer.pre_nms_top_k, layer.pre_nms_top_k_per_level) == (None, 1000)
 
 
 def test_config_round_trip_and_old_configs():
@@ -218,7 +259,7 @@ def image():
 
 def test_retinanet_box_per_level_not_binding_equals_exhaustive(training_model, image):
     common = dict(score_threshold=0.05, max_detections=50)
-    exhaustive = models.retinanet_box(training_model, pre_nms_top_k=None, **common)
+    exhaustive = models.retinanet_box(training_model, **EXHAUSTIVE, **common)
     per_level = models.retinanet_box(
         training_model, pre_nms_top_k=None, pre_nms_top_k_per_level=2000, **common
     )

@@ -291,8 +291,12 @@ def test_filter_detections_matches_numpy_reference(class_specific, seed):
         score_threshold=0.3,
         max_detections=max_detections,
     )
-    outputs = run_filter(boxes, classification, pre_nms_top_k=1000, **kwargs)
-    exhaustive = run_filter(boxes, classification, pre_nms_top_k=None, **kwargs)
+    outputs = run_filter(
+        boxes, classification, pre_nms_top_k=1000, pre_nms_top_k_per_level=None, **kwargs
+    )
+    exhaustive = run_filter(
+        boxes, classification, pre_nms_top_k=None, pre_nms_top_k_per_level=None, **kwargs
+    )
     for got, want in zip(outputs, exhaustive):
         np.testing.assert_array_equal(got, want)
 
