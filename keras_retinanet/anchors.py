@@ -232,11 +232,6 @@ def num_anchors_for_shape(
     )
 
 
-def _image_hw(image: Any) -> tuple[int, int]:
-    shape = image.shape if hasattr(image, "shape") else image
-    return int(shape[0]), int(shape[1])
-
-
 def anchor_targets_bbox(
     anchors: np.ndarray,
     image_group: Sequence[Any],
@@ -253,14 +248,20 @@ def anchor_targets_bbox(
     An anchor is positive when its IoU with its best ground-truth box is ``>=
     positive_overlap``, negative below ``negative_overlap`` and ignored in between. With
     ``allow_low_quality_matches`` (as torchvision's RetinaNet), each box's best anchor(s) are
-    also made positive for it, so that no box, however thin, goes unlearned. Anchors centred
-    outside the image (in the padding) are ignored. Boxes flagged ``difficult`` are not
-    assigned; anchors that overlap one by ``>= negative_overlap`` are ignored rather than used
-    as negatives.
+    also made positive for it, so that no box, however thin, goes unlearned; such a forced
+    match only promotes an anchor that is positive for no box, and never moves an anchor that
+    is already positive (IoU ``>= positive_overlap`` with its own best box) to another box.
+    Anchors over the padding of the batch are matched like every other anchor, so those that
+    overlap no box are negatives: the model learns that the padding holds no object (as
+    torchvision's RetinaNet does; ignoring them let a trained model fire there, see
+    ``benchmarks/bench_accuracy.py``). Boxes flagged
+    ``difficult`` are not assigned; anchors that overlap one by ``>= negative_overlap`` are
+    ignored rather than used as negatives.
 
     Args:
         anchors: ``(N, 4)`` float anchors from :func:`anchors_for_shape` for the padded batch.
-        image_group: per image, the (unpadded) image or its shape ``(H, W[, C])``.
+        image_group: per image, the (unpadded) image or its shape ``(H, W[, C])``; only
+            their number is used (the padding is supervised like the image).
         annotations_group: per image, ``{"bboxes": (M, 4) float, "labels": (M,) int}`` and
             optionally ``"difficult": (M,) bool``, boxes in the image's (resized) pixels.
         num_classes: K.
@@ -283,12 +284,8 @@ def anchor_targets_bbox(
     batch_size, num_anchors = len(image_group), anchors.shape[0]
     regression = np.zeros((batch_size, num_anchors, 5), dtype=np.float32)
     labels = np.zeros((batch_size, num_anchors, num_classes + 1), dtype=np.float32)
-    centres_x = (anchors[:, 0] + anchors[:, 2]) / 2
-    centres_y = (anchors[:, 1] + anchors[:, 3]) / 2
 
-    for index, (image, image_annotations) in enumerate(zip(image_group, annotations_group)):
-        height, width = _image_hw(image)
-        outside = (centres_x >= width) | (centres_y >= height)
+    for index, image_annotations in enumerate(annotations_group):
         bboxes = np.asarray(image_annotations["bboxes"], dtype=np.float32).reshape(-1, 4)
         box_labels = np.asarray(image_annotations["labels"], dtype=np.int64).reshape(-1)
         difficult = np.asarray(
@@ -308,9 +305,6 @@ def anchor_targets_bbox(
             positive = max_overlap >= positive_overlap
             state[(max_overlap >= negative_overlap) & ~positive] = IGNORE
             if allow_low_quality_matches:
-                # Only anchors inside the image can be a box's best match. overlaps is not
-                # needed after this, so the outside rows are overwritten in place.
-                overlaps[outside] = -1.0
                 best = overlaps.max(axis=0)  # (M_easy,)
                 matchable = best > 0
                 # A tie with best[j] needs max_overlap >= best[j]: searching only the rows that
@@ -320,6 +314,12 @@ def anchor_targets_bbox(
                 rows = np.flatnonzero(max_overlap >= threshold)
                 row_idx, box_idx = np.nonzero((overlaps[rows] == best[None, :]) & matchable)
                 anchor_idx = rows[row_idx]
+                # A forced match only promotes an anchor that is positive for no box; one that
+                # already is keeps its own box (torchvision's set_low_quality_matches_ never
+                # takes a positive anchor from its box either), so no box loses its only
+                # positive anchor to a box of lower IoU.
+                promoted = ~positive[anchor_idx]
+                anchor_idx, box_idx = anchor_idx[promoted], box_idx[promoted]
                 argmax[anchor_idx] = box_idx
                 positive[anchor_idx] = True
             state[positive] = POSITIVE
@@ -332,7 +332,6 @@ def anchor_targets_bbox(
             near_difficult = compute_overlap(anchors, bboxes[difficult]).max(axis=1)
             state[(near_difficult >= negative_overlap) & (state != POSITIVE)] = IGNORE
 
-        state[outside] = IGNORE
         labels[index, state != POSITIVE, :num_classes] = 0
         regression[index, :, 4] = state
         labels[index, :, num_classes] = state

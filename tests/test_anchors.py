@@ -257,9 +257,10 @@ def annotation(boxes, labels, difficult=None):
     return entry
 
 
-def test_no_boxes_gives_all_negative_except_padding():
-    # Anchors for a 96 x 96 padded batch, the image itself is 64 x 64: anchors centred at
-    # x >= 64 or y >= 64 sit in the padding and are ignored, every other anchor is background.
+def test_no_boxes_gives_all_negative_padding_included():
+    # Anchors for a 96 x 96 padded batch, the image itself is 64 x 64: with no box, every
+    # anchor is background, those over the padding too (the model learns that padding holds
+    # nothing; ignoring them let a trained model fire there).
     anchors = anchors_for_shape((96, 96))
     regression, labels = anchor_targets_bbox(
         anchors, [(64, 64, 3)], [annotation(np.zeros((0, 4)), [])], num_classes=3
@@ -268,11 +269,9 @@ def test_no_boxes_gives_all_negative_except_padding():
     assert regression.dtype == np.float32 and labels.dtype == np.float32
     state = state_of(regression, labels)
     centre_x = (anchors[:, 0] + anchors[:, 2]) / 2
-    centre_y = (anchors[:, 1] + anchors[:, 3]) / 2
-    in_padding = (centre_x >= 64) | (centre_y >= 64)
-    assert in_padding.any() and (~in_padding).any()
-    np.testing.assert_array_equal(state[in_padding], IGNORE)
-    np.testing.assert_array_equal(state[~in_padding], NEGATIVE)
+    in_padding = centre_x >= 64
+    assert in_padding.any()
+    np.testing.assert_array_equal(state, NEGATIVE)
     assert (labels[0, :, :3] == 0).all()
     assert (regression[0, :, :4] == 0).all()
 
@@ -288,7 +287,7 @@ HAND_ANCHORS = np.array(
         [0, 0, 10, 5],  # 3: IoU 0.5 exactly -> positive (>= 0.5)
         [0, 0, 10, 4],  # 4: IoU 0.4 exactly -> ignored (only < 0.4 is background)
         [50, 50, 60, 60],  # 5: IoU 0 -> negative
-        [195, 0, 205, 10],  # 6: centre x 200 >= width 100 -> in the padding, ignored
+        [195, 0, 205, 10],  # 6: IoU 0, centre x 200 in the padding -> negative like any other
     ],
     dtype=np.float32,
 )
@@ -304,7 +303,7 @@ def test_hand_made_anchors_states_and_targets(allow_low_quality_matches):
         allow_low_quality_matches=allow_low_quality_matches,
     )
     state = state_of(regression, labels)
-    expected = [POSITIVE, IGNORE, NEGATIVE, POSITIVE, IGNORE, NEGATIVE, IGNORE]
+    expected = [POSITIVE, IGNORE, NEGATIVE, POSITIVE, IGNORE, NEGATIVE, NEGATIVE]
     np.testing.assert_array_equal(state, expected)
     # One-hot class 1 on the positives only.
     np.testing.assert_array_equal(
@@ -332,6 +331,34 @@ def test_low_quality_match_makes_best_anchor_positive():
         assert labels[0, 0, 2] == expected[0]
 
 
+def test_low_quality_match_never_takes_a_positive_anchor_from_its_box():
+    # One anchor (0, 0, 100, 100). Box A (0, 0, 100, 120): IoU 10000 / 12000 = 0.83, the
+    # anchor is positive for A. Box B (0, 0, 30, 30): IoU 900 / 10000 = 0.09, and the anchor is
+    # also B's best one. The forced match for B must not take it from A: the anchor stays A's
+    # (class 0, regression onto A), B gets nothing here.
+    anchors = np.array([[0, 0, 100, 100], [300, 300, 400, 400]], dtype=np.float32)
+    boxes = [[0, 0, 100, 120], [0, 0, 30, 30]]
+    regression, labels = anchor_targets_bbox(
+        anchors, [(500, 500)], [annotation(boxes, [0, 1])], num_classes=2
+    )
+    np.testing.assert_array_equal(state_of(regression, labels), [POSITIVE, NEGATIVE])
+    np.testing.assert_array_equal(labels[0, 0, :2], [1, 0])
+    np.testing.assert_allclose(bbox_transform_inv(anchors[0], regression[0, 0, :4]), boxes[0],
+                               atol=1e-4)
+
+
+def test_low_quality_match_still_promotes_an_anchor_positive_for_no_box():
+    # Anchor 0 has IoU 0.09 with B only (B's best); anchor 1 is A's exact match. The forced
+    # match turns anchor 0 into B's positive, and anchor 1 stays A's.
+    anchors = np.array([[0, 0, 100, 100], [200, 200, 300, 300]], dtype=np.float32)
+    boxes = [[200, 200, 300, 300], [0, 0, 30, 30]]
+    regression, labels = anchor_targets_bbox(
+        anchors, [(500, 500)], [annotation(boxes, [0, 1])], num_classes=2
+    )
+    np.testing.assert_array_equal(state_of(regression, labels), [POSITIVE, POSITIVE])
+    np.testing.assert_array_equal(labels[0, :, :2], [[0, 1], [1, 0]])
+
+
 def test_intermediate_iou_ignored_on_a_real_grid():
     # A single-level grid of 32 x 32 anchors every 8 pixels (64 anchors for 64 x 64) and a box
     # [12, 12, 44, 26.4]: it covers 14.4 / 32 = 0.45 of the anchors [12, y, 44, y + 32] that
@@ -351,14 +378,15 @@ def test_intermediate_iou_ignored_on_a_real_grid():
     assert (state == IGNORE).sum() >= 3 and (state == POSITIVE).sum() == 0
 
 
-def test_positive_anchor_centred_in_padding_is_ignored():
-    # The anchor matches the box exactly but is centred at x = 70 >= image width 64: ignored.
-    anchors = np.array([[60, 0, 80, 20], [0, 0, 20, 20]], dtype=np.float32)
+def test_anchor_centred_in_padding_is_matched_like_any_other():
+    # The anchor matches a box at the image border exactly but is centred at x = 70 >= image
+    # width 64 (in the padding): it is that box's positive, the far anchor a negative.
+    anchors = np.array([[60, 0, 80, 20], [0, 40, 20, 60]], dtype=np.float32)
     regression, labels = anchor_targets_bbox(
         anchors, [(64, 64)], [annotation([[60, 0, 80, 20]], [0])], 1
     )
-    np.testing.assert_array_equal(state_of(regression, labels), [IGNORE, NEGATIVE])
-    assert labels[0, 0, 0] == 0  # no class on an ignored anchor
+    np.testing.assert_array_equal(state_of(regression, labels), [POSITIVE, NEGATIVE])
+    assert labels[0, 0, 0] == 1
 
 
 def test_difficult_box_overlaps_are_ignored_not_negative():
