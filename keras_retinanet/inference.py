@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from keras_retinanet.preprocessing.image import preprocess_image, resize_image
-
-# Pad inputs up to a multiple of 128 (the coarsest stride, P7): every pyramid level then has
-# an exact size, and a compiled graph is reused for all images that round to the same size,
-# instead of being retraced for every new image shape.
-DEFAULT_PAD_MULTIPLE = 128
+from keras_retinanet.preprocessing.image import (  # noqa: F401  (pad_to_multiple re-exported)
+    DEFAULT_PAD_MULTIPLE,
+    pad_batch,
+    pad_to_multiple,
+    resize_image,
+)
 
 
 @dataclass
@@ -36,11 +36,6 @@ class Detections:
 
     def __len__(self) -> int:
         return len(self.scores)
-
-
-def pad_to_multiple(size: int, multiple: int) -> int:
-    """Smallest multiple of ``multiple`` that is ``>= size``."""
-    return -(-int(size) // multiple) * multiple
 
 
 def prepare_batch(
@@ -65,14 +60,9 @@ def prepare_batch(
     resized, scales = [], []
     for image in images:
         image, scale = resize_image(image, min_side=min_side, max_side=max_side)
-        resized.append(preprocess_image(image))
+        resized.append(image)
         scales.append(scale)
-    height = pad_to_multiple(max(i.shape[0] for i in resized), pad_multiple)
-    width = pad_to_multiple(max(i.shape[1] for i in resized), pad_multiple)
-    batch = np.zeros((len(resized), height, width, 3), dtype=np.float32)
-    for index, image in enumerate(resized):
-        batch[index, : image.shape[0], : image.shape[1]] = image
-    return batch, scales
+    return pad_batch(resized, pad_multiple), scales
 
 
 def detect(
@@ -95,7 +85,8 @@ def detect(
 
     Returns:
         One :class:`Detections` per image, boxes in that image's original pixels and clipped
-        to it, padding rows removed.
+        to it, padding rows removed. A box that lies wholly outside the image (in the
+        padding) has no area left after clipping and is dropped, never returned.
     """
     batch, scales = prepare_batch(images, min_side, max_side, pad_multiple)
     boxes, scores, labels = model.predict_on_batch(batch)
@@ -107,11 +98,12 @@ def detect(
         height, width = image.shape[:2]
         image_boxes[:, [0, 2]] = np.clip(image_boxes[:, [0, 2]], 0, width)
         image_boxes[:, [1, 3]] = np.clip(image_boxes[:, [1, 3]], 0, height)
+        area = (image_boxes[:, 2] > image_boxes[:, 0]) & (image_boxes[:, 3] > image_boxes[:, 1])
         results.append(
             Detections(
-                boxes=image_boxes.astype(np.float32),
-                scores=scores[index][keep].astype(np.float32),
-                labels=labels[index][keep].astype(np.int32),
+                boxes=image_boxes[area].astype(np.float32),
+                scores=scores[index][keep][area].astype(np.float32),
+                labels=labels[index][keep][area].astype(np.int32),
             )
         )
     return results

@@ -7,9 +7,11 @@ inside the graph what :func:`keras_retinanet.inference.detect` does in Python:
    unless the longer side would exceed ``max_side``
    (:func:`keras_retinanet.preprocessing.image.compute_resize_scale`), rounded to uint8
    levels as OpenCV does;
-2. Caffe mean subtraction and zero padding at the bottom and right to a multiple of 128;
+2. Caffe mean subtraction and zero padding at the bottom and right to a multiple of 32
+   (:data:`keras_retinanet.preprocessing.image.DEFAULT_PAD_MULTIPLE`, as in training);
 3. the inference model;
-4. boxes divided by the resize scale and clipped to the input image.
+4. boxes divided by the resize scale and clipped to the input image; boxes left with no
+   area (wholly in the padding) are dropped.
 
 and returns ``boxes`` ``(B, D, 4)`` float32 ``(x1, y1, x2, y2)`` in input-image pixels,
 ``scores`` ``(B, D)`` float32, ``labels`` ``(B, D)`` int32 (sorted by score, rows past
@@ -31,8 +33,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from keras_retinanet.export.common import INPUT_NAME
-from keras_retinanet.inference import DEFAULT_PAD_MULTIPLE
-from keras_retinanet.preprocessing.image import CAFFE_MEAN_BGR, compute_resize_scale
+from keras_retinanet.preprocessing.image import (
+    CAFFE_MEAN_BGR,
+    DEFAULT_PAD_MULTIPLE,
+    compute_resize_scale,
+)
 
 
 def _resize_matrix(in_size: Any, out_size: Any, shrink: Any) -> Any:
@@ -191,7 +196,16 @@ def detection_function(
             boxes = boxes / tf.cast(scale, tf.float32)
         limit = tf.stack([width, height, width, height])
         boxes = tf.clip_by_value(boxes, 0.0, limit)
+        # A box wholly in the padding has no area left in the image: drop it, and move the
+        # remaining rows up (top_k keeps equal keys in index order, so the score order stays).
+        found = found & (boxes[..., 2] > boxes[..., 0]) & (boxes[..., 3] > boxes[..., 1])
+        _, order = tf.math.top_k(tf.where(found, scores, -2.0), k=tf.shape(scores)[1])
+        boxes, scores, labels, found = (
+            tf.gather(t, order, batch_dims=1) for t in (boxes, scores, labels, found)
+        )
         boxes = tf.where(found[..., None], boxes, -tf.ones_like(boxes))
+        scores = tf.where(found, scores, -tf.ones_like(scores))
+        labels = tf.where(found, labels, -tf.ones_like(labels))
         return {
             "boxes": boxes,
             "scores": scores,

@@ -30,8 +30,10 @@ import numpy as np
 from keras_retinanet.anchors import AnchorParameters, anchor_targets_bbox, anchors_for_shape
 from keras_retinanet.preprocessing.dataset import DetectionDataset
 from keras_retinanet.preprocessing.image import (
-    CAFFE_MEAN_BGR,
+    DEFAULT_PAD_MULTIPLE,
     ImageReadError,
+    pad_batch,
+    pad_to_multiple,
     resize_image,
 )
 from keras_retinanet.preprocessing.transform import filter_boxes, seed_for
@@ -94,7 +96,7 @@ class Generator(DetectionDataset, keras.utils.PyDataset):
         image_max_side: int = 1333,
         transform: Any = None,
         anchor_parameters: AnchorParameters | None = None,
-        pad_multiple: int | None = 32,
+        pad_multiple: int | None = DEFAULT_PAD_MULTIPLE,
         seed: int | None = None,
         skip_bad_images: bool = False,
         workers: int = 1,
@@ -274,23 +276,17 @@ class Generator(DetectionDataset, keras.utils.PyDataset):
         height = max(int(image.shape[0]) for image in image_group)
         width = max(int(image.shape[1]) for image in image_group)
         m = self.pad_multiple
-        return -(-height // m) * m, -(-width // m) * m
+        return pad_to_multiple(height, m), pad_to_multiple(width, m)
 
     def compute_inputs(self, image_group: Sequence[np.ndarray]) -> np.ndarray:
-        """Subtract the ImageNet mean and pad a group of (resized) BGR images into a batch.
+        """Subtract the ImageNet mean and pad a group of (resized) BGR images into a batch
+        (:func:`~keras_retinanet.preprocessing.image.pad_batch`, as at inference).
 
         Returns:
             ``(B, H, W, 3)`` float32, each image in the top-left corner and zeros (the mean
             colour) in the padding.
         """
-        height, width = self.padded_shape(image_group)
-        batch = np.zeros((len(image_group), height, width, 3), dtype=np.float32)
-        mean = np.asarray(CAFFE_MEAN_BGR, dtype=np.float32)
-        for k, image in enumerate(image_group):
-            h, w = image.shape[:2]
-            # One pass: uint8 - float32 written straight into the batch.
-            np.subtract(image[..., :3], mean, out=batch[k, :h, :w], casting="unsafe")
-        return batch
+        return pad_batch(image_group, self.pad_multiple)
 
     def compute_targets(
         self, image_group: Sequence[np.ndarray], annotations_group: Sequence[dict]
