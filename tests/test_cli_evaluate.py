@@ -223,3 +223,24 @@ def test_csv_subcommand_with_coco_metric(snapshot, tmp_path, capsys):
     assert table_rows(output)["chair"][0] == 6
     assert "mAP (COCO AP@[.5:.95]):" in output
     assert "COCO AP50" in output
+
+
+def test_default_metric_follows_the_dataset():
+    from keras_retinanet.evaluation.inputs import default_metric
+
+    assert default_metric({"type": "voc", "data_dir": str(DATA / "voc2012_sample")}) == "voc12"
+    assert default_metric({"type": "voc", "data_dir": "/data/VOCdevkit/VOC2010/"}) == "voc12"
+    assert default_metric({"type": "voc", "data_dir": str(VOC2007)}) == "voc07"
+    assert default_metric({"type": "voc", "data_dir": "/data/VOC2009"}) == "voc07"
+    assert default_metric({"type": "voc", "data_dir": str(RACCOON)}) == "voc07"
+    assert default_metric({"type": "coco", "data_dir": "/data/coco"}) == "coco"
+    assert default_metric({"type": "csv", "annotations": "a.csv"}) == "voc07"
+
+
+def test_voc2012_data_is_scored_all_point_unless_told(snapshot, tmp_path, capsys):
+    voc2012 = DATA / "voc2012_sample"
+    common = ["voc", str(voc2012), str(snapshot), *FAST]
+    evaluate_cli.main([*common, "--save-path", str(tmp_path / "default")])
+    assert json.loads((tmp_path / "default" / "report.json").read_text())["metric"] == "voc12"
+    evaluate_cli.main([*common, "--metric", "voc07", "--save-path", str(tmp_path / "told")])
+    assert json.loads((tmp_path / "told" / "report.json").read_text())["metric"] == "voc07"

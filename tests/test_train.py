@@ -54,6 +54,7 @@ def test_voc_one_step_writes_snapshot_log_and_plot(tmp_path):
     assert metadata["dataset"]["type"] == "voc"
     assert metadata["dataset"]["data_dir"] == str(DATA / "voc2007_sample")
     assert metadata["dataset"]["val_set"] == "test"
+    assert metadata["metric"] == "voc07"  # VOC2007 data: 11-point AP, as published
     assert metadata["anchor_parameters"]["strides"] == [8, 16, 32, 64, 128]
     assert (metadata["image_min_side"], metadata["image_max_side"]) == (96, 128)
     # The validation set was evaluated, and mAP reached the logs, the CSV and the snapshot.
@@ -148,10 +149,14 @@ def test_coco_one_step(tmp_path):
     )
     train_cli.main(
         SMALL
-        + ["--epochs", "1", "--steps", "1", "--no-snapshots"]
-        + ["coco", str(tmp_path), "--train-set", "train", "--val-set", "none"]
+        + ["--epochs", "1", "--steps", "1", "--snapshot-path", str(tmp_path / "s")]
+        + ["coco", str(tmp_path), "--train-set", "train", "--val-set", "train"]
     )
-    assert not (Path.cwd() / "snapshots" / "resnet50_coco_01.keras").exists()
+    (snapshot,) = _snapshots(tmp_path / "s")
+    metadata = models.read_metadata(str(snapshot))
+    # COCO data is evaluated with COCO AP (against its own json) in the training callback.
+    assert metadata["metric"] == "coco" and "mAP" in metadata["logs"]
+    assert metadata["dataset"]["type"] == "coco"
 
 
 def test_resume_continues_epochs_and_optimizer(tmp_path, capsys):
@@ -367,3 +372,10 @@ def test_bad_inputs_are_clear_errors(tmp_path, capsys):
             + ["--classes", str(DATA / "bccd" / "classes.txt")]
         )
     assert "nope.h5" in capsys.readouterr().err
+
+
+def test_no_snapshots_flag_turns_snapshots_off():
+    args = train_cli.build_parser().parse_args(["--no-snapshots", "voc", "data"])
+    assert train_cli.config_from_args(args).snapshot_path is None
+    args = train_cli.build_parser().parse_args(["voc", "data"])
+    assert train_cli.config_from_args(args).snapshot_path == "./snapshots"

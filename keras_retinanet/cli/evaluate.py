@@ -74,7 +74,7 @@ def _add_common_options(parser: argparse.ArgumentParser, suppress: bool = False)
         choices=("voc07", "voc12", "coco"),
         default=default(None),
         help="voc07: 11-point AP; voc12: all-point AP; coco: COCOeval AP@[.5:.95] "
-        "(default: coco for COCO data, voc07 otherwise)",
+        "(default: coco for COCO data, voc12 for VOC2010+ folders, voc07 otherwise)",
     )
     parser.add_argument(
         "--image-min-side",
@@ -244,7 +244,6 @@ def run(args: argparse.Namespace) -> None:
 
     if args.dataset_type is None:
         generator = inputs.generator_from_snapshot(model_path, metadata, **generator_kwargs)
-        dataset_type = metadata["dataset"].get("type")
     elif args.dataset_type == "voc":
         from keras_retinanet.preprocessing.voc import VOC_CLASSES, PascalVocGenerator
 
@@ -253,17 +252,14 @@ def run(args: argparse.Namespace) -> None:
             classes_file = os.path.join(args.data_dir, "classes.txt")
             classes = classes_file if os.path.isfile(classes_file) else VOC_CLASSES
         generator = PascalVocGenerator(args.data_dir, args.set, classes=classes, **generator_kwargs)
-        dataset_type = "voc"
     elif args.dataset_type == "csv":
         from keras_retinanet.preprocessing.csv import CSVGenerator
 
         generator = CSVGenerator(args.annotations, args.classes, **generator_kwargs)
-        dataset_type = "csv"
     else:
         from keras_retinanet.preprocessing.coco import CocoGenerator
 
         generator = CocoGenerator(args.data_dir, args.set, **generator_kwargs)
-        dataset_type = "coco"
 
     # The recorded class count is checked before the (slow) model load.
     recorded_count = metadata.get("num_classes") or (
@@ -285,7 +281,7 @@ def run(args: argparse.Namespace) -> None:
     )
     inputs.check_num_classes(inputs.model_num_classes(model), generator, model_path)
 
-    metric = args.metric or ("coco" if dataset_type == "coco" else "voc07")
+    metric = args.metric or inputs.default_metric(generator.dataset_info())
     result = runner.evaluate(
         generator,
         model,
@@ -320,8 +316,13 @@ def run(args: argparse.Namespace) -> None:
             os.path.join(save_path, "images"),
             score_threshold=args.draw_score_threshold,
         )
+        written = f"{report}, "
+        if hasattr(generator, "coco_image_id"):  # COCO data: the results file COCOeval reads
+            written += reports.write_coco_results(
+                generator, result, os.path.join(save_path, "detections.json")
+            ) + ", "
         print(
-            f"wrote {report}, {len(plots)} precision-recall plots and {len(images)} images "
+            f"wrote {written}{len(plots)} precision-recall plots and {len(images)} images "
             f"under {save_path}"
         )
 

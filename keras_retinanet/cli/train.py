@@ -70,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--tensorboard-dir")
     parser.add_argument("--no-evaluation", action="store_true", help="no per-epoch mAP")
+    parser.add_argument(
+        "--metric",
+        choices=("voc07", "voc12", "coco"),
+        help="the per-epoch evaluation's metric (default: coco for COCO data, voc12 for "
+        "VOC2010+ folders, voc07 otherwise)",
+    )
     parser.add_argument("--workers", type=_positive_int, default=1)
     parser.add_argument("--multiprocessing", action="store_true")
     parser.add_argument("--seed", type=int)
@@ -179,6 +185,7 @@ def config_from_args(args: argparse.Namespace):
         keep_snapshots=args.keep_snapshots,
         tensorboard_dir=args.tensorboard_dir,
         evaluation=not args.no_evaluation,
+        metric=args.metric,
         workers=args.workers,
         multiprocessing=args.multiprocessing,
         seed=args.seed,

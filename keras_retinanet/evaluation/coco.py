@@ -14,6 +14,11 @@ Identifiers, all 1-based:
   truth id 0" and "unmatched" with the same 0, so an annotation with id 0 could never count
   as a true positive. Image and category ids are 1-based for the same habit.
 
+This in-memory ground truth is for data that has no COCO file (VOC, CSV). A COCO dataset is
+scored against its own annotation file instead (:func:`evaluate_on_dataset`): its image and
+category ids, crowd flags and areas as given, as ``COCOeval`` run by hand on the same
+detections would score them.
+
 Difficult boxes are written with ``iscrowd = 1``. COCOeval overwrites any ``"ignore"`` field of
 a ground-truth annotation with its ``iscrowd`` flag, so ``iscrowd`` is the only way to make it
 ignore a box. The effect is close to VOC's: such a box is not in the recall denominator, and
@@ -29,12 +34,21 @@ from __future__ import annotations
 import contextlib
 import io
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-__all__ = ["COCO_METRIC_NAMES", "coco_ground_truth", "coco_results", "evaluate_coco"]
+__all__ = [
+    "COCO_METRIC_NAMES",
+    "coco_ground_truth",
+    "coco_results",
+    "dataset_results",
+    "evaluate_coco",
+    "evaluate_coco_results",
+    "evaluate_on_dataset",
+]
 
 # The order of COCOeval.stats for iouType "bbox" (see COCOeval.summarize).
 COCO_METRIC_NAMES = (
@@ -232,10 +246,32 @@ def evaluate_coco(
     ground_truth = coco_ground_truth(annotations, image_sizes, class_names)
     results = coco_results(detections, len(class_names))
 
+    return evaluate_coco_results(ground_truth, results, verbose=verbose)
+
+
+def evaluate_coco_results(
+    ground_truth: COCO,
+    results: list[dict],
+    image_ids: Sequence[int] | None = None,
+    verbose: bool = False,
+) -> dict[str, float]:
+    """``COCOeval`` (iouType ``bbox``) of a results list against a ground truth, as by hand.
+
+    Args:
+        ground_truth: e.g. ``COCO("instances_val2017.json")``.
+        results: COCO results dicts (``image_id``, ``category_id``, ``bbox`` ``[x, y, w, h]``,
+            ``score``), in the ground truth's ids.
+        image_ids: the images to score (COCOeval's ``params.imgIds``); None for all of the
+            ground truth's.
+        verbose: let pycocotools print its progress and summary table.
+
+    Returns:
+        ``{name: value}`` for :data:`COCO_METRIC_NAMES`, -1.0 where undefined.
+    """
     with _quiet(verbose):
         if results:
-            detections_coco = ground_truth.loadRes(results)
-        else:
+            detections_coco = ground_truth.loadRes(list(results))
+        else:  # loadRes rejects an empty list; score an empty result set instead
             detections_coco = _in_memory_coco(
                 {
                     "images": list(ground_truth.dataset["images"]),
@@ -244,7 +280,51 @@ def evaluate_coco(
                 }
             )
         evaluator = COCOeval(ground_truth, detections_coco, iouType="bbox")
+        if image_ids is not None:
+            evaluator.params.imgIds = sorted(int(i) for i in image_ids)
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
     return {name: float(value) for name, value in zip(COCO_METRIC_NAMES, evaluator.stats)}
+
+
+def dataset_results(generator: Any, image_indices: Sequence[int], detections: Sequence) -> list:
+    """Detections as a COCO results list in a COCO dataset's own ids.
+
+    Args:
+        generator: a :class:`~keras_retinanet.preprocessing.coco.CocoGenerator`.
+        image_indices: the generator's index of each image in ``detections``.
+        detections: per image, an object with ``boxes`` ``(D, 4)`` ``(x1, y1, x2, y2)`` in
+            original pixels, ``scores`` ``(D,)`` and ``labels`` ``(D,)`` (our labels).
+
+    Returns:
+        ``[{"image_id", "category_id", "bbox": [x, y, w, h], "score"}]``, ready for
+        ``json.dump`` or ``COCO.loadRes``.
+    """
+    results = []
+    for index, found in zip(image_indices, detections):
+        image_id = generator.coco_image_id(index)
+        boxes = np.asarray(found.boxes, dtype=np.float64).reshape(-1, 4)
+        for box, score, label in zip(_xywh(boxes), found.scores, found.labels):
+            results.append(
+                {
+                    "image_id": image_id,
+                    "category_id": generator.label_to_coco_label(int(label)),
+                    "bbox": [float(v) for v in box],
+                    "score": float(score),
+                }
+            )
+    return results
+
+
+def evaluate_on_dataset(
+    generator: Any, image_indices: Sequence[int], detections: Sequence, verbose: bool = False
+) -> dict[str, float]:
+    """COCO metrics of detections on a COCO dataset, against its original annotation file.
+
+    Crowd regions ignore the detections on them and the area buckets use the file's
+    ``area``, exactly as ``COCOeval`` on :func:`dataset_results` does by hand.
+    """
+    results = dataset_results(generator, image_indices, detections)
+    image_ids = [generator.coco_image_id(index) for index in image_indices]
+    return evaluate_coco_results(generator.coco, results, image_ids, verbose)

@@ -1,9 +1,12 @@
 """The model and the data an evaluation runs on: an inference model from a training one, the
-class-count check between model and data, and the validation generator a snapshot records."""
+class-count check between model and data, the validation generator a snapshot records, and the
+metric a dataset is scored with by default."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
 from typing import Any
 
 
@@ -120,3 +123,22 @@ def generator_from_snapshot(model_path: str, metadata: dict | None = None, **kwa
         )
     return generator
 
+
+def default_metric(dataset: dict | None) -> str:
+    """The metric a dataset is published with: ``coco`` for COCO data; for Pascal VOC data,
+    ``voc12`` (VOC2010+ all-point AP) when its folder names a year from 2010 on (``VOC2012``,
+    ``voc2012_sample``), ``voc07`` (11-point AP) for VOC2007 to VOC2009; ``voc07`` for any other
+    data (CSV, a custom VOC-layout folder), as fizyr's tools reported it.
+
+    Args:
+        dataset: a dataset record (``generator.dataset_info()`` or a snapshot's ``dataset``).
+    """
+    dataset = dataset or {}
+    if dataset.get("type") == "coco":
+        return "coco"
+    if dataset.get("type") == "voc":
+        folder = os.path.basename(os.path.normpath(str(dataset.get("data_dir", ""))))
+        year = re.search(r"voc(\d{4})", folder, flags=re.IGNORECASE)
+        if year and int(year.group(1)) >= 2010:
+            return "voc12"
+    return "voc07"

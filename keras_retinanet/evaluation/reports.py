@@ -72,6 +72,28 @@ def write_json_report(
     return path
 
 
+def write_coco_results(generator: Any, result: EvaluationResult, path: str | os.PathLike) -> str:
+    """Write the detections as a COCO results file in a COCO dataset's own image and category
+    ids: what ``COCO.loadRes`` and ``COCOeval`` read, and the evaluation server takes.
+
+    Args:
+        generator: the :class:`~keras_retinanet.preprocessing.coco.CocoGenerator` evaluated.
+        result: from :func:`~keras_retinanet.evaluation.runner.evaluate` on it.
+        path: the JSON file; missing folders are created.
+
+    Returns:
+        ``path`` as a string.
+    """
+    from keras_retinanet.evaluation.coco import dataset_results
+
+    path = os.fspath(path)
+    if os.path.dirname(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(dataset_results(generator, result.image_indices, result.detections), f)
+    return path
+
+
 def _file_stem(text: str) -> str:
     """A file-name-safe version of a class or image name."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "unnamed"

@@ -77,7 +77,7 @@ class EvaluationResult:
         inference_time: mean seconds per image spent in the model's ``predict_on_batch``
             (batch time divided by batch size). The first call, which compiles the graph, is
             left out when there are others; the first call of another padded input shape
-            (rare: sizes are padded to multiples of 128) is counted.
+            is counted.
         metric: one of :data:`METRICS`.
         iou_threshold: IoU threshold of the VOC matching.
         score_threshold: detections at or below this score were dropped.
@@ -246,11 +246,11 @@ def evaluate(
     """Run a model over every image of a generator and score its detections.
 
     Images are read at their original size with ``generator.load_image`` (in index order),
-    resized and padded in batches of ``batch_size`` (padded to a multiple of 128, so the
-    compiled graph is reused across image sizes), and the detections are rescaled to the
-    original pixels. Each image keeps its ``max_detections`` best detections above
-    ``score_threshold``. Ground truth is ``generator.load_annotations`` after the generator's
-    own box filtering (the boxes training sees, before resizing).
+    resized and padded in batches of ``batch_size`` (to a multiple of 32, as in training),
+    and the detections are rescaled to the original pixels. Each image keeps its
+    ``max_detections`` best detections above ``score_threshold``. Ground truth is
+    ``generator.load_annotations`` after the generator's own box filtering (the boxes
+    training sees, before resizing).
 
     Args:
         generator: a :class:`keras_retinanet.preprocessing.generator.Generator` (any object
@@ -366,9 +366,14 @@ def evaluate(
 
     coco_metrics = None
     if metric == "coco":
-        from keras_retinanet.evaluation.coco import evaluate_coco
+        from keras_retinanet.evaluation import coco
 
-        coco_metrics = evaluate_coco(detections_by_class, annotations_by_class, image_sizes, names)
+        if hasattr(generator, "coco_image_id"):  # a COCO file: its own ids, crowds and areas
+            coco_metrics = coco.evaluate_on_dataset(generator, image_indices, all_detections)
+        else:
+            coco_metrics = coco.evaluate_coco(
+                detections_by_class, annotations_by_class, image_sizes, names
+            )
         headline = coco_metrics["AP"]
     else:
         headline = mean_average_precision(

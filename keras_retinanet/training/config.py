@@ -34,6 +34,7 @@ class TrainConfig:
     keep_snapshots: int | None = None  # None: keep every epoch's snapshot
     tensorboard_dir: str | None = None
     evaluation: bool = True
+    metric: str | None = None  # voc07 / voc12 / coco; None: the dataset's (default_metric)
     workers: int = 1
     multiprocessing: bool = False
     seed: int | None = None
@@ -47,3 +48,10 @@ class TrainConfig:
     max_minutes: float | None = None  # stop after this much wall-clock time
     callbacks: list = dataclasses.field(default_factory=list)  # extra Keras callbacks, run first
     verbose: int = 1
+
+    def evaluation_metric(self) -> str:
+        """The per-epoch evaluation's metric: ``metric``, else the dataset's own
+        (:func:`keras_retinanet.evaluation.inputs.default_metric`)."""
+        from keras_retinanet.evaluation.inputs import default_metric
+
+        return self.metric or default_metric(self.dataset)

@@ -108,6 +108,7 @@ def _train(config: TrainConfig) -> dict:
         callbacks.append(
             Evaluate(
                 validation_generator,
+                metric=config.evaluation_metric(),
                 anchor_parameters=params,
                 tensorboard_dir=config.tensorboard_dir,
                 verbose=config.verbose,

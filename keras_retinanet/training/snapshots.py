@@ -39,6 +39,7 @@ def snapshot_metadata(
         "image_min_side": int(config.image_min_side),
         "image_max_side": int(config.image_max_side),
         "dataset": config.dataset,
+        "metric": config.evaluation_metric() if config.evaluation else None,  # of logs["mAP"]
     }
 
 
