@@ -14,6 +14,9 @@ import argparse
 import json
 import os
 import warnings
+from typing import Any
+
+import numpy as np
 
 # Demo defaults, sized for a laptop CPU: small images (160 px: shapes of 28-72 px sit on the
 # P3..P5 anchors, and a step costs 40% of one at 256 px), batch 4, and a larger learning rate
@@ -65,7 +68,6 @@ def run_demo(args: argparse.Namespace) -> dict:
     from keras_retinanet.inference import detect
     from keras_retinanet.preprocessing.voc import PascalVocGenerator
     from keras_retinanet.training import TrainConfig, train
-    from keras_retinanet.visualization import draw_annotations, draw_detections
 
     output_dir = os.path.abspath(args.output_dir)
     # The dataset is written at the training size; shapes span 12%..45% of the image side but
@@ -119,27 +121,19 @@ def run_demo(args: argparse.Namespace) -> dict:
 
     images = [test_generator.load_image(i) for i in range(min(8, test_generator.size()))]
     found = detect(prediction_model, images, args.image_side, args.image_side)
-    tiles = []
-    for index, (image, detections) in enumerate(zip(images, found)):
-        image = image.copy()
-        draw_annotations(
-            image,
-            test_generator.load_annotations(index),
-            label_to_name=test_generator.label_to_name,
-            color=(0, 255, 0),
-        )
-        draw_detections(
-            image,
-            detections.boxes,
-            detections.scores,
-            detections.labels,
-            label_to_name=test_generator.label_to_name,
-            score_threshold=0.5,
-        )
-        tiles.append(cv2.resize(image, (args.image_side, args.image_side)))
-    rows = [cv2.hconcat(tiles[i : i + 4]) for i in range(0, len(tiles) - len(tiles) % 4, 4)]
+    annotations = [test_generator.load_annotations(i) for i in range(len(images))]
+    picture = detections_picture(
+        images, annotations, found, test_generator.label_to_name, args.image_side
+    )
     detections_png = os.path.join(output_dir, "detections.png")
-    cv2.imwrite(detections_png, cv2.vconcat(rows) if rows else tiles[0])
+    cv2.imwrite(detections_png, picture)
+    all_found = detect(
+        prediction_model,
+        [test_generator.load_image(i) for i in range(test_generator.size())],
+        args.image_side,
+        args.image_side,
+    )
+    best_score = max((float(d.scores.max()) for d in all_found if len(d)), default=0.0)
 
     summary = {
         "mAP": evaluation.mean_average_precision,
@@ -147,11 +141,78 @@ def run_demo(args: argparse.Namespace) -> dict:
         "epochs": result["epochs_done"],
         "snapshot": snapshot,
         "detections_image": detections_png,
+        "best_score": best_score,
         "training_log_plot": os.path.join(config.snapshot_path, "training_log.png"),
     }
     with open(os.path.join(output_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     return summary
+
+
+DRAW_SCORE = 0.5  # detections at least this sure are all drawn; below it, each image's best
+
+
+def detections_picture(
+    images: list,
+    annotations: list[dict],
+    detections: list,
+    label_to_name: Any,
+    side: int,
+    columns: int = 4,
+) -> np.ndarray:
+    """One picture of test images: ground truth in green, and the model's detections.
+
+    Each image shows every detection scoring at least :data:`DRAW_SCORE` and, whatever their
+    scores, its best ones up to as many as it has ground-truth boxes, so an early model's
+    low-scoring guesses are visible rather than an image of ground truth alone. A line above
+    each tile gives its best score; a legend under the tiles says which boxes are which.
+
+    Args:
+        images: BGR uint8 images.
+        annotations: their ground truth (``bboxes``, ``labels``) in original pixels.
+        detections: their :class:`~keras_retinanet.inference.Detections`.
+        label_to_name: class names.
+        side: each tile is ``side x side``.
+        columns: tiles per row.
+
+    Returns:
+        The BGR uint8 picture.
+    """
+    import cv2
+
+    from keras_retinanet.visualization import draw_annotations, draw_detections
+
+    tiles = []
+    for image, truth, found in zip(images, annotations, detections):
+        image = image.copy()
+        draw_annotations(image, truth, label_to_name=label_to_name, color=(0, 255, 0))
+        shown = max(1, len(truth["bboxes"]), int((found.scores >= DRAW_SCORE).sum()))
+        order = np.argsort(-found.scores, kind="stable")[:shown]
+        draw_detections(
+            image,
+            found.boxes[order],
+            found.scores[order],
+            found.labels[order],
+            label_to_name=label_to_name,
+            score_threshold=0.0,
+        )
+        tile = cv2.resize(image, (side, side))
+        best = f"best score {found.scores.max():.2f}" if len(found) else "no detection"
+        header = np.full((16, side, 3), 255, np.uint8)
+        cv2.putText(header, best, (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
+        tiles.append(cv2.vconcat([header, tile]))
+    while len(tiles) % columns:
+        tiles.append(np.full((side + 16, side, 3), 255, np.uint8))
+    rows = [cv2.hconcat(tiles[i : i + columns]) for i in range(0, len(tiles), columns)]
+    grid = cv2.vconcat(rows)
+    legend = np.full((40, grid.shape[1], 3), 255, np.uint8)
+    lines = (
+        "green: ground truth (class name)",
+        f"coloured 'class: score': detections >= {DRAW_SCORE}, and each image's best ones",
+    )
+    for row, text in enumerate(lines):
+        cv2.putText(legend, text, (4, 15 + 18 * row), cv2.FONT_HERSHEY_SIMPLEX, 0.4, 0, 1)
+    return cv2.vconcat([grid, legend])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -162,7 +223,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nshapes demo: mAP@0.5 = {summary['mAP']:.3f} after {summary['epochs']} epochs")
     for name, ap in summary["average_precisions"].items():
         print(f"  {name:<10} AP {ap:.3f}")
-    print(f"detections drawn: {summary['detections_image']}")
+    print(f"best detection score on the test images: {summary['best_score']:.3f}")
+    print(f"detections drawn: {summary['detections_image']} (green: ground truth)")
     print(f"loss curve:       {summary['training_log_plot']}")
 
 
