@@ -139,8 +139,11 @@ def test_dataset_info_rebuilds_the_generator():
 
 
 def test_missing_folder_and_set_file_name_the_path(tmp_path):
-    with pytest.raises(FileNotFoundError, match="not found.*Annotations/, JPEGImages/"):
+    with pytest.raises(FileNotFoundError, match="not found.*Annotations/ and JPEGImages/"):
         PascalVocGenerator(tmp_path / "nope", "trainval")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no annotation found in .*empty.*LabelImg"):
+        PascalVocGenerator(tmp_path / "empty", "trainval")
     root = write_voc(tmp_path / "ds", voc_object("cat", (1, 1, 5, 5)))
     with pytest.raises(FileNotFoundError, match=r"trainval\.txt.*\['train'\]"):
         PascalVocGenerator(root, "trainval", classes=root / "classes.txt")

@@ -375,7 +375,8 @@ def test_bad_inputs_are_clear_errors(tmp_path, capsys):
 
 
 def test_no_snapshots_flag_turns_snapshots_off():
-    args = train_cli.build_parser().parse_args(["--no-snapshots", "voc", "data"])
+    data = str(DATA / "voc2007_sample")
+    args = train_cli.build_parser().parse_args(["--no-snapshots", "voc", data])
     assert train_cli.config_from_args(args).snapshot_path is None
-    args = train_cli.build_parser().parse_args(["voc", "data"])
+    args = train_cli.build_parser().parse_args(["voc", data])
     assert train_cli.config_from_args(args).snapshot_path == "./snapshots"

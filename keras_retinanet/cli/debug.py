@@ -14,7 +14,6 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 
@@ -70,12 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
     voc = subparsers.add_parser(
         "voc", parents=[common], help="Pascal VOC layout (also custom VOC-layout data)"
     )
-    voc.add_argument("data_dir", help="folder with Annotations/, JPEGImages/, ImageSets/Main/")
+    voc.add_argument(
+        "data_dir", help="folder in VOC layout, or images with one XML beside each (LabelImg)"
+    )
     voc.add_argument("--set", default="trainval", help="split to read (default: %(default)s)")
     voc.add_argument(
         "--classes",
         help="classes.txt (one name per line); default: DATA_DIR/classes.txt if it exists, "
-        "else the 20 VOC classes",
+        "else the names in the annotations (the 20 VOC classes when those are the names)",
     )
     csv_parser = subparsers.add_parser(
         "csv", parents=[common], help="CSV annotations (path,x1,y1,x2,y2,class)"
@@ -128,13 +129,10 @@ def create_generator(args: argparse.Namespace):
         skip_bad_images=True,
     )
     if args.dataset_type == "voc":
-        from keras_retinanet.preprocessing.voc import VOC_CLASSES, PascalVocGenerator
+        from keras_retinanet.preprocessing.voc import PascalVocGenerator
 
-        classes = args.classes
-        if classes is None:
-            default_file = os.path.join(args.data_dir, "classes.txt")
-            classes = default_file if os.path.isfile(default_file) else VOC_CLASSES
-        return PascalVocGenerator(args.data_dir, args.set, classes=classes, **kwargs)
+        # classes None: DATA_DIR/classes.txt, else the annotations' names (or VOC's).
+        return PascalVocGenerator(args.data_dir, args.set, classes=args.classes, **kwargs)
     from keras_retinanet.preprocessing.csv import CSVGenerator
 
     return CSVGenerator(args.annotations, args.classes, **kwargs)

@@ -124,9 +124,22 @@ def _dataset_parser() -> argparse.ArgumentParser:
     voc = subparsers.add_parser(
         "voc", prog="retinanet-evaluate [options] voc", help="a dataset in Pascal VOC layout"
     )
-    voc.add_argument("data_dir", help="folder with Annotations/, JPEGImages/, ImageSets/Main/")
+    voc.add_argument(
+        "data_dir", help="folder in VOC layout, or images with one XML beside each (LabelImg)"
+    )
     voc.add_argument("model", help="the .keras or .h5 snapshot")
-    voc.add_argument("--set", default="test", help="ImageSets/Main/<set>.txt (default test)")
+    voc.add_argument(
+        "--set",
+        default="test",
+        help="ImageSets/Main/<set>.txt (default test); without split files test/val is the "
+        "held-out part, train/trainval the rest, all every image",
+    )
+    voc.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.1,
+        help="without ImageSets/Main/: the held-out share used in training (default 0.1)",
+    )
     voc.add_argument(
         "--classes",
         default=None,
@@ -245,13 +258,16 @@ def run(args: argparse.Namespace) -> None:
     if args.dataset_type is None:
         generator = inputs.generator_from_snapshot(model_path, metadata, **generator_kwargs)
     elif args.dataset_type == "voc":
-        from keras_retinanet.preprocessing.voc import VOC_CLASSES, PascalVocGenerator
+        from keras_retinanet.preprocessing.voc import PascalVocGenerator
 
-        classes = args.classes or recorded_classes
-        if classes is None:
-            classes_file = os.path.join(args.data_dir, "classes.txt")
-            classes = classes_file if os.path.isfile(classes_file) else VOC_CLASSES
-        generator = PascalVocGenerator(args.data_dir, args.set, classes=classes, **generator_kwargs)
+        classes = args.classes or recorded_classes  # None: classes.txt, the XMLs' or VOC's
+        generator = PascalVocGenerator(
+            args.data_dir,
+            args.set,
+            classes=classes,
+            val_fraction=args.val_fraction,
+            **generator_kwargs,
+        )
     elif args.dataset_type == "csv":
         from keras_retinanet.preprocessing.csv import CSVGenerator
 

@@ -33,10 +33,24 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="dataset_type", required=True, metavar="DATASET")
 
     voc = subparsers.add_parser("voc", help="Pascal VOC layout (also custom VOC-layout data)")
-    voc.add_argument("data_dir", help="folder with Annotations/, JPEGImages/, ImageSets/Main/")
+    voc.add_argument(
+        "data_dir",
+        help="folder with Annotations/, JPEGImages/ (and ImageSets/Main/), or images with one "
+        "XML beside each (LabelImg)",
+    )
     voc.add_argument("--train-set", default="trainval")
     voc.add_argument("--val-set", default="test", help="'none' for no validation")
-    voc.add_argument("--classes", help="classes.txt (one name per line); default: the 20 VOC")
+    voc.add_argument(
+        "--classes",
+        help="classes.txt (one name per line); default: DATA_DIR/classes.txt, else the names "
+        "in the annotations (sorted), or the 20 VOC classes when those are the names",
+    )
+    voc.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.1,
+        help="without ImageSets/Main/: share of the images held out for validation (seeded)",
+    )
 
     csv_parser = subparsers.add_parser("csv", help="CSV annotations (path,x1,y1,x2,y2,class)")
     csv_parser.add_argument("annotations")
@@ -120,17 +134,45 @@ def _none_if_none(value: str | None) -> str | None:
     return None if value is None or value.lower() == "none" else value
 
 
+def voc_record(args: argparse.Namespace) -> dict:
+    """The record of a VOC-style folder; says what was found where the user gave no split
+    files or class list (classes read from the annotations are stored in the record)."""
+    from keras_retinanet.preprocessing import voc, voc_layout
+
+    layout = voc_layout.find_layout(args.data_dir)
+    classes = os.path.abspath(args.classes) if args.classes else None
+    if classes is None:
+        found, source = voc.default_classes(layout)
+        if source == "annotations":
+            classes = list(found)
+            print(
+                f"classes read from the annotations of {args.data_dir} ({len(classes)}): "
+                f"{', '.join(classes)}; pass --classes FILE to choose their order"
+            )
+    if not layout.has_sets:
+        ids = list(layout.annotations)
+        parts = [
+            len(voc_layout.split_ids(ids, name, args.val_fraction)) for name in ("train", "val")
+        ]
+        print(
+            f"{args.data_dir} has no ImageSets/Main/: {parts[0]} images for training, "
+            f"{parts[1]} for validation (seeded split, --val-fraction {args.val_fraction:g})"
+        )
+    return {
+        "type": "voc",
+        "data_dir": os.path.abspath(args.data_dir),
+        "train_set": args.train_set,
+        "val_set": _none_if_none(args.val_set),
+        "classes": classes,
+        "val_fraction": args.val_fraction,
+        "split_seed": voc_layout.DEFAULT_SPLIT_SEED,
+    }
+
+
 def dataset_record(args: argparse.Namespace) -> dict:
     """The dataset record stored in snapshots, with absolute paths."""
     if args.dataset_type == "voc":
-        classes = os.path.abspath(args.classes) if args.classes else None
-        return {
-            "type": "voc",
-            "data_dir": os.path.abspath(args.data_dir),
-            "train_set": args.train_set,
-            "val_set": _none_if_none(args.val_set),
-            "classes": classes,
-        }
+        return voc_record(args)
     if args.dataset_type == "csv":
         return {
             "type": "csv",

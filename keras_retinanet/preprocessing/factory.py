@@ -33,7 +33,11 @@ def create_generator(dataset: dict, split: str = "train", **generator_kwargs: An
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
     kind = dataset.get("type")
     if kind == "voc":
-        from keras_retinanet.preprocessing.voc import VOC_CLASSES, PascalVocGenerator
+        from keras_retinanet.preprocessing.voc import PascalVocGenerator
+        from keras_retinanet.preprocessing.voc_layout import (
+            DEFAULT_SPLIT_SEED,
+            DEFAULT_VAL_FRACTION,
+        )
 
         set_name = dataset.get("train_set" if split == "train" else "val_set")
         if set_name is None:
@@ -41,7 +45,9 @@ def create_generator(dataset: dict, split: str = "train", **generator_kwargs: An
         return PascalVocGenerator(
             dataset["data_dir"],
             set_name,
-            classes=dataset.get("classes") or VOC_CLASSES,
+            classes=dataset.get("classes"),  # None: classes.txt, the annotations' or VOC's
+            val_fraction=dataset.get("val_fraction", DEFAULT_VAL_FRACTION),
+            split_seed=dataset.get("split_seed", DEFAULT_SPLIT_SEED),
             **generator_kwargs,
         )
     if kind == "csv":

@@ -1,7 +1,9 @@
-"""Pascal VOC layout datasets: ``Annotations/``, ``JPEGImages/``, ``ImageSets/Main/<set>.txt``.
+"""Pascal VOC style datasets: the VOC releases, and folders as labelling tools write them.
 
-Works for the VOC2007 / VOC2012 releases and for custom datasets in the same layout (LabelImg
-and most labelling tools write it), which pass their own class list.
+Reads ``Annotations/`` + ``JPEGImages/`` + ``ImageSets/Main/<set>.txt`` (VOC2007 / VOC2012),
+the same without ``ImageSets/`` and a folder of images with one XML beside each (LabelImg); see
+:mod:`keras_retinanet.preprocessing.voc_layout` for how the images are found and split. The
+class list is given, or read from ``classes.txt`` in the folder, or from the annotations.
 
 Coordinates: VOC boxes are 1-based and inclusive (``xmin = 1`` is the first pixel column,
 ``xmax`` is the last column the object covers). They become the package's 0-based half-open
@@ -19,6 +21,7 @@ from typing import Any
 import numpy as np
 from lxml import etree
 
+from keras_retinanet.preprocessing import voc_layout
 from keras_retinanet.preprocessing.generator import Generator
 
 VOC_CLASSES = (
@@ -100,11 +103,17 @@ class PascalVocGenerator(Generator):
 
     Args:
         data_dir: the folder holding ``Annotations/``, ``JPEGImages/`` and ``ImageSets/Main/``
-            (``VOCdevkit/VOC2007`` for the VOC release).
+            (``VOCdevkit/VOC2007`` for the VOC release), or any of the layouts of
+            :mod:`~keras_retinanet.preprocessing.voc_layout`.
         set_name: the split, read from ``ImageSets/Main/<set_name>.txt`` (``trainval``,
-            ``test``...).
+            ``test``...); without split files ``train``/``trainval``, ``val``/``test`` or
+            ``all`` (see :func:`~keras_retinanet.preprocessing.voc_layout.split_ids`).
         classes: class names (a name's label is its index), or the path of a ``classes.txt``
-            file with one name per line. Defaults to the 20 VOC classes.
+            file with one name per line. None: ``<data_dir>/classes.txt`` if there is one,
+            else the names in the annotations (all of them, sorted: every split gets the same
+            labels), or the 20 VOC classes in VOC order when the names are VOC's.
+        val_fraction: without split files, the share of images in the validation part.
+        split_seed: without split files, the seed of the split.
         skip_difficult: drop objects marked ``difficult`` altogether. By default they are kept
             and flagged: evaluation ignores them, and in training their anchors are ignored
             rather than taught as background.
@@ -122,18 +131,30 @@ class PascalVocGenerator(Generator):
         self,
         data_dir: str | os.PathLike,
         set_name: str,
-        classes: Sequence[str] | str | os.PathLike = VOC_CLASSES,
+        classes: Sequence[str] | str | os.PathLike | None = None,
         skip_difficult: bool = False,
         image_extension: str = ".jpg",
+        val_fraction: float = voc_layout.DEFAULT_VAL_FRACTION,
+        split_seed: int = voc_layout.DEFAULT_SPLIT_SEED,
         **kwargs: Any,
     ) -> None:
         self.data_dir = os.fspath(data_dir)
         self.set_name = set_name
+        self.layout = voc_layout.find_layout(self.data_dir)
+        self.classes_source = "given"
+        if classes is None:
+            classes, self.classes_source = default_classes(self.layout)
         self.classes = read_class_names(classes)
         self.skip_difficult = bool(skip_difficult)
         self.image_extension = image_extension
-        self._check_layout()
-        self.image_names = self._read_set_file()
+        self.val_fraction = float(val_fraction)
+        self.split_seed = int(split_seed)
+        if self.layout.has_sets:
+            self.image_names = self._read_set_file()
+        else:
+            self.image_names = voc_layout.split_ids(
+                list(self.layout.annotations), set_name, self.val_fraction, self.split_seed
+            )
         name_to_label = {name: label for label, name in enumerate(self.classes)}
         self._annotations = []
         self._image_paths = []
@@ -144,20 +165,6 @@ class PascalVocGenerator(Generator):
         super().__init__(**kwargs)
 
     # ---- reading the index -------------------------------------------------------------------
-
-    def _check_layout(self) -> None:
-        if not os.path.isdir(self.data_dir):
-            raise FileNotFoundError(
-                f"VOC data directory not found: {self.data_dir}. Pass the folder that holds "
-                "Annotations/, JPEGImages/ and ImageSets/Main/ (e.g. VOCdevkit/VOC2007)."
-            )
-        for folder in ("Annotations", "JPEGImages"):
-            path = os.path.join(self.data_dir, folder)
-            if not os.path.isdir(path):
-                raise FileNotFoundError(
-                    f"missing folder {path}: {self.data_dir} is not in Pascal VOC layout "
-                    "(Annotations/, JPEGImages/, ImageSets/Main/<set>.txt)."
-                )
 
     def _read_set_file(self) -> list[str]:
         path = os.path.join(self.data_dir, "ImageSets", "Main", f"{self.set_name}.txt")
@@ -177,18 +184,13 @@ class PascalVocGenerator(Generator):
             return [line.split()[0] for line in f if line.strip()]
 
     def _find_image(self, image_name: str, filename: str | None) -> str:
-        folder = os.path.join(self.data_dir, "JPEGImages")
-        path = os.path.join(folder, image_name + self.image_extension)
-        if not os.path.exists(path) and filename:
-            alternative = os.path.join(folder, os.path.basename(filename))
-            if os.path.exists(alternative):
-                return alternative
-        return path  # a missing file is reported, or skipped, when it is loaded
+        return voc_layout.find_image(self.layout, image_name, filename, self.image_extension)
 
     def _parse_annotation_file(
         self, image_name: str, name_to_label: dict[str, int]
     ) -> tuple[dict[str, np.ndarray], str | None]:
-        path = os.path.join(self.data_dir, "Annotations", image_name + ".xml")
+        path = self.layout.annotations.get(image_name)
+        path = path or os.path.join(self.data_dir, "Annotations", image_name + ".xml")
         if not os.path.isfile(path):
             raise FileNotFoundError(
                 f"annotation file not found: {path} (listed in ImageSets/Main/"
@@ -220,14 +222,36 @@ class PascalVocGenerator(Generator):
         return {key: value.copy() for key, value in self._annotations[image_index].items()}
 
     def dataset_info(self) -> dict[str, Any]:
-        """``{"type": "voc", "data_dir", "set_name", "classes", "skip_difficult"}``."""
+        """``{"type": "voc", "data_dir", "set_name", "classes", "skip_difficult",
+        "val_fraction", "split_seed"}``."""
         return {
             "type": "voc",
             "data_dir": os.path.abspath(self.data_dir),
             "set_name": self.set_name,
             "classes": list(self.classes),
             "skip_difficult": self.skip_difficult,
+            "val_fraction": self.val_fraction,
+            "split_seed": self.split_seed,
         }
+
+
+def default_classes(layout: voc_layout.VocLayout) -> tuple[Sequence[str] | str, str]:
+    """The class list of a folder given none: its ``classes.txt``, else the 20 VOC classes when
+    every name in the annotations is one of them, else the names in the annotations, sorted.
+
+    Returns:
+        ``(classes, source)``: the names or the file, and ``"classes.txt"``, ``"voc"`` or
+        ``"annotations"``.
+    """
+    classes_file = os.path.join(layout.data_dir, "classes.txt")
+    if os.path.isfile(classes_file):
+        return classes_file, "classes.txt"
+    names = voc_layout.class_names_in(list(layout.annotations.values()))
+    if names and set(names) <= set(VOC_CLASSES):
+        return VOC_CLASSES, "voc"
+    if not names:
+        raise ValueError(f"no object in any annotation of {layout.data_dir}: nothing to learn")
+    return names, "annotations"
 
 
 def _coordinate(bndbox: Any, field: str, path: str, object_index: int) -> float:
