@@ -380,3 +380,25 @@ def test_no_snapshots_flag_turns_snapshots_off():
     assert train_cli.config_from_args(args).snapshot_path is None
     args = train_cli.build_parser().parse_args(["voc", data])
     assert train_cli.config_from_args(args).snapshot_path == "./snapshots"
+
+
+def test_clipnorm_none_workers_zero_and_max_minutes_on_the_command_line(tmp_path, capsys):
+    parse = train_cli.build_parser().parse_args
+    data = ["voc", str(DATA / "voc2007_sample")]
+    for text, expected in (("none", None), ("0", None), ("None", None), ("0.5", 0.5)):
+        assert train_cli.config_from_args(parse(["--clipnorm", text, *data])).clipnorm == expected
+    with pytest.raises(SystemExit):
+        parse(["--clipnorm", "-1", *data])
+    assert "0 / none for no clipping" in capsys.readouterr().err
+    # One run with all three: no clipping in the saved optimizer, batches loaded one at a
+    # time, and a time limit that ends the first epoch after its first step.
+    out = tmp_path / "s"
+    train_cli.main(
+        SMALL
+        + ["--clipnorm", "none", "--workers", "0", "--max-minutes", "0.0001", "--epochs", "3"]
+        + ["--steps", "2", "--no-evaluation", "--snapshot-path", str(out), *data]
+    )
+    assert [p.name for p in _snapshots(out)] == ["resnet50_voc_01.keras"]
+    model = keras.saving.load_model(str(out / "resnet50_voc_01.keras"), compile=True)
+    assert model.optimizer.clipnorm is None
+    assert int(model.optimizer.iterations.numpy()) == 1

@@ -24,6 +24,30 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _clipnorm(text: str) -> float | None:
+    """A positive norm, or 'none' / 0 for no clipping."""
+    if text.strip().lower() == "none":
+        return None
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, or 0 / none for no clipping, got {text}")
+    return value or None
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="retinanet-train",
@@ -72,7 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=_positive_int, default=50)
     parser.add_argument("--steps", type=_positive_int, help="steps per epoch (default: all)")
     parser.add_argument("--lr", type=float, default=1e-5, help="Adam learning rate")
-    parser.add_argument("--clipnorm", type=float, default=0.001)
+    parser.add_argument(
+        "--clipnorm",
+        type=_clipnorm,
+        default=0.001,
+        help="clip each gradient to this norm; 'none' or 0 turns clipping off",
+    )
     parser.add_argument("--image-min-side", type=_positive_int, default=800)
     parser.add_argument("--image-max-side", type=_positive_int, default=1333)
     parser.add_argument("--random-transform", action="store_true", help="flip/scale/colour")
@@ -90,7 +119,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="the per-epoch evaluation's metric (default: coco for COCO data, voc12 for "
         "VOC2010+ folders, voc07 otherwise)",
     )
-    parser.add_argument("--workers", type=_positive_int, default=1)
+    parser.add_argument(
+        "--workers",
+        type=_non_negative_int,
+        default=1,
+        help="parallel batch loaders; 0 loads one batch at a time with nothing prefetched",
+    )
+    parser.add_argument(
+        "--max-minutes",
+        type=_positive_float,
+        help="stop after this much wall-clock time (the epoch ends early, its snapshot and "
+        "evaluation still happen)",
+    )
     parser.add_argument("--multiprocessing", action="store_true")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--mixed-precision", action="store_true")
@@ -229,6 +269,7 @@ def config_from_args(args: argparse.Namespace):
         evaluation=not args.no_evaluation,
         metric=args.metric,
         workers=args.workers,
+        max_minutes=args.max_minutes,
         multiprocessing=args.multiprocessing,
         seed=args.seed,
         mixed_precision=args.mixed_precision,

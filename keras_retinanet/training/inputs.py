@@ -56,8 +56,10 @@ def fit_input(generator: Any) -> tuple[Any, list[keras.callbacks.Callback]]:
         classification.set_shape((None, None, num_classes + 1))
         return images, (regression, classification)
 
-    workers = max(1, int(getattr(generator, "workers", 1) or 1))
+    workers = int(getattr(generator, "workers", 1) or 0)
     dataset = tf.data.Dataset.range(len(generator)).repeat()
+    if workers == 0:  # one batch at a time, when asked for: nothing loads ahead
+        return dataset.map(load_tf), [ReshuffleEachEpoch(generator)]
     dataset = dataset.map(load_tf, num_parallel_calls=workers, deterministic=True)
     dataset = dataset.prefetch(max(2, workers))
     return dataset, [ReshuffleEachEpoch(generator)]
