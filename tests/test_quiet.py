@@ -1,4 +1,4 @@
-"""Commands start quietly on a machine without a GPU; importing the package registers its classes."""
+"""Quiet start without a GPU; importing the package registers the classes its models use."""
 
 import os
 import re
