@@ -402,3 +402,35 @@ def test_clipnorm_none_workers_zero_and_max_minutes_on_the_command_line(tmp_path
     model = keras.saving.load_model(str(out / "resnet50_voc_01.keras"), compile=True)
     assert model.optimizer.clipnorm is None
     assert int(model.optimizer.iterations.numpy()) == 1
+
+
+def test_snapshots_keep_the_optimizer_only_where_a_resume_needs_it(tmp_path):
+    out = tmp_path / "s"
+    train_cli.main(
+        SMALL
+        + ["--epochs", "3", "--steps", "1", "--keep-snapshots", "2", "--no-evaluation"]
+        + ["--snapshot-path", str(out), "voc", str(DATA / "voc2012_sample"), "--val-set", "none"]
+    )
+    kept = [p.name for p in _snapshots(out)]
+    assert kept == ["resnet50_voc_02.keras", "resnet50_voc_03.keras"]  # the newest 2
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no leftovers
+    newest, older, best = (out / n for n in (kept[1], kept[0], "resnet50_voc_best.keras"))
+    # The newest is the resume point (3 optimizer steps); the older one and best hold the
+    # weights alone, about a third of the size (Adam keeps two tensors per weight).
+    assert int(keras.saving.load_model(str(newest), compile=True).optimizer.iterations) == 3
+    assert getattr(keras.saving.load_model(str(older), compile=True), "optimizer", None) is None
+    for light in (older, best):
+        assert light.stat().st_size < 0.45 * newest.stat().st_size
+        assert models.read_metadata(str(light))["optimizer"] is False
+    # best is a hard link to its epoch's weights file, not a second copy.
+    assert best.stat().st_nlink == 2 or models.read_metadata(str(best))["epoch"] == 1
+    # An older snapshot still resumes, with a fresh optimizer (and says so).
+    with pytest.warns(UserWarning, match="weights only"):
+        train_cli.main(
+            SMALL
+            + ["--epochs", "3", "--steps", "1", "--no-evaluation", "--snapshot", str(older)]
+            + ["--snapshot-path", str(tmp_path / "r"), "voc", str(DATA / "voc2012_sample")]
+            + ["--val-set", "none"]
+        )
+    resumed = keras.saving.load_model(str(tmp_path / "r" / "resnet50_voc_03.keras"), compile=True)
+    assert int(resumed.optimizer.iterations) == 1

@@ -109,7 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--snapshot-format", choices=("keras", "h5"), default="keras")
     parser.add_argument("--no-snapshots", action="store_true")
     parser.add_argument(
-        "--keep-snapshots", type=_positive_int, help="keep only the newest N epoch snapshots"
+        "--keep-snapshots",
+        type=_non_negative_int,
+        default=3,
+        help="keep the newest N epoch snapshots (the newest with the optimizer state, the "
+        "others and _best with the weights only); 0 keeps every epoch's",
     )
     parser.add_argument("--tensorboard-dir")
     parser.add_argument("--no-evaluation", action="store_true", help="no per-epoch mAP")
@@ -264,7 +268,7 @@ def config_from_args(args: argparse.Namespace):
         random_transform=args.random_transform,
         snapshot_path=None if args.no_snapshots else args.snapshot_path,
         snapshot_format=args.snapshot_format,
-        keep_snapshots=args.keep_snapshots,
+        keep_snapshots=args.keep_snapshots or None,
         tensorboard_dir=args.tensorboard_dir,
         evaluation=not args.no_evaluation,
         metric=args.metric,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 
 from keras_retinanet import losses, models
@@ -42,7 +44,12 @@ def build_or_resume(
             raise TrainingError(
                 f"{config.snapshot} is an inference model; resume from a training snapshot"
             )
-        if model.optimizer is None:
+        if getattr(model, "optimizer", None) is None:  # absent on an uncompiled load
+            warnings.warn(
+                f"{config.snapshot} holds the weights only (only the newest epoch snapshot "
+                "keeps the optimizer state): training goes on with a fresh Adam",
+                stacklevel=2,
+            )
             compile_model(model, config.lr, config.clipnorm)
         return model, int(metadata.get("epoch", 0))
     model = models.retinanet_model(

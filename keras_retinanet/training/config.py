@@ -31,7 +31,9 @@ class TrainConfig:
     random_transform: bool = False
     snapshot_path: str | None = "./snapshots"  # None: no snapshots
     snapshot_format: str = "keras"
-    keep_snapshots: int | None = None  # None: keep every epoch's snapshot
+    # The newest 3 epochs: the resume point and two to fall back on if training went bad;
+    # each older one is ~146 MB (weights only, see training.snapshots.Snapshot). None: all.
+    keep_snapshots: int | None = 3
     tensorboard_dir: str | None = None
     evaluation: bool = True
     metric: str | None = None  # voc07 / voc12 / coco; None: the dataset's (default_metric)

@@ -135,6 +135,9 @@ def _train(config: TrainConfig) -> dict:
             nan_guard=nan_guard,
             extension=f".{config.snapshot_format}",
             keep=config.keep_snapshots,
+            # Under a cluster every worker must save at the same points (ShadowSnapshot):
+            # the chief writes complete snapshots only.
+            light_history=cluster_strategy is None,
         )
         callbacks.append(snapshot_callback)
     if shadow_snapshots:

@@ -46,6 +46,15 @@ def snapshot_metadata(
 class Snapshot(keras.callbacks.Callback):
     """Write a snapshot every epoch and a ``best`` snapshot by a monitored log value.
 
+    Disk use: a ResNet50 snapshot with Adam's two moment tensors is ~440 MB, its weights alone
+    ~146 MB. Only a resume needs the optimizer, and only from the newest epoch, so with
+    ``light_history`` the newest epoch snapshot is complete and every older one, and
+    ``best``, holds the weights alone (still an ordinary snapshot: evaluate, convert, predict
+    and export take it; resuming from it restarts Adam). ``best`` is a hard link to its epoch's
+    weights file where the file system allows (no second copy), else a copy. Each epoch writes
+    the weights-only file too, hidden beside the snapshot, and it takes the snapshot's place
+    when the next epoch is written.
+
     Args:
         directory: folder for the snapshots.
         prefix: file name prefix, e.g. ``resnet50_voc``.
@@ -54,8 +63,9 @@ class Snapshot(keras.callbacks.Callback):
         monitor: log key of the ``best`` snapshot (higher is better), e.g. ``"mAP"``; when the
             key is absent (no evaluation), ``best`` follows the lowest ``loss`` instead.
         extension: ``".keras"`` or ``".h5"``.
-        keep: keep only the newest ``keep`` epoch snapshots (each holds the weights and Adam's
-            two moment tensors, ~440 MB for ResNet50); None keeps all. ``best`` is always kept.
+        keep: keep only the newest ``keep`` epoch snapshots; None keeps all. ``best`` is
+            always kept.
+        light_history: keep the optimizer state in the newest epoch snapshot only (above).
     """
 
     def __init__(
@@ -67,6 +77,7 @@ class Snapshot(keras.callbacks.Callback):
         monitor: str = "mAP",
         extension: str = ".keras",
         keep: int | None = None,
+        light_history: bool = True,
     ) -> None:
         super().__init__()
         self.directory = directory
@@ -76,9 +87,11 @@ class Snapshot(keras.callbacks.Callback):
         self.monitor = monitor
         self.extension = extension
         self.keep = keep
+        self.light_history = light_history
         self.best: float | None = None
         self.last_path: str | None = None
         self.best_path: str | None = None
+        self._pending: tuple[str, str] | None = None  # (weights-only file, snapshot it replaces)
 
     def path_for(self, epoch: int) -> str:
         return os.path.join(self.directory, f"{self.prefix}_{epoch:02d}{self.extension}")
@@ -102,11 +115,40 @@ class Snapshot(keras.callbacks.Callback):
         metadata["logs"] = {k: float(v) for k, v in logs.items() if _finite(v)}
         metadata["best_by"] = key
         self.last_path = models.save_model(self.model, self.path_for(epoch + 1), metadata)
+        self._settle_pending()
+        best_source = self.last_path
+        if self.light_history:
+            hidden = os.path.join(
+                self.directory, f".{self.prefix}_{epoch + 1:02d}.weights{self.extension}"
+            )
+            save_weights_only(self.model, hidden, dict(metadata, optimizer=False))
+            self._pending = (hidden, self.last_path)
+            best_source = hidden
         if is_best:
             self.best = score
             self.best_path = os.path.join(self.directory, f"{self.prefix}_best{self.extension}")
-            _atomic_copy(self.last_path, self.best_path)
+            _atomic_link_or_copy(best_source, self.best_path)
         self._prune()
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        # The newest snapshot stays complete (the resume point); its weights-only twin goes.
+        if self._pending is not None:
+            hidden, _ = self._pending
+            if os.path.exists(hidden):
+                os.remove(hidden)
+            self._pending = None
+
+    def _settle_pending(self) -> None:
+        """The previous newest snapshot gives way to its weights-only twin."""
+        if self._pending is None:
+            return
+        hidden, path = self._pending
+        self._pending = None
+        if os.path.exists(hidden):
+            if os.path.exists(path):
+                os.replace(hidden, path)
+            else:  # pruned meanwhile
+                os.remove(hidden)
 
     def _prune(self) -> None:
         if not self.keep:
@@ -119,6 +161,12 @@ class Snapshot(keras.callbacks.Callback):
                 epochs.append(int(stem))
         for old in sorted(epochs)[: -self.keep]:
             os.remove(self.path_for(old))
+
+
+def save_weights_only(model: keras.Model, path: str, metadata: dict) -> str:
+    """Save ``model`` without its optimizer: the same layers and weights, uncompiled."""
+    bare = keras.Model(model.inputs, model.outputs, name=model.name)
+    return models.save_model(bare, path, metadata)
 
 
 class ShadowSnapshot(Snapshot):
@@ -136,11 +184,15 @@ class ShadowSnapshot(Snapshot):
                 self.model.save(os.path.join(directory, f"shadow{self.extension}"))
 
 
-def _atomic_copy(source: str, destination: str) -> None:
-    """Copy to a temporary file beside ``destination``, then rename it into place."""
+def _atomic_link_or_copy(source: str, destination: str) -> None:
+    """Hard-link (else copy) to a temporary name beside ``destination``, then rename it into
+    place, so ``destination`` is always a whole file."""
     temporary = f"{destination}.tmp-{os.getpid()}"
     try:
-        shutil.copyfile(source, temporary)
+        try:
+            os.link(source, temporary)
+        except OSError:  # no hard links here (another device, FAT, some network drives)
+            shutil.copyfile(source, temporary)
         os.replace(temporary, destination)
     finally:
         if os.path.exists(temporary):
