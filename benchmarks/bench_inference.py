@@ -48,6 +48,10 @@ MODELS = ("ours", "kerashub")
 # --------------------------------------------------------------------------- shared helpers
 
 
+def _int_or_none(text: str) -> int | None:
+    return None if text.strip().lower() == "none" else int(text)
+
+
 def parse_case(text: str) -> tuple[int, int, int]:
     """``"B:HxW"``, ``"HxW"`` or ``"S"`` (square) -> ``(batch, height, width)``."""
     batch_text, _, size_text = text.rpartition(":")
@@ -689,8 +693,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--score-threshold", type=float, default=0.05)
     parser.add_argument("--nms-threshold", type=float, default=0.5)
     parser.add_argument("--max-detections", type=int, default=300)
-    parser.add_argument("--pre-nms-top-k", type=int, default=1000)
-    parser.add_argument("--pre-nms-top-k-per-level", type=int, default=None)
+    # The library's defaults: 1000 per pyramid level, no global cap ("none").
+    parser.add_argument("--pre-nms-top-k", type=_int_or_none, default=None)
+    parser.add_argument("--pre-nms-top-k-per-level", type=_int_or_none, default=1000)
     parser.add_argument("--json", help="also write the raw results to this file")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
