@@ -20,7 +20,8 @@ from keras import ops
 
 from keras_retinanet import anchors as anchors_lib
 from keras_retinanet import boxes as boxes_lib
-from keras_retinanet.filter_detections import FilterDetections, greedy_nms_mask
+from keras_retinanet.filter_detections import FilterDetections
+from keras_retinanet.nms import greedy_nms_mask
 
 __all__ = [
     "Anchors",
