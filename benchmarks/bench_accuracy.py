@@ -92,6 +92,9 @@ def run(args: argparse.Namespace) -> dict:
         result = train(config)
         train_seconds = time.perf_counter() - start
     model = result["model"]
+    if args.save_model:  # to score the same weights again (another evaluator, other settings)
+        anchors = result["anchor_parameters"].to_dict()
+        models.save_model(model, args.save_model, {"anchor_parameters": anchors})
     generator = PascalVocGenerator(
         args.data,
         args.test_set,
@@ -171,6 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--label", default="", help="name of this run in the table")
     parser.add_argument("--json", help="write the result here")
+    parser.add_argument("--save-model", help="also save the trained model (.keras) here")
     parser.add_argument("--table", nargs="+", metavar="JSON", help="print the table of results")
     args = parser.parse_args(argv)
     if args.table:
