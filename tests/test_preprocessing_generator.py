@@ -11,6 +11,7 @@ from PIL import Image
 
 from keras_retinanet.anchors import (
     IGNORE,
+    NEGATIVE,
     POSITIVE,
     anchor_targets_bbox,
     anchors_for_shape,
@@ -112,15 +113,17 @@ def test_anchor_states_follow_the_iou_thresholds_on_a_dense_reference():
     max_iou = iou.max(axis=1)
     state = regression[0, :, 4]
     height, width = images[0].shape[:2]
-    centre_inside = ((anchors[:, 0] + anchors[:, 2]) / 2 < width) & (
-        (anchors[:, 1] + anchors[:, 3]) / 2 < height
+    in_padding = ((anchors[:, 0] + anchors[:, 2]) / 2 >= width) | (
+        (anchors[:, 1] + anchors[:, 3]) / 2 >= height
     )
-    # fg >= 0.5, bg < 0.4, ignored between; padding anchors ignored; each box's best anchor
-    # is positive even below 0.5 (low-quality matches).
-    assert np.all(state[centre_inside & (max_iou >= 0.5)] == POSITIVE)
-    assert np.all(state[centre_inside & (max_iou < 0.4)] != IGNORE)
-    assert np.all(state[~centre_inside] == IGNORE)
-    best = np.where(centre_inside[:, None], iou, -1).argmax(axis=0)
+    assert in_padding.any()  # the 32-multiple padding holds anchors to check
+    # fg >= 0.5, bg < 0.4, ignored between, the anchors over the padding included (they are
+    # supervised like the rest); each box's best anchor is positive even below 0.5
+    # (low-quality matches).
+    assert np.all(state[max_iou >= 0.5] == POSITIVE)
+    assert np.all(state[max_iou < 0.4] != IGNORE)
+    assert (state[in_padding & (max_iou < 0.4)] == NEGATIVE).all()
+    best = iou.argmax(axis=0)
     assert np.all(state[best] == POSITIVE)
     np.testing.assert_array_equal(classification[0, :, -1], state)
     assert np.all(classification[0, state == POSITIVE, :-1].sum(axis=1) == 1)
