@@ -12,18 +12,21 @@ location in row-major order (x fastest), then anchor by anchor (ratio-major, sca
 
 from __future__ import annotations
 
-import configparser
 import dataclasses
 import functools
-import json
 import math
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from keras_retinanet.boxes import DEFAULT_MEAN, DEFAULT_STD, bbox_transform, compute_overlap
+from keras_retinanet.boxes import (
+    DEFAULT_MEAN,
+    DEFAULT_STD,
+    bbox_transform,
+    bbox_transform_centre_size,
+    compute_overlap,
+)
 
 # Anchor states in the last column of the targets.
 IGNORE = -1
@@ -94,40 +97,6 @@ class AnchorParameters:
         return cls(**{k: tuple(v) for k, v in config.items()})
 
 
-def read_anchor_parameters(path: str) -> AnchorParameters:
-    """Read anchor parameters from a small JSON or INI file.
-
-    JSON: ``{"sizes": [32, 64, 128, 256, 512], "strides": [8, 16, 32, 64, 128],
-    "ratios": [0.5, 1, 2], "scales": [1, 1.26, 1.587]}`` (any subset; missing keys default).
-    INI (fizyr's format): a section ``[anchor_parameters]`` with space-separated values,
-    e.g. ``sizes = 32 64 128 256 512``.
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: the file cannot be parsed; the message names the file and the field.
-    """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"anchor configuration file not found: {path}")
-    try:
-        if path.lower().endswith(".json"):
-            with open(path) as f:
-                config = json.load(f)
-            if "anchor_parameters" in config:
-                config = config["anchor_parameters"]
-        else:
-            parser = configparser.ConfigParser()
-            parser.read(path)
-            if "anchor_parameters" not in parser:
-                raise ValueError("missing section [anchor_parameters]")
-            config = {
-                key: [float(v) for v in value.replace(",", " ").split()]
-                for key, value in parser["anchor_parameters"].items()
-            }
-        return AnchorParameters.from_dict(config)
-    except (ValueError, TypeError, json.JSONDecodeError, configparser.Error) as e:
-        raise ValueError(f"invalid anchor configuration in {path}: {e}") from e
-
-
 def generate_anchors(
     base_size: float = 16,
     ratios: Sequence[float] = AnchorParameters.ratios,
@@ -155,28 +124,36 @@ def generate_anchors(
     return np.stack([-widths / 2, -heights / 2, widths / 2, heights / 2], axis=1).astype(np.float32)
 
 
-def shift(shape: Any, stride: float, anchors: Any, xp: Any = np) -> Any:
+def shift(
+    shape: Any, stride: Any, anchors: Any, xp: Any = np, offset: float = 0.5
+) -> Any:
     """Tile base anchors over a feature map.
 
-    The anchors of cell ``(i, j)`` are centred at ``((j + 0.5) * stride, (i + 0.5) * stride)``.
+    The anchors of cell ``(i, j)`` are centred at ``((j + offset) * stride_x, (i + offset) *
+    stride_y)``: ``offset`` 0.5 centres them on the cell (fizyr, this package), 0 on its corner
+    (torchvision).
 
     Args:
         shape: ``(height, width)`` of the feature map (ints or scalar tensors).
-        stride: feature-map stride in pixels.
+        stride: feature-map stride in pixels, or ``(stride_y, stride_x)``.
         anchors: ``(A, 4)`` base anchors from :func:`generate_anchors`.
         xp: ``numpy`` or ``keras.ops``.
+        offset: where in the cell the anchors are centred, in strides.
 
     Returns:
         ``(height * width * A, 4)`` float32 anchors, x fastest, then y, anchor index innermost.
     """
     height, width = shape[0], shape[1]
+    stride_y, stride_x = stride if isinstance(stride, (tuple, list)) else (stride, stride)
     if xp is np:
-        shift_x = (np.arange(width, dtype=np.float32) + 0.5) * np.float32(stride)
-        shift_y = (np.arange(height, dtype=np.float32) + 0.5) * np.float32(stride)
+        shift_x = (np.arange(width, dtype=np.float32) + offset) * np.float32(stride_x)
+        shift_y = (np.arange(height, dtype=np.float32) + offset) * np.float32(stride_y)
         base = np.asarray(anchors, dtype=np.float32)
     else:
-        shift_x = (xp.cast(xp.arange(width), "float32") + 0.5) * stride
-        shift_y = (xp.cast(xp.arange(height), "float32") + 0.5) * stride
+        stride_x = xp.cast(stride_x, "float32")
+        stride_y = xp.cast(stride_y, "float32")
+        shift_x = (xp.cast(xp.arange(width), "float32") + offset) * stride_x
+        shift_y = (xp.cast(xp.arange(height), "float32") + offset) * stride_y
         base = xp.convert_to_tensor(anchors, dtype="float32")
     shift_x, shift_y = xp.meshgrid(shift_x, shift_y)  # (height, width), x fastest
     shift_x = xp.reshape(shift_x, (-1,))
@@ -184,6 +161,48 @@ def shift(shape: Any, stride: float, anchors: Any, xp: Any = np) -> Any:
     shifts = xp.stack([shift_x, shift_y, shift_x, shift_y], axis=1)  # (H*W, 4)
     all_anchors = xp.reshape(shifts, (-1, 1, 4)) + xp.reshape(base, (1, -1, 4))
     return xp.reshape(all_anchors, (-1, 4))
+
+
+def torchvision_base_anchors(
+    base_size: float, ratios: Sequence[float], scales: Sequence[float]
+) -> np.ndarray:
+    """Base anchors by torchvision's ``AnchorGenerator`` rule, in its float32 arithmetic.
+
+    The sizes are ``int(base_size * scale)`` (32, 40, 50 on P3: torchvision truncates), an
+    anchor of ratio ``r`` is ``size / sqrt(r)`` wide and ``size * sqrt(r)`` high, and the
+    corners ``(-w/2, -h/2, w/2, h/2)`` are rounded half to even, as ``torch.round``.
+
+    Returns:
+        ``(len(ratios) * len(scales), 4)`` float32 anchors, ratio-major, scale-minor (the
+        order of :func:`generate_anchors`).
+    """
+    sizes = np.asarray([int(base_size * s) for s in scales], dtype=np.float32)
+    h_ratios = np.sqrt(np.asarray(ratios, dtype=np.float32))
+    w_ratios = np.float32(1) / h_ratios
+    ws = (w_ratios[:, None] * sizes[None, :]).reshape(-1)
+    hs = (h_ratios[:, None] * sizes[None, :]).reshape(-1)
+    return np.round(np.stack([-ws, -hs, ws, hs], axis=1) / np.float32(2)).astype(np.float32)
+
+
+def base_anchors(
+    base_size: float, ratios: Sequence[float], scales: Sequence[float], rule: str = "centred"
+) -> np.ndarray:
+    """The base anchors of one level by a variant's anchor rule (``"centred"``:
+    :func:`generate_anchors`; ``"torchvision"``: :func:`torchvision_base_anchors`)."""
+    if rule == "torchvision":
+        return torchvision_base_anchors(base_size, ratios, scales)
+    return generate_anchors(base_size, ratios, scales)
+
+
+def level_strides(
+    image_shape: Sequence[Any], feature_shape_: Sequence[Any], stride: int, rule: str
+) -> Any:
+    """The ``(stride_y, stride_x)`` a level's anchors step by: its nominal stride, or under
+    torchvision's rule ``input_size // feature_size`` per axis (61 rather than 64 for P6 of
+    an 800-pixel side, whose P6 has 13 cells)."""
+    if rule == "torchvision":
+        return (image_shape[0] // feature_shape_[0], image_shape[1] // feature_shape_[1])
+    return (stride, stride)
 
 
 def feature_shape(image_shape: Sequence[int], stride: int) -> tuple[int, int]:
@@ -196,28 +215,38 @@ def feature_shape(image_shape: Sequence[int], stride: int) -> tuple[int, int]:
 
 
 def anchors_for_shape(
-    image_shape: Sequence[int], anchor_parameters: AnchorParameters | None = None
+    image_shape: Sequence[int],
+    anchor_parameters: AnchorParameters | None = None,
+    rule: str = "centred",
 ) -> np.ndarray:
     """All anchors for an (padded) input image size, over every pyramid level.
 
     Args:
         image_shape: ``(H, W)`` or ``(H, W, C)`` of the network input.
         anchor_parameters: defaults to ``AnchorParameters()``.
+        rule: the model variant's anchor rule (``"centred"`` or ``"torchvision"``, see
+            :class:`keras_retinanet.variants.ModelVariant`).
 
     Returns:
         ``(N, 4)`` float32 ``(x1, y1, x2, y2)`` anchors in the order of the model's outputs.
     """
     anchor_parameters = anchor_parameters or AnchorParameters()
-    return _anchors_for_shape((int(image_shape[0]), int(image_shape[1])), anchor_parameters).copy()
+    shape = (int(image_shape[0]), int(image_shape[1]))
+    return _anchors_for_shape(shape, anchor_parameters, rule).copy()
 
 
 @functools.lru_cache(maxsize=64)
-def _anchors_for_shape(image_shape: tuple[int, int], params: AnchorParameters) -> np.ndarray:
+def _anchors_for_shape(
+    image_shape: tuple[int, int], params: AnchorParameters, rule: str
+) -> np.ndarray:
     # Cached: a loader sees few distinct padded sizes, and the grid is pure arithmetic.
     levels = []
+    offset = 0.0 if rule == "torchvision" else 0.5
     for size, stride in zip(params.sizes, params.strides):
-        base = generate_anchors(size, params.ratios, params.scales)
-        levels.append(shift(feature_shape(image_shape, stride), stride, base))
+        base = base_anchors(size, params.ratios, params.scales, rule)
+        grid = feature_shape(image_shape, stride)
+        strides = level_strides(image_shape, grid, stride, rule)
+        levels.append(shift(grid, strides, base, offset=offset))
     return np.concatenate(levels, axis=0).astype(np.float32)
 
 
@@ -242,6 +271,7 @@ def anchor_targets_bbox(
     allow_low_quality_matches: bool = True,
     mean: Any = DEFAULT_MEAN,
     std: Any = DEFAULT_STD,
+    coder: str = "corners",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Regression and classification targets for a batch.
 
@@ -270,6 +300,10 @@ def anchor_targets_bbox(
         allow_low_quality_matches: also match each box to its highest-IoU anchor(s).
         mean: regression target mean, see :func:`keras_retinanet.boxes.bbox_transform`.
         std: regression target std.
+        coder: the model variant's box coder: ``"corners"`` (:func:`bbox_transform` with
+            ``mean``/``std``) or ``"centre_size"``
+            (:func:`keras_retinanet.boxes.bbox_transform_centre_size`, positives only: the
+            log of a zero-size box is not a number).
 
     Returns:
         ``regression`` ``(B, N, 5)`` float32 (4 deltas, then the anchor state) and
@@ -324,9 +358,14 @@ def anchor_targets_bbox(
                 positive[anchor_idx] = True
             state[positive] = POSITIVE
             easy_boxes, easy_labels = bboxes[easy], box_labels[easy]
-            regression[index, :, :4] = bbox_transform(
-                anchors, easy_boxes[argmax], mean=mean, std=std
-            )
+            if coder == "centre_size":
+                regression[index, positive, :4] = bbox_transform_centre_size(
+                    anchors[positive], easy_boxes[argmax[positive]]
+                )
+            else:
+                regression[index, :, :4] = bbox_transform(
+                    anchors, easy_boxes[argmax], mean=mean, std=std
+                )
             labels[index, positive, easy_labels[argmax[positive]]] = 1
         if difficult.any():
             near_difficult = compute_overlap(anchors, bboxes[difficult]).max(axis=1)

@@ -18,6 +18,7 @@ with positive width and height.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -202,6 +203,67 @@ def bbox_transform_inv(
         ],
         axis=-1,
     )
+
+
+# torchvision's BoxCoder: size deltas are clamped so exp() cannot overflow on a 16-pixel
+# anchor predicting a 1000-pixel box.
+CENTRE_SIZE_CLAMP = math.log(1000.0 / 16)
+
+
+def bbox_transform_centre_size(anchors: Any, gt_boxes: Any, xp: Any = np) -> Any:
+    """Centre/size regression targets (Girshick 2015; torchvision's RetinaNet, weights 1):
+    ``((gx - ax) / aw, (gy - ay) / ah, log(gw / aw), log(gh / ah))`` with centres ``x, y``.
+
+    Args:
+        anchors: ``(..., 4)`` float ``(x1, y1, x2, y2)`` anchors with positive size.
+        gt_boxes: ``(..., 4)`` float ``(x1, y1, x2, y2)`` boxes with positive size.
+        xp: ``numpy`` or ``keras.ops``.
+
+    Returns:
+        ``(..., 4)`` float32 deltas; :func:`bbox_transform_inv_centre_size` inverts them.
+    """
+    if xp is np:
+        anchors = np.asarray(anchors, dtype=np.float32)
+        gt_boxes = np.asarray(gt_boxes, dtype=np.float32)
+    aw = anchors[..., 2] - anchors[..., 0]
+    ah = anchors[..., 3] - anchors[..., 1]
+    gw = gt_boxes[..., 2] - gt_boxes[..., 0]
+    gh = gt_boxes[..., 3] - gt_boxes[..., 1]
+    return xp.stack(
+        [
+            (gt_boxes[..., 0] + 0.5 * gw - (anchors[..., 0] + 0.5 * aw)) / aw,
+            (gt_boxes[..., 1] + 0.5 * gh - (anchors[..., 1] + 0.5 * ah)) / ah,
+            xp.log(gw / aw),
+            xp.log(gh / ah),
+        ],
+        axis=-1,
+    )
+
+
+def bbox_transform_inv_centre_size(anchors: Any, deltas: Any, xp: Any = np) -> Any:
+    """Apply centre/size ``deltas`` to ``anchors``, with the size deltas clamped at
+    :data:`CENTRE_SIZE_CLAMP`, in torchvision's order of operations.
+
+    Args:
+        anchors: ``(..., 4)`` float ``(x1, y1, x2, y2)`` anchors.
+        deltas: ``(..., 4)`` ``(dx, dy, dw, dh)``, broadcastable to ``anchors``.
+        xp: ``numpy`` or ``keras.ops``.
+
+    Returns:
+        ``(..., 4)`` float ``(x1, y1, x2, y2)`` boxes.
+    """
+    if xp is np:
+        anchors = np.asarray(anchors, dtype=np.float32)
+        deltas = np.asarray(deltas, dtype=np.float32)
+    widths = anchors[..., 2] - anchors[..., 0]
+    heights = anchors[..., 3] - anchors[..., 1]
+    centre_x = anchors[..., 0] + 0.5 * widths
+    centre_y = anchors[..., 1] + 0.5 * heights
+    pred_x = deltas[..., 0] * widths + centre_x
+    pred_y = deltas[..., 1] * heights + centre_y
+    half_w = 0.5 * (xp.exp(xp.minimum(deltas[..., 2], CENTRE_SIZE_CLAMP)) * widths)
+    half_h = 0.5 * (xp.exp(xp.minimum(deltas[..., 3], CENTRE_SIZE_CLAMP)) * heights)
+    return xp.stack([pred_x - half_w, pred_y - half_h, pred_x + half_w, pred_y + half_h], axis=-1)
 
 
 def clip_boxes(boxes: Any, height: Any, width: Any, xp: Any = np) -> Any:

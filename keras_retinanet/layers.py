@@ -27,6 +27,7 @@ __all__ = [
     "Anchors",
     "ClipBoxes",
     "FilterDetections",
+    "NormalizeInput",
     "RegressBoxes",
     "UpsampleLike",
     "greedy_nms_mask",
@@ -71,8 +72,11 @@ class Anchors(keras.layers.Layer):
         stride: feature-map stride in pixels.
         ratios: aspect ratios ``h / w``.
         scales: multipliers of ``size``.
+        rule: the model variant's anchor rule: ``"centred"`` or ``"torchvision"`` (whose
+            stride is ``input_size // feature_size``, so the layer needs the input too).
 
-    Call: ``Anchors(...)(features)`` with ``features`` ``(B, H, W, C)``; returns
+    Call: ``Anchors(...)(features)``, or ``Anchors(rule="torchvision")([features, image])``,
+    with ``features`` ``(B, H, W, C)`` and ``image`` the network input; returns
     ``(B, H * W * A, 4)`` float32 ``(x1, y1, x2, y2)``.
     """
 
@@ -82,6 +86,7 @@ class Anchors(keras.layers.Layer):
         stride: int,
         ratios: Sequence[float] = anchors_lib.AnchorParameters.ratios,
         scales: Sequence[float] = anchors_lib.AnchorParameters.scales,
+        rule: str = "centred",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -89,16 +94,32 @@ class Anchors(keras.layers.Layer):
         self.stride = int(stride)
         self.ratios = [float(r) for r in ratios]
         self.scales = [float(s) for s in scales]
+        self.rule = str(rule)
         self.num_anchors = len(self.ratios) * len(self.scales)
-        self._base_anchors = anchors_lib.generate_anchors(self.size, self.ratios, self.scales)
+        self._base_anchors = anchors_lib.base_anchors(
+            self.size, self.ratios, self.scales, self.rule
+        )
 
-    def call(self, features: Any) -> Any:
+    def call(self, inputs: Any) -> Any:
+        features, image = inputs if isinstance(inputs, (list, tuple)) else (inputs, None)
         shape = ops.shape(features)
-        level_anchors = anchors_lib.shift(shape[1:3], self.stride, self._base_anchors, xp=ops)
+        if self.rule == "torchvision":
+            image_shape = ops.shape(image)
+            strides = anchors_lib.level_strides(
+                image_shape[1:3], shape[1:3], self.stride, "torchvision"
+            )
+            offset = 0.0
+        else:
+            strides, offset = self.stride, 0.5
+        level_anchors = anchors_lib.shift(
+            shape[1:3], strides, self._base_anchors, xp=ops, offset=offset
+        )
         level_anchors = ops.expand_dims(level_anchors, axis=0)
         return ops.tile(level_anchors, (shape[0], 1, 1))
 
-    def compute_output_shape(self, input_shape: Sequence[int | None]) -> tuple:
+    def compute_output_shape(self, input_shape: Any) -> tuple:
+        if isinstance(input_shape, list) or isinstance(input_shape[0], (tuple, list)):
+            input_shape = input_shape[0]
         height, width = input_shape[1], input_shape[2]
         count = None if height is None or width is None else height * width * self.num_anchors
         return (input_shape[0], count, 4)
@@ -106,7 +127,13 @@ class Anchors(keras.layers.Layer):
     def get_config(self) -> dict:
         config = super().get_config()
         config.update(
-            {"size": self.size, "stride": self.stride, "ratios": self.ratios, "scales": self.scales}
+            {
+                "size": self.size,
+                "stride": self.stride,
+                "ratios": self.ratios,
+                "scales": self.scales,
+                "rule": self.rule,
+            }
         )
         return config
 
@@ -118,6 +145,9 @@ class RegressBoxes(keras.layers.Layer):
     Args:
         mean: mean of the regression targets (scalar or 4 values).
         std: std of the regression targets (scalar or 4 values).
+        coder: ``"corners"`` (:func:`~keras_retinanet.boxes.bbox_transform_inv` with
+            ``mean``/``std``) or ``"centre_size"`` (torchvision's,
+            :func:`~keras_retinanet.boxes.bbox_transform_inv_centre_size`; ignores them).
 
     Call: ``RegressBoxes()([anchors, regression])`` with both ``(B, N, 4)``; returns
     ``(B, N, 4)`` float32 ``(x1, y1, x2, y2)`` boxes.
@@ -127,15 +157,19 @@ class RegressBoxes(keras.layers.Layer):
         self,
         mean: float | Sequence[float] = boxes_lib.DEFAULT_MEAN,
         std: float | Sequence[float] = boxes_lib.DEFAULT_STD,
+        coder: str = "corners",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.coder = str(coder)
         self.mean = [float(m) for m in np.broadcast_to(np.asarray(mean, dtype=float), (4,))]
         self.std = [float(s) for s in np.broadcast_to(np.asarray(std, dtype=float), (4,))]
 
     def call(self, inputs: Sequence[Any]) -> Any:
         anchors, regression = inputs
         regression = ops.cast(regression, "float32")
+        if self.coder == "centre_size":
+            return boxes_lib.bbox_transform_inv_centre_size(anchors, regression, xp=ops)
         return boxes_lib.bbox_transform_inv(anchors, regression, self.mean, self.std, xp=ops)
 
     def compute_output_shape(self, input_shape: Sequence[Sequence[int | None]]) -> tuple:
@@ -143,28 +177,79 @@ class RegressBoxes(keras.layers.Layer):
 
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update({"mean": self.mean, "std": self.std})
+        config.update({"mean": self.mean, "std": self.std, "coder": self.coder})
         return config
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class ClipBoxes(keras.layers.Layer):
-    """Clip boxes to the network input's ``[0, W] x [0, H]``.
+    """Clip boxes to the network input's ``[0, W] x [0, H]`` (or ``[0, W - 1] x [0, H - 1]``
+    with ``clip="size_minus_one"``, as fizyr).
 
     Call: ``ClipBoxes()([image, boxes])`` with ``image`` ``(B, H, W, C)`` and ``boxes``
     ``(B, N, 4)``; returns ``(B, N, 4)``.
     """
 
+    def __init__(self, clip: str = "size", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.clip = str(clip)
+
     def call(self, inputs: Sequence[Any]) -> Any:
         image, boxes = inputs
         shape = ops.shape(image)
-        height = ops.cast(shape[1], boxes.dtype)
-        width = ops.cast(shape[2], boxes.dtype)
+        margin = 1 if self.clip == "size_minus_one" else 0
+        height = ops.cast(shape[1] - margin, boxes.dtype)
+        width = ops.cast(shape[2] - margin, boxes.dtype)
         return boxes_lib.clip_boxes(boxes, height, width, xp=ops)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update({"clip": self.clip})
+        return config
 
     def compute_output_shape(self, input_shape: Sequence[Sequence[int | None]]) -> tuple:
         return tuple(input_shape[1])
 
+
+# torchvision's input: RGB in [0, 1], normalised by ImageNet's mean and std.
+TORCH_MEAN_RGB = (0.485, 0.456, 0.406)
+TORCH_STD_RGB = (0.229, 0.224, 0.225)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class NormalizeInput(keras.layers.Layer):
+    """Map this package's caffe-style input (BGR minus the ImageNet mean, 0-255) to the input
+    normalisation a model variant was trained with.
+
+    Args:
+        mode: ``"torch"``: RGB / 255, minus :data:`TORCH_MEAN_RGB`, over :data:`TORCH_STD_RGB`.
+
+    Call: ``(B, H, W, 3)`` float caffe-style images; returns ``(B, H, W, 3)``. A pixel of the
+    batch padding (0, the mean colour in caffe terms) maps to the mean colour here too, not to
+    PyTorch's 0 padding; inputs that need no padding are computed exactly as the source does.
+    """
+
+    def __init__(self, mode: str = "torch", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if mode != "torch":
+            raise ValueError(f"NormalizeInput mode must be 'torch', got {mode!r}")
+        self.mode = mode
+
+    def call(self, images: Any) -> Any:
+        from keras_retinanet.preprocessing.image import CAFFE_MEAN_BGR
+
+        rgb = ops.flip(images + ops.convert_to_tensor(CAFFE_MEAN_BGR, images.dtype), axis=-1)
+        mean = ops.convert_to_tensor(TORCH_MEAN_RGB, images.dtype)
+        std = ops.convert_to_tensor(TORCH_STD_RGB, images.dtype)
+        return (rgb / 255.0 - mean) / std
+
+    def compute_output_shape(self, input_shape: Sequence[int | None]) -> tuple:
+        return tuple(input_shape)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update({"mode": self.mode})
+        return config
 
 
 def prior_bias(probability: float) -> float:

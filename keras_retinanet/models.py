@@ -22,6 +22,12 @@ from keras_retinanet import layers as layers_lib
 from keras_retinanet import losses as _losses  # noqa: F401  (registers what snapshots compile)
 from keras_retinanet.anchors import AnchorParameters
 from keras_retinanet.boxes import DEFAULT_MEAN, DEFAULT_STD
+from keras_retinanet.pyramid import (  # noqa: F401  (re-exported)
+    classification_subnet,
+    feature_pyramid,
+    regression_subnet,
+)
+from keras_retinanet.resnet import resnet_features
 from keras_retinanet.saving import (  # noqa: F401  (re-exported)
     METADATA_KEY,
     _check_model_path,
@@ -29,107 +35,9 @@ from keras_retinanet.saving import (  # noqa: F401  (re-exported)
     save_model,
     write_metadata,
 )
+from keras_retinanet.variants import ModelVariant, get_variant, variant_from_metadata
 
 _SUPPORTED_LEVELS = (3, 4, 5, 6, 7)
-
-
-def _conv(filters: int, name: str, strides: int = 1, kernel_size: int = 3, **kwargs: Any) -> Any:
-    return keras.layers.Conv2D(
-        filters, kernel_size, strides=strides, padding="same", name=name, **kwargs
-    )
-
-
-def _subnet_trunk(x: Any, feature_size: int, prefix: str) -> Any:
-    """The four 3x3 conv + ReLU layers that both subnets start with (``{prefix}_0..3``)."""
-    for i in range(4):
-        x = _conv(
-            feature_size,
-            f"{prefix}_{i}",
-            activation="relu",
-            kernel_initializer=keras.initializers.RandomNormal(mean=0.0, stddev=0.01),
-            bias_initializer="zeros",
-        )(x)
-    return x
-
-
-def classification_subnet(
-    num_classes: int,
-    num_anchors: int,
-    pyramid_feature_size: int = 256,
-    feature_size: int = 256,
-    prior_probability: float = 0.01,  # Lin et al. 2017, sec. 4.1: stable start with focal loss
-    name: str = "classification_submodel",
-) -> keras.Model:
-    """Four 3x3 convs + ReLU, then a 3x3 conv to ``K * A`` with a sigmoid.
-
-    Returns a model mapping ``(B, H, W, pyramid_feature_size)`` to ``(B, H * W * A, K)``
-    probabilities (float32 also under mixed precision).
-    """
-    inputs = keras.Input(shape=(None, None, pyramid_feature_size))
-    x = _subnet_trunk(inputs, feature_size, "pyramid_classification")
-    x = _conv(
-        num_classes * num_anchors,
-        "pyramid_classification",
-        kernel_initializer=keras.initializers.RandomNormal(mean=0.0, stddev=0.01),
-        bias_initializer=keras.initializers.Constant(layers_lib.prior_bias(prior_probability)),
-    )(x)
-    x = keras.layers.Reshape((-1, num_classes), name="pyramid_classification_reshape")(x)
-    x = keras.layers.Activation("sigmoid", dtype="float32", name="pyramid_classification_sigmoid")(
-        x
-    )
-    return keras.Model(inputs=inputs, outputs=x, name=name)
-
-
-def regression_subnet(
-    num_values: int,
-    num_anchors: int,
-    pyramid_feature_size: int = 256,
-    feature_size: int = 256,
-    name: str = "regression_submodel",
-) -> keras.Model:
-    """Four 3x3 convs + ReLU, then a 3x3 conv to ``4 * A``.
-
-    Returns a model mapping ``(B, H, W, pyramid_feature_size)`` to ``(B, H * W * A, 4)``
-    float32 deltas.
-    """
-    inputs = keras.Input(shape=(None, None, pyramid_feature_size))
-    x = _subnet_trunk(inputs, feature_size, "pyramid_regression")
-    x = _conv(
-        num_values * num_anchors,
-        "pyramid_regression",
-        kernel_initializer=keras.initializers.RandomNormal(mean=0.0, stddev=0.01),
-        bias_initializer="zeros",
-    )(x)
-    x = keras.layers.Reshape((-1, num_values), name="pyramid_regression_reshape")(x)
-    x = keras.layers.Activation("linear", dtype="float32", name="pyramid_regression_float32")(x)
-    return keras.Model(inputs=inputs, outputs=x, name=name)
-
-
-def feature_pyramid(c3: Any, c4: Any, c5: Any, feature_size: int = 256) -> dict[int, Any]:
-    """FPN of Lin et al. 2017: P3..P5 top-down from C3..C5, P6 on C5, P7 on ReLU(P6).
-
-    Returns:
-        ``{level: feature map}`` for levels 3..7, each with ``feature_size`` channels; the map
-        of level l has size ``ceil(H / 2**l)``.
-    """
-    p5 = _conv(feature_size, "C5_reduced", kernel_size=1)(c5)
-    p5_upsampled = layers_lib.UpsampleLike(name="P5_upsampled")([p5, c4])
-    p5 = _conv(feature_size, "P5")(p5)
-
-    p4 = _conv(feature_size, "C4_reduced", kernel_size=1)(c4)
-    p4 = keras.layers.Add(name="P4_merged")([p5_upsampled, p4])
-    p4_upsampled = layers_lib.UpsampleLike(name="P4_upsampled")([p4, c3])
-    p4 = _conv(feature_size, "P4")(p4)
-
-    p3 = _conv(feature_size, "C3_reduced", kernel_size=1)(c3)
-    p3 = keras.layers.Add(name="P3_merged")([p4_upsampled, p3])
-    p3 = _conv(feature_size, "P3")(p3)
-
-    # P6 from C5 rather than P5, as in the RetinaNet paper (sec. 4, footnote 2).
-    p6 = _conv(feature_size, "P6", strides=2)(c5)
-    p7 = keras.layers.Activation("relu", name="C6_relu")(p6)
-    p7 = _conv(feature_size, "P7", strides=2)(p7)
-    return {3: p3, 4: p4, 5: p5, 6: p6, 7: p7}
 
 
 def retinanet_model(
@@ -144,6 +52,7 @@ def retinanet_model(
     prior_probability: float = 0.01,
     freeze_batch_norm: bool | None = None,
     name: str = "retinanet",
+    variant: str | ModelVariant | None = None,
 ) -> keras.Model:
     """The RetinaNet training model.
 
@@ -164,6 +73,10 @@ def retinanet_model(
             loading pretrained weights, trained when starting from random weights, where frozen
             statistics (mean 0, variance 1) would leave the 50-layer ResNet unnormalised.
         name: model name.
+        variant: the architecture, a name in :data:`keras_retinanet.variants.VARIANTS` (None:
+            this package's own). Variants other than the default build their ResNet with
+            :mod:`keras_retinanet.resnet` and take ``weights`` None only (their weights come
+            from a converter, :mod:`keras_retinanet.convert`).
 
     Returns:
         A ``keras.Model`` from ``(B, H, W, 3)`` caffe-preprocessed BGR images to
@@ -183,20 +96,30 @@ def retinanet_model(
             f"anchor strides {params.strides} give pyramid levels {levels}; this model has "
             f"levels {_SUPPORTED_LEVELS} (strides 8..128)"
         )
+    variant = get_variant(variant)
     if freeze_batch_norm is None:
         freeze_batch_norm = backbones_lib.resolve_weights(weights) is not None
     inputs = keras.Input(shape=(None, None, 3), name="image")
-    c3, c4, c5 = backbones_lib.backbone_features(
-        inputs,
-        backbone=backbone,
-        weights=weights,
-        freeze_backbone=freeze_backbone,
-        freeze_batch_norm=freeze_batch_norm,
-    )
-    pyramid = feature_pyramid(c3, c4, c5, feature_size=pyramid_feature_size)
+    if variant.backbone == "applications":
+        c3, c4, c5 = backbones_lib.backbone_features(
+            inputs,
+            backbone=backbone,
+            weights=weights,
+            freeze_backbone=freeze_backbone,
+            freeze_batch_norm=freeze_batch_norm,
+        )
+    else:
+        c3, c4, c5 = _variant_backbone(
+            inputs, backbone, weights, variant, freeze_backbone, freeze_batch_norm
+        )
+    pyramid = feature_pyramid(c3, c4, c5, feature_size=pyramid_feature_size, variant=variant)
     num_anchors = params.num_anchors
     regression_model = regression_subnet(
-        4, num_anchors, pyramid_feature_size, regression_feature_size
+        4,
+        num_anchors,
+        pyramid_feature_size,
+        regression_feature_size,
+        head_norm=variant.head_norm,
     )
     classification_model = classification_subnet(
         int(num_classes),
@@ -204,6 +127,7 @@ def retinanet_model(
         pyramid_feature_size,
         classification_feature_size,
         prior_probability,
+        head_norm=variant.head_norm,
     )
     features = [pyramid[level] for level in levels]
     regression = keras.layers.Concatenate(axis=1, name="regression")(
@@ -213,6 +137,33 @@ def retinanet_model(
         [classification_model(f) for f in features]
     )
     return keras.Model(inputs=inputs, outputs=[regression, classification], name=name)
+
+
+def _variant_backbone(
+    inputs: Any,
+    backbone: str,
+    weights: str | None,
+    variant: ModelVariant,
+    freeze_backbone: bool,
+    freeze_batch_norm: bool,
+) -> tuple[Any, Any, Any]:
+    """C3..C5 of a variant's own ResNet, after the variant's input normalisation."""
+    if backbones_lib.resolve_weights(weights) is not None:
+        raise ValueError(
+            f"model variant {variant.name!r} takes no backbone weights ({weights!r}); its "
+            "weights come from a converted snapshot (retinanet-convert --from ...)"
+        )
+    name = backbones_lib.validate_backbone(backbone)
+    x = inputs
+    if variant.input_normalisation != "caffe":
+        x = layers_lib.NormalizeInput(variant.input_normalisation, name="normalize_input")(x)
+    c3, c4, c5 = resnet_features(x, name, variant)
+    for layer in keras.Model(inputs, c5).layers:
+        if freeze_backbone or (
+            freeze_batch_norm and isinstance(layer, keras.layers.BatchNormalization)
+        ):
+            layer.trainable = False
+    return c3, c4, c5
 
 
 def is_inference_model(model: keras.Model) -> bool:
@@ -232,8 +183,9 @@ def retinanet_box(
     regression_mean: Any = DEFAULT_MEAN,
     regression_std: Any = DEFAULT_STD,
     name: str = "retinanet_box",
-    pre_nms_top_k_per_level: int | None = 1000,  # Lin et al. 2017, sec. 4.1: 1000 per level
+    pre_nms_top_k_per_level: int | None | str = "auto",
     jit_compile: bool | str = "auto",
+    variant: str | ModelVariant | None = None,
 ) -> keras.Model:
     """Wrap a training model with anchors, box decoding, clipping and detection filtering.
 
@@ -242,7 +194,9 @@ def retinanet_box(
         nms, class_specific_filter, nms_threshold, score_threshold, max_detections,
             pre_nms_top_k, pre_nms_top_k_per_level: see
             :class:`keras_retinanet.layers.FilterDetections`; with ``pre_nms_top_k_per_level``
-            the per-level anchors are passed to it as its level inputs.
+            the per-level anchors are passed to it as its level inputs. Its ``"auto"``
+            default is the variant's: 1000 per level (Lin et al. 2017, sec. 4.1), none for
+            fizyr's.
         anchor_parameters: the anchors the model was trained with.
         regression_mean, regression_std: the regression target normalisation used in training.
         name: model name.
@@ -251,6 +205,9 @@ def retinanet_box(
             slower, see ``benchmarks/README.md``), True or False forces it. XLA compiles
             once per input shape, so pad inputs to a few sizes
             (:func:`keras_retinanet.inference.prepare_batch` does). Not saved with the model.
+        variant: the model variant ``model`` was built as (its anchor rule, box coder and
+            clipping); None: this package's own. Snapshots record it (``"variant"``), and
+            :func:`load_model` passes it.
 
     Returns:
         A ``keras.Model`` from ``(B, H, W, 3)`` preprocessed images to ``boxes`` ``(B, D, 4)``
@@ -264,6 +221,9 @@ def retinanet_box(
     if is_inference_model(model):
         raise ValueError("retinanet_box() got an inference model; pass the training model")
     params = anchor_parameters or AnchorParameters()
+    variant = get_variant(variant)
+    if pre_nms_top_k_per_level == "auto":
+        pre_nms_top_k_per_level = variant.pre_nms_top_k_per_level
     regression_head = model.get_layer("regression_submodel")
     head_anchors = regression_head.get_layer("pyramid_regression").filters // 4
     if head_anchors != params.num_anchors:
@@ -279,16 +239,19 @@ def retinanet_box(
             stride=stride,
             ratios=params.ratios,
             scales=params.scales,
+            rule=variant.anchor_rule,
             name=f"anchors_{i}",
-        )(feature)
+        )([feature, model.inputs[0]] if variant.anchor_rule == "torchvision" else feature)
         for i, (size, stride, feature) in enumerate(zip(params.sizes, params.strides, features))
     ]
     anchors = keras.layers.Concatenate(axis=1, name="anchors")(level_anchors)
     regression, classification = model.outputs[0], model.outputs[1]
-    boxes = layers_lib.RegressBoxes(mean=regression_mean, std=regression_std, name="boxes")(
-        [anchors, regression]
+    boxes = layers_lib.RegressBoxes(
+        mean=regression_mean, std=regression_std, coder=variant.box_coder, name="boxes"
+    )([anchors, regression])
+    boxes = layers_lib.ClipBoxes(clip=variant.clip, name="clipped_boxes")(
+        [model.inputs[0], boxes]
     )
-    boxes = layers_lib.ClipBoxes(name="clipped_boxes")([model.inputs[0], boxes])
     # The per-level anchors tell FilterDetections where each level's rows start; only the
     # per-level selection needs them, so the default graph keeps the two-input call.
     level_inputs = level_anchors if pre_nms_top_k_per_level is not None else []
@@ -335,8 +298,10 @@ def load_model(
         raise FileNotFoundError(f"model file not found: {path}")
     model = keras.saving.load_model(path, compile=compile)
     if convert and not is_inference_model(model):
+        metadata = read_metadata(path)
         if anchor_parameters is None:
-            recorded = read_metadata(path).get("anchor_parameters")
+            recorded = metadata.get("anchor_parameters")
             anchor_parameters = AnchorParameters.from_dict(recorded) if recorded else None
+        filter_kwargs.setdefault("variant", variant_from_metadata(metadata))
         model = retinanet_box(model, anchor_parameters=anchor_parameters, **filter_kwargs)
     return model

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from keras import ops
 
+from keras_retinanet.anchor_config import read_anchor_parameters
 from keras_retinanet.anchors import (
     IGNORE,
     NEGATIVE,
@@ -18,7 +19,6 @@ from keras_retinanet.anchors import (
     feature_shape,
     generate_anchors,
     num_anchors_for_shape,
-    read_anchor_parameters,
     shift,
 )
 from keras_retinanet.boxes import bbox_transform_inv, compute_overlap

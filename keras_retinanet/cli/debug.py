@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _settings(args: argparse.Namespace) -> tuple:
     """Anchor parameters and image sizes from --config/--snapshot/--image-*-side."""
-    from keras_retinanet.anchors import AnchorParameters, read_anchor_parameters
+    from keras_retinanet.anchor_config import read_anchor_parameters
+    from keras_retinanet.anchors import AnchorParameters
 
     params, min_side, max_side = None, 800, 1333
     if args.snapshot:

@@ -235,7 +235,7 @@ def dataset_record(args: argparse.Namespace) -> dict:
 
 
 def config_from_args(args: argparse.Namespace):
-    from keras_retinanet.anchors import read_anchor_parameters
+    from keras_retinanet.anchor_config import read_anchor_parameters
     from keras_retinanet.training import TrainConfig
 
     distribute = args.distribute

@@ -89,6 +89,7 @@ class Evaluate(keras.callbacks.Callback):
             anchor_parameters=anchor_parameters,
             score_threshold=self.score_threshold,
             max_detections=self.max_detections,
+            variant=getattr(self.generator, "variant", None),
         )
         if multi_worker.active_strategy() is not None:
             # The strategy's predict_on_batch would gather every worker's batch into one.

@@ -37,6 +37,7 @@ from keras_retinanet.preprocessing.image import (
     resize_image,
 )
 from keras_retinanet.preprocessing.transform import filter_boxes, seed_for
+from keras_retinanet.variants import get_variant
 
 GROUP_METHODS = ("none", "random", "ratio")
 
@@ -84,6 +85,8 @@ class Generator(DetectionDataset, keras.utils.PyDataset):
             ``count``, as worker ``index`` of ``count`` does in multi-machine training, so
             that the workers read disjoint parts of the dataset and together all of it.
             :meth:`size` and the per-image methods still cover the whole dataset.
+        variant: the model variant the targets are for (its anchor rule and box coder);
+            None: this package's own.
     """
 
     def __init__(
@@ -104,6 +107,7 @@ class Generator(DetectionDataset, keras.utils.PyDataset):
         max_queue_size: int = 10,
         full_batches: bool = False,
         shard: tuple[int, int] | None = None,
+        variant: Any = None,
     ) -> None:
         super().__init__(
             workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size
@@ -124,6 +128,7 @@ class Generator(DetectionDataset, keras.utils.PyDataset):
         self.image_max_side = image_max_side
         self.transform = transform
         self.anchor_parameters = anchor_parameters or AnchorParameters()
+        self.variant = get_variant(variant)
         self.pad_multiple = int(pad_multiple) if pad_multiple else 1
         self.seed = seed
         self.skip_bad_images = bool(skip_bad_images)
@@ -300,8 +305,16 @@ class Generator(DetectionDataset, keras.utils.PyDataset):
             ``regression`` ``(B, N, 5)`` and ``classification`` ``(B, N, K + 1)`` float32, the
             last column of each the anchor state (-1 ignore, 0 negative, 1 positive).
         """
-        anchors = anchors_for_shape(self.padded_shape(image_group), self.anchor_parameters)
-        return anchor_targets_bbox(anchors, image_group, annotations_group, self.num_classes())
+        anchors = anchors_for_shape(
+            self.padded_shape(image_group), self.anchor_parameters, self.variant.anchor_rule
+        )
+        return anchor_targets_bbox(
+            anchors,
+            image_group,
+            annotations_group,
+            self.num_classes(),
+            coder=self.variant.box_coder,
+        )
 
     def compute_input_output(
         self, group: Sequence[int]

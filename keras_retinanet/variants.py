@@ -1,0 +1,189 @@
+"""Named model variants: every architectural choice in which other RetinaNets differ from ours.
+
+A variant is one frozen :class:`ModelVariant`. The builders (:func:`keras_retinanet.models.
+retinanet_model`, :func:`keras_retinanet.models.retinanet_box`, the data loader's anchors and
+box targets) read it; none of them grows a keyword argument per quirk. The variant's name is
+stored in a snapshot's metadata (``"variant"``), so a file rebuilds its own model, as
+KerasHub's presets and detectron2's configs do.
+
+The variants, each checked against its source's code (``tests/test_convert_*.py`` compare the
+outputs with the real packages):
+
+- ``"retinanet"``: this package's own (keras.applications ResNet, fizyr's FPN, corner box
+  coding, anchors centred on cells). The default.
+- ``"fizyr"``: fizyr keras-retinanet 1.0.0 with keras-resnet 0.1.0, the published COCO
+  snapshot's code: keras-resnet's stem pools with ``padding="same"`` (keras.applications pads
+  1 then pools, so on even sizes its windows sit one pixel earlier), BatchNormalization
+  epsilon 1e-5 (keras.applications: 1.001e-5), convolutions without bias, boxes clipped to
+  ``[0, W - 1]``, and no per-level pre-NMS budget.
+- ``"torchvision_v1"`` / ``"torchvision_v2"``: ``retinanet_resnet50_fpn`` and
+  ``retinanet_resnet50_fpn_v2``: ResNet v1.5 (stride in the 3x3 convolution), symmetric
+  zero padding everywhere (TensorFlow's ``"same"`` pads stride-2 convolutions only after),
+  P6 from P5 (v1) or C5 (v2), GroupNorm(32) in v2's heads, centre/log-size box coding with
+  weights (1, 1, 1, 1) and size deltas clamped at log(1000 / 16), anchors with rounded
+  corners centred at ``i * stride`` where the stride is ``padded_size // feature_size``,
+  integer anchor sizes (32, 40, 50 on P3), and RGB / 255 input normalised by ImageNet's
+  mean and std (a layer inside the model maps this package's caffe-style input to it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+# keras.applications' ResNets; keras-resnet and torchvision use PyTorch's default 1e-5.
+APPLICATIONS_BN_EPSILON = 1.001e-5
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelVariant:
+    """One RetinaNet architecture. Field values are strings so a variant reads as a config.
+
+    Attributes:
+        name: the key in :data:`VARIANTS`.
+        backbone: ``"applications"`` (keras.applications' ResNets, weights by name) or
+            ``"resnet"`` (:mod:`keras_retinanet.resnet`, every padding explicit).
+        stem_pool: ``"pad"`` (zero-pad 1, 3x3/2 max pool) or ``"same"`` (TensorFlow's
+            ``"same"`` max pool: on an even size it pads only after).
+        stride_in: where a bottleneck's stride sits: ``"1x1"`` (ResNet v1, keras-resnet,
+            keras.applications) or ``"3x3"`` (ResNet v1.5, torchvision).
+        bn_epsilon: the backbone BatchNormalization's epsilon.
+        p6_from: ``"C5"`` (RetinaNet paper, fizyr, torchvision v2) or ``"P5"`` (torchvision v1).
+        pyramid_padding: stride-2 convs of P6/P7: ``"same"`` or ``"symmetric"`` (pad 1 on
+            every side, as PyTorch's ``padding=1``).
+        head_norm: ``"none"`` or ``"group_norm"`` (GroupNorm(32) after each hidden conv of
+            both heads, whose convs then have no bias).
+        box_coder: ``"corners"`` (fizyr: corner offsets over the anchor size, normalised by
+            std 0.2) or ``"centre_size"`` (torchvision: centre offsets over the anchor size and
+            log size ratios, size deltas clamped at log(1000 / 16)).
+        anchor_rule: ``"centred"`` (cell ``(i, j)`` centred at ``(j + 0.5) * stride``) or
+            ``"torchvision"`` (corners rounded, centred at ``j * stride`` with the stride
+            ``input_size // feature_size`` per axis, sizes truncated to integers).
+        input_normalisation: ``"caffe"`` (BGR minus the ImageNet mean, what this package's
+            loaders produce) or ``"torch"`` (RGB / 255, minus mean, over std), applied by a
+            layer at the model's input, so every model takes caffe-style input.
+        clip: ``"size"`` (boxes clipped to ``[0, W]``) or ``"size_minus_one"`` (``[0, W-1]``).
+        pre_nms_top_k_per_level: the default per-level candidate budget of the inference
+            model (None: none, as fizyr).
+    """
+
+    name: str
+    backbone: str = "applications"
+    stem_pool: str = "pad"
+    stride_in: str = "1x1"
+    bn_epsilon: float = APPLICATIONS_BN_EPSILON
+    p6_from: str = "C5"
+    pyramid_padding: str = "same"
+    head_norm: str = "none"
+    box_coder: str = "corners"
+    anchor_rule: str = "centred"
+    input_normalisation: str = "caffe"
+    clip: str = "size"
+    pre_nms_top_k_per_level: int | None = 1000  # Lin et al. 2017, sec. 4.1
+
+    def __post_init__(self) -> None:
+        choices = {
+            "backbone": ("applications", "resnet"),
+            "stem_pool": ("pad", "same"),
+            "stride_in": ("1x1", "3x3"),
+            "p6_from": ("C5", "P5"),
+            "pyramid_padding": ("same", "symmetric"),
+            "head_norm": ("none", "group_norm"),
+            "box_coder": ("corners", "centre_size"),
+            "anchor_rule": ("centred", "torchvision"),
+            "input_normalisation": ("caffe", "torch"),
+            "clip": ("size", "size_minus_one"),
+        }
+        for field, allowed in choices.items():
+            if getattr(self, field) not in allowed:
+                raise ValueError(
+                    f"model variant {self.name!r}: {field} must be one of {allowed}, "
+                    f"got {getattr(self, field)!r}"
+                )
+        if self.backbone == "applications" and (
+            self.stem_pool != "pad" or self.stride_in != "1x1"
+        ):
+            raise ValueError(
+                f"model variant {self.name!r}: keras.applications' ResNet has a padded stem "
+                "pool and its stride in the 1x1 conv; use backbone='resnet' for others"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python form for snapshot metadata."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, config: dict[str, Any]) -> ModelVariant:
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            ValueError: an unknown field (the message lists the known ones).
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(config) - known
+        if unknown:
+            raise ValueError(
+                f"unknown model variant field(s) {sorted(unknown)}; known: {sorted(known)}"
+            )
+        return cls(**config)
+
+
+DEFAULT = ModelVariant("retinanet")
+
+VARIANTS: dict[str, ModelVariant] = {
+    "retinanet": DEFAULT,
+    "fizyr": ModelVariant(
+        "fizyr",
+        backbone="resnet",
+        stem_pool="same",
+        bn_epsilon=1e-5,
+        clip="size_minus_one",
+        pre_nms_top_k_per_level=None,
+    ),
+    "torchvision_v1": ModelVariant(
+        "torchvision_v1",
+        backbone="resnet",
+        stride_in="3x3",
+        bn_epsilon=1e-5,
+        p6_from="P5",
+        pyramid_padding="symmetric",
+        box_coder="centre_size",
+        anchor_rule="torchvision",
+        input_normalisation="torch",
+    ),
+    "torchvision_v2": ModelVariant(
+        "torchvision_v2",
+        backbone="resnet",
+        stride_in="3x3",
+        bn_epsilon=1e-5,
+        p6_from="C5",
+        pyramid_padding="symmetric",
+        head_norm="group_norm",
+        box_coder="centre_size",
+        anchor_rule="torchvision",
+        input_normalisation="torch",
+    ),
+}
+
+
+def get_variant(variant: str | ModelVariant | dict | None) -> ModelVariant:
+    """A :class:`ModelVariant` from its name, itself, its dict form, or None (the default).
+
+    Raises:
+        ValueError: an unknown name; the message lists the known ones.
+    """
+    if variant is None:
+        return DEFAULT
+    if isinstance(variant, ModelVariant):
+        return variant
+    if isinstance(variant, dict):
+        return ModelVariant.from_dict(variant)
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown model variant {variant!r}; choose one of {sorted(VARIANTS)}")
+    return VARIANTS[variant]
+
+
+def variant_from_metadata(metadata: dict) -> ModelVariant:
+    """The variant a snapshot records (its full dict, so a file keeps working if a named
+    variant's definition changes); snapshots from before variants existed are the default."""
+    return get_variant(metadata.get("variant"))
