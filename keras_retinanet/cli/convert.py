@@ -1,4 +1,5 @@
-"""``retinanet-convert MODEL_IN MODEL_OUT``: training snapshot -> inference model.
+"""``retinanet-convert MODEL_IN MODEL_OUT``: training snapshot -> inference model; with
+``--from fizyr|torchvision``: another project's pretrained RetinaNet -> a snapshot of this package.
 
 The inference model adds anchors, box decoding, clipping and detection filtering (NMS) to the
 training model, so that ``boxes, scores, labels = model.predict(images)``. The filter settings
@@ -9,6 +10,8 @@ Examples::
     retinanet-convert snapshots/resnet50_voc_20.keras inference.keras
     retinanet-convert snapshot.h5 inference.h5 --score-threshold 0.3 --max-detections 100
     retinanet-convert snapshot.keras agnostic.keras --no-class-specific-filter
+    retinanet-convert --from fizyr resnet50_coco_best_v2.1.0.h5 coco_fizyr.keras
+    retinanet-convert --from torchvision retinanet_resnet50_fpn_coco-eeacb38b.pth coco.keras
 """
 
 from __future__ import annotations
@@ -25,8 +28,41 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description="Convert a RetinaNet training snapshot into an inference model "
         "(anchors, box decoding and NMS in the graph).",
     )
-    parser.add_argument("model_in", metavar="MODEL_IN", help="training snapshot (.keras/.h5)")
-    parser.add_argument("model_out", metavar="MODEL_OUT", help="inference model (.keras/.h5)")
+    parser.add_argument(
+        "model_in",
+        metavar="MODEL_IN",
+        help="training snapshot (.keras/.h5), or with --from the source file (.h5/.pth)",
+    )
+    parser.add_argument(
+        "model_out",
+        metavar="MODEL_OUT",
+        help="inference model (.keras/.h5), or with --from the converted training snapshot",
+    )
+    parser.add_argument(
+        "--from",
+        dest="source",
+        choices=("fizyr", "torchvision"),
+        help="convert another project's RetinaNet: a fizyr keras-retinanet ResNet snapshot "
+        "(.h5) or a torchvision retinanet_resnet50_fpn[_v2] state_dict (.pth)",
+    )
+    parser.add_argument(
+        "--arch",
+        choices=("v1", "v2"),
+        default="v1",
+        help="with --from torchvision: retinanet_resnet50_fpn (v1) or _v2 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--classes",
+        help="with --from: class names, one per line (or fizyr's name,id CSV); default: "
+        "COCO's names for a COCO model, else class_0, class_1, ...",
+    )
+    parser.add_argument(
+        "--bn-eps",
+        type=float,
+        default=None,
+        help="with --from torchvision: the BatchNorm epsilon the source ran with (default: 0 "
+        "for v1, as torchvision runs its COCO weights; 1e-5 for v2 and self-trained v1)",
+    )
     parser.add_argument(
         "--no-nms", dest="nms", action="store_false", help="skip non-maximum suppression"
     )
@@ -67,6 +103,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``retinanet-convert``; returns the exit status."""
     args = parse_args(argv)
+    if args.source:
+        return _import(args)
     from keras_retinanet.export import convert_model
 
     try:
@@ -83,6 +121,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"retinanet-convert: error: {e}", file=sys.stderr)
         return 2
     print(f"wrote inference model to {path}")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from keras_retinanet.convert import convert_fizyr, convert_torchvision
+
+    try:
+        if args.source == "fizyr":
+            metadata = convert_fizyr(args.model_in, args.model_out, classes=args.classes)
+        else:
+            metadata = convert_torchvision(
+                args.model_in,
+                args.model_out,
+                arch=args.arch,
+                classes=args.classes,
+                bn_epsilon=args.bn_eps,
+            )
+    except (FileNotFoundError, ValueError) as e:  # ConversionError, PthError
+        print(f"retinanet-convert: error: {e}", file=sys.stderr)
+        return 2
+    print(
+        f"wrote {args.model_out}: {metadata['variant']['name']} {metadata['backbone']}, "
+        f"{metadata['num_classes']} classes, converted in {metadata['seconds']:.1f} s. "
+        f"Try: retinanet-predict {args.model_out} IMAGE"
+    )
     return 0
 
 

@@ -1,0 +1,127 @@
+"""fizyr keras-retinanet snapshots (``.h5``, ResNet50/101/152 with keras-resnet) -> a snapshot
+of this package (variant ``fizyr``).
+
+Reads the weights with h5py only (no fizyr code, no Keras 2): a training or an inference
+snapshot, written by Keras 2 (weights named ``kernel:0``) or by Keras 3 (``kernel``). The FPN
+and head layers have the same names here; the backbone's keras-resnet names map to
+:mod:`keras_retinanet.resnet`'s (``res3b_branch2a`` -> ``layer2_1_conv1``, ``bn3b_branch2a``
+-> ``layer2_1_bn1``; ResNet101/152 number blocks ``b1``, ``b2``...).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+import h5py
+import numpy as np
+
+from keras_retinanet import models
+from keras_retinanet.convert.common import (
+    COCO_CLASSES,
+    ConversionError,
+    class_names,
+    set_layer,
+    snapshot_metadata,
+)
+from keras_retinanet.resnet import DEPTHS
+from keras_retinanet.variants import VARIANTS
+
+_BACKBONE_LAYER = re.compile(r"^(res|bn)(\d)([a-z]|b\d+)_branch(2a|2b|2c|1)$")
+_PART = {"2a": "1", "2b": "2", "2c": "3"}
+# Keras' BatchNormalization weight order.
+_BN_ORDER = ("gamma", "beta", "moving_mean", "moving_variance")
+
+
+def read_h5_weights(path: str) -> dict[str, dict[str, np.ndarray]]:
+    """``{layer name: {weight name: array}}`` of a Keras ``.h5`` model or weights file, with
+    Keras 2's ``:0`` suffix removed; nested submodels' layers are listed by their own names."""
+    weights: dict[str, dict[str, np.ndarray]] = {}
+    with h5py.File(path, "r") as f:
+        root = f["model_weights"] if "model_weights" in f else f
+
+        def visit(name: str, obj: object) -> None:
+            if isinstance(obj, h5py.Dataset):
+                parts = name.split("/")
+                if len(parts) >= 2:
+                    weight = parts[-1].split(":")[0]
+                    weights.setdefault(parts[-2], {})[weight] = np.asarray(obj)
+
+        root.visititems(visit)
+    return weights
+
+
+def _block_index(code: str) -> int:
+    return int(code[1:]) if len(code) > 1 else ord(code) - ord("a")
+
+
+def convert_fizyr(
+    path: str | os.PathLike,
+    output: str | os.PathLike,
+    classes: str | list[str] | None = None,
+) -> dict:
+    """Convert a fizyr keras-retinanet ResNet snapshot into a snapshot of this package.
+
+    Args:
+        path: fizyr's ``.h5`` (training or inference snapshot, e.g. the published
+            ``resnet50_coco_best_v2.1.0.h5``).
+        output: the snapshot to write (``.keras`` or ``.h5``).
+        classes: class names (a list or a file, one per line or fizyr's ``name,id`` CSV);
+            default: COCO's 80 when the model has 80 classes, else ``class_0..``.
+
+    Returns:
+        the snapshot's metadata, with ``"seconds"`` the conversion took.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ConversionError: not a fizyr ResNet RetinaNet snapshot.
+    """
+    start = time.perf_counter()
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"fizyr snapshot not found: {path}")
+    try:
+        source = read_h5_weights(path)
+    except OSError as e:
+        raise ConversionError(f"{path}: not an HDF5 (.h5) Keras file: {e}") from e
+    head = source.get("pyramid_classification", {})
+    if "bias" not in head or "conv1" not in source:
+        raise ConversionError(
+            f"{path}: no pyramid_classification or conv1 layer: not a fizyr ResNet RetinaNet "
+            "snapshot (other backbones, VGG/MobileNet/DenseNet, are not supported)"
+        )
+    num_anchors = 9
+    num_classes = head["bias"].shape[0] // num_anchors
+    stage4 = {m[3] for m in map(_BACKBONE_LAYER.match, source) if m and m[2] == "4"}
+    backbone = next((k for k, v in DEPTHS.items() if v[2] == len(stage4)), None)
+    if backbone is None:
+        raise ConversionError(f"{path}: {len(stage4)} blocks in stage 4 is not a ResNet50/101/152")
+    variant = VARIANTS["fizyr"]
+    names = class_names(classes, num_classes, COCO_CLASSES)
+    model = models.retinanet_model(num_classes, backbone=backbone, weights=None, variant=variant)
+
+    for name, values in source.items():
+        match = _BACKBONE_LAYER.match(name)
+        if match:
+            kind, stage, block, part = match.groups()
+            prefix = f"layer{int(stage) - 1}_{_block_index(block)}"
+            suffix = (
+                "downsample_" + ("conv" if kind == "res" else "bn")
+                if part == "1"
+                else (("conv" if kind == "res" else "bn") + _PART[part])
+            )
+            target = f"{prefix}_{suffix}"
+        elif name == "bn_conv1":
+            target = "bn1"
+        else:
+            target = name
+        if "gamma" in values:
+            ordered = [values[k] for k in _BN_ORDER]
+        else:
+            ordered = [values[k] for k in ("kernel", "bias") if k in values]
+        set_layer(model, target, ordered)
+
+    metadata = snapshot_metadata(names, variant, backbone, {"from": "fizyr", "file": path})
+    models.save_model(model, os.fspath(output), metadata=metadata)
+    return {**metadata, "seconds": time.perf_counter() - start}
