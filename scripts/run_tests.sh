@@ -11,6 +11,19 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1 TF_CPP_MIN_LOG_LEVEL=2 PYTHONUNBUFFERED=1
 
 if [ ! -x .venv/bin/python ]; then "$PYTHON" -m venv .venv; fi
 .venv/bin/pip install -q -e ".[tensorflow,tests]"
+
+# The converters are tested against the real sources: torchvision in a venv of its own (the
+# pinned CPU-capable build lies on local disk), and fizyr keras-retinanet 1.0.0 with
+# keras-resnet 0.1.0 in a --target folder, run on Keras 2 (tf_keras, which tracks TF's version).
+if [ ! -x .venv-torch/bin/python ]; then "$PYTHON" -m venv .venv-torch; fi
+.venv-torch/bin/pip install -q torch==2.14.1 torchvision==0.29.1 numpy
+TF_MINOR=$(.venv/bin/python -c "import tensorflow as tf; print('.'.join(tf.__version__.split('.')[:2]))")
+.venv/bin/pip install -q "tf_keras~=${TF_MINOR}.0"
+if [ ! -d .sources/fizyr/keras_retinanet ]; then
+    .venv/bin/pip install -q --no-deps --target .sources/fizyr keras-retinanet==1.0.0 keras-resnet==0.1.0
+fi
+export KERAS_RETINANET_TORCH_PYTHON="$PWD/.venv-torch/bin/python"
+export KERAS_RETINANET_FIZYR_PATH="$PWD/.sources/fizyr"
 echo "== TensorFlow backend: full suite"
 KERAS_BACKEND=tensorflow .venv/bin/python -m pytest -q -m "not slow" "$@"
 

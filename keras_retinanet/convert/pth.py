@@ -109,6 +109,16 @@ class _Unpickler(pickle.Unpickler):
         return self._storages[key]
 
 
+class _DataOnly(pickle.Unpickler):
+    """Unpickles plain data (numbers, strings, lists, dicts) and refuses every global."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(
+            f"the file refers to {module}.{name}, which a checkpoint "
+            "header does not hold; refusing to load it"
+        )
+
+
 def _read_zip(path: str) -> Any:
     with zipfile.ZipFile(path) as archive:
         names = archive.namelist()
@@ -141,10 +151,10 @@ def _read_legacy(path: str) -> Any:
         if handle.read(1) != b"\x80":
             raise PthError(f"{path}: neither a zip nor a pickle, so not a PyTorch checkpoint")
         handle.seek(0)
-        if pickle.load(handle) != _LEGACY_MAGIC:
+        if _DataOnly(handle).load() != _LEGACY_MAGIC:
             raise PthError(f"{path}: not a PyTorch checkpoint (wrong magic number)")
-        pickle.load(handle)  # protocol version
-        pickle.load(handle)  # system info (byte order, type sizes)
+        _DataOnly(handle).load()  # protocol version
+        _DataOnly(handle).load()  # system info (byte order, type sizes)
         storages: dict[str, tuple[_StorageType, np.ndarray]] = {}
 
         def placeholder(storage_type: _StorageType, key: str, numel: int) -> np.ndarray:
@@ -154,7 +164,7 @@ def _read_legacy(path: str) -> Any:
             return array
 
         state = _Unpickler(handle, placeholder, rebuild=_Deferred).load()
-        for key in pickle.load(handle):
+        for key in _DataOnly(handle).load():
             (count,) = struct.unpack("<q", handle.read(8))
             storage_type, array = storages[str(key)]
             array[:count] = storage_type.decode(handle.read(count * storage_type.itemsize()))

@@ -67,16 +67,19 @@ def randomise(model, image: np.ndarray, rng: np.random.Generator) -> None:
                 new = [rng.normal(0, np.sqrt(1.0 / fan_in), kernel.shape)]
                 new += [rng.normal(0, 0.1, w.shape) for w in weights[1:]]
                 sub.set_weights(new)
-    regression, classification = model.predict_on_batch(image)
-    for submodel, output, scale, bias in (
-        ("classification_submodel", classification, 1.0, -3.5),
-        ("regression_submodel", regression, 0.3, 0.0),
-    ):
-        last = model.get_layer(submodel).get_layer("pyramid_" + submodel.split("_")[0])
-        kernel, old_bias = last.get_weights()
-        values = np.log(output / (1 - output)) if submodel.startswith("class") else output
-        factor = scale / (values - old_bias.mean()).std()
-        last.set_weights([kernel * factor, bias + rng.normal(0, 0.2, old_bias.shape)])
+    for _ in range(2):  # twice: saturated sigmoids make the first estimate of the scale rough
+        regression, classification = model.predict_on_batch(image)
+        for submodel, output, scale, bias in (
+            ("classification_submodel", classification, 1.0, -3.5),
+            ("regression_submodel", regression, 0.3, 0.0),
+        ):
+            last = model.get_layer(submodel).get_layer("pyramid_" + submodel.split("_")[0])
+            kernel, old_bias = last.get_weights()
+            if submodel.startswith("class"):
+                output = np.clip(output, 1e-6, 1 - 1e-6)
+                output = np.log(output / (1 - output))
+            factor = scale / max((output - old_bias.mean()).std(), 1e-6)
+            last.set_weights([kernel * factor, bias + rng.normal(0, 0.2, old_bias.shape)])
 
 
 def main() -> None:
@@ -96,6 +99,7 @@ def main() -> None:
     model.save(os.path.join(args.out, "model.h5"))
     regression, classification = model.predict_on_batch(image)
     inference = models.convert_model(model)
+    inference.save(os.path.join(args.out, "inference.h5"))  # what retinanet-convert-model writes
     boxes, scores, labels = inference.predict_on_batch(image)
     np.savez(
         os.path.join(args.out, "reference.npz"),

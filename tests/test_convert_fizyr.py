@@ -1,0 +1,93 @@
+"""fizyr keras-retinanet snapshots converted here give fizyr's own outputs (the real fizyr
+1.0.0 with keras-resnet 0.1.0 on Keras 2, run by tests/sources/fizyr_reference.py)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import h5py
+import numpy as np
+import pytest
+from sources.common import SOURCES, assert_same_detections, fizyr_path, raccoon_image, run
+
+from keras_retinanet import models
+from keras_retinanet.cli import convert as convert_cli
+from keras_retinanet.convert import COCO_CLASSES, ConversionError, convert_fizyr
+from keras_retinanet.convert.common import class_names
+
+
+def reference(tmp_path, image_npy: str, *args: str) -> tuple[str, dict]:
+    out = tmp_path / "reference"
+    script = os.path.join(SOURCES, "fizyr_reference.py")
+    run([sys.executable, script, image_npy, str(out), *args], env={"PYTHONPATH": fizyr_path()})
+    return str(out), dict(np.load(out / "reference.npz"))
+
+
+def compare(snapshot: str, batch: np.ndarray, ref: dict) -> dict:
+    regression, classification = models.load_model(snapshot).predict_on_batch(batch)
+    np.testing.assert_allclose(regression[0], ref["regression"], atol=1e-4)
+    np.testing.assert_allclose(classification[0], ref["classification"], atol=1e-4)
+    boxes, scores, labels = models.load_model(snapshot, convert=True).predict_on_batch(batch)
+    return assert_same_detections(boxes[0], scores[0], labels[0], ref)
+
+
+@pytest.mark.parametrize(
+    "backbone, height, width",
+    [
+        # Even sizes: keras-resnet's "same" pool1 pads only after, keras.applications' before.
+        ("resnet50", 512, 640),
+        # Odd feature sizes at every level; ResNet101 numbers its blocks b1, b2, ...
+        ("resnet101", 328, 424),
+    ],
+)
+def test_converted_fizyr_model_matches_fizyr(tmp_path, backbone, height, width):
+    image_npy, batch = raccoon_image(tmp_path, height, width)
+    out, ref = reference(tmp_path, image_npy, "--backbone", backbone)
+    snapshot = str(tmp_path / "converted.keras")
+    metadata = convert_fizyr(os.path.join(out, "model.h5"), snapshot)
+    assert metadata["backbone"] == backbone and metadata["num_classes"] == 4
+    assert metadata["variant"]["name"] == "fizyr"
+    worst = compare(snapshot, batch, ref)
+    assert worst["box"] <= 0.5 and worst["score"] <= 1e-4
+    # fizyr's inference snapshot holds the same weights and converts to the same model.
+    from_inference = str(tmp_path / "from_inference.keras")
+    assert (
+        convert_cli.main(["--from", "fizyr", os.path.join(out, "inference.h5"), from_inference])
+        == 0
+    )
+    compare(from_inference, batch, ref)
+
+
+def test_fizyr_file_with_keras3_weight_names_converts_the_same(tmp_path):
+    """Keras 2 names weights ``kernel:0``, Keras 3 ``kernel``: both read."""
+    image_npy, batch = raccoon_image(tmp_path, 256, 320)
+    out, ref = reference(tmp_path, image_npy)
+    renamed = tmp_path / "keras3_names.h5"
+    with h5py.File(os.path.join(out, "model.h5"), "r") as src, h5py.File(renamed, "w") as dst:
+
+        def copy(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                dst.create_dataset(name.replace(":0", ""), data=obj[()])
+
+        src["model_weights"].visititems(copy)
+    snapshot = str(tmp_path / "converted.keras")
+    convert_fizyr(str(renamed), snapshot, classes=["a", "b", "c", "d"])
+    assert models.read_metadata(snapshot)["classes"] == ["a", "b", "c", "d"]
+    compare(snapshot, batch, ref)
+
+
+def test_fizyr_class_names_and_errors(tmp_path):
+    assert class_names(None, 80, COCO_CLASSES)[0] == "person"
+    assert class_names(None, 3, COCO_CLASSES) == ["class_0", "class_1", "class_2"]
+    names = tmp_path / "classes.csv"
+    names.write_text("raccoon,0\ndog,1\n")
+    assert class_names(str(names), 2, COCO_CLASSES) == ["raccoon", "dog"]
+    with pytest.raises(ConversionError, match="3 classes but 2"):
+        class_names(str(names), 3, COCO_CLASSES)
+    not_h5 = tmp_path / "model.h5"
+    not_h5.write_text("x")
+    with pytest.raises(ConversionError, match="model.h5"):
+        convert_fizyr(str(not_h5), str(tmp_path / "out.keras"))
+    with pytest.raises(FileNotFoundError):
+        convert_fizyr(str(tmp_path / "missing.h5"), str(tmp_path / "out.keras"))

@@ -1,0 +1,109 @@
+"""torchvision's RetinaNets converted here give torchvision's own outputs (the real package,
+run by tests/sources/torchvision_reference.py in its own environment)."""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+import pytest
+from sources.common import (
+    SOURCES,
+    assert_same_detections,
+    raccoon_image,
+    run,
+    torch_python,
+)
+
+from keras_retinanet import anchors as anchors_lib
+from keras_retinanet import models
+from keras_retinanet.cli import convert as convert_cli
+from keras_retinanet.convert import ConversionError, convert_torchvision
+
+
+def reference(tmp_path, image_npy: str, *args: str) -> tuple[str, dict]:
+    out = tmp_path / "reference"
+    run(
+        [
+            torch_python(),
+            os.path.join(SOURCES, "torchvision_reference.py"),
+            image_npy,
+            str(out),
+            *args,
+        ]
+    )
+    return str(out / "model.pth"), dict(np.load(out / "reference.npz"))
+
+
+def compare(snapshot: str, batch: np.ndarray, ref: dict) -> dict:
+    training = models.load_model(snapshot)
+    regression, classification = training.predict_on_batch(batch)
+    assert tuple(ref["input_shape"][2:]) == batch.shape[1:3]
+    np.testing.assert_allclose(regression[0], ref["regression"], atol=1e-4)
+    np.testing.assert_allclose(classification[0], ref["classification"], atol=1e-4)
+    inference = models.load_model(snapshot, convert=True)
+    grid = keras.Model(inference.inputs, inference.get_layer("anchors").output)
+    np.testing.assert_allclose(grid.predict_on_batch(batch)[0], ref["anchors"], atol=1e-3)
+    boxes, scores, labels = inference.predict_on_batch(batch)
+    return assert_same_detections(boxes[0], scores[0], labels[0], ref)
+
+
+@pytest.mark.parametrize(
+    "arch, height, width, extra",
+    [
+        # 800x1216: P6 has 13 x 19 cells, so torchvision's anchor stride is 61 x 64 there.
+        ("v1", 800, 1216, ["--bn-eps", "0"]),
+        ("v2", 800, 1216, []),
+        # 512x640, a file in the legacy (pre-1.6) layout with pre-0.13 key names.
+        ("v1", 512, 640, ["--legacy-file", "--old-keys"]),
+    ],
+)
+def test_converted_torchvision_model_matches_torchvision(tmp_path, arch, height, width, extra):
+    image_npy, batch = raccoon_image(tmp_path, height, width)
+    pth, ref = reference(tmp_path, image_npy, "--arch", arch, *extra)
+    snapshot = str(tmp_path / "converted.keras")
+    bn_eps = 0.0 if "0" in extra else 1e-5
+    metadata = convert_torchvision(
+        pth, snapshot, arch=arch, classes=[f"c{i}" for i in range(5)], bn_epsilon=bn_eps
+    )
+    assert metadata["variant"]["name"] == f"torchvision_{arch}"
+    assert models.read_metadata(snapshot)["classes"] == [f"c{i}" for i in range(5)]
+    worst = compare(snapshot, batch, ref)
+    assert worst["box"] <= 0.5 and worst["score"] <= 1e-4
+
+
+def test_torchvision_anchor_rule_is_torchvision_anchor_generator(tmp_path):
+    """Our anchors at 800x1216 are torchvision's to the bit; the centred rule is not (the
+    stride of P6 is 800 // 13 = 61 vertically, and centres sit on cell corners)."""
+    image_npy, _ = raccoon_image(tmp_path, 800, 1216)
+    _, ref = reference(tmp_path, image_npy, "--arch", "v1")
+    ours = anchors_lib.anchors_for_shape((800, 1216), rule="torchvision")
+    np.testing.assert_array_equal(ours, ref["anchors"])
+    centred = anchors_lib.anchors_for_shape((800, 1216))
+    assert centred.shape == ours.shape and np.abs(centred - ours).max() > 4
+
+
+def test_cli_converts_torchvision_v2_and_refuses_the_wrong_arch(tmp_path, capsys):
+    image_npy, batch = raccoon_image(tmp_path, 256, 320)
+    pth, ref = reference(tmp_path, image_npy, "--arch", "v2", "--num-classes", "91")
+    out = str(tmp_path / "coco.keras")
+    assert convert_cli.main(["--from", "torchvision", pth, out, "--arch", "v1"]) == 2
+    assert "v2" in capsys.readouterr().err
+    assert convert_cli.main(["--from", "torchvision", pth, out, "--arch", "v2"]) == 0
+    metadata = models.read_metadata(out)
+    # 91 outputs: torchvision's COCO labels by category id, 0 the background.
+    assert metadata["classes"][:2] == ["__background__", "person"]
+    assert metadata["classes"][12] == "N/A" and metadata["classes"][90] == "toothbrush"
+    compare(out, batch, ref)
+
+
+def test_convert_torchvision_errors_name_the_file(tmp_path):
+    bad = tmp_path / "notes.pth"
+    bad.write_text("not a checkpoint")
+    with pytest.raises(ValueError, match="notes.pth"):
+        convert_torchvision(str(bad), str(tmp_path / "x.keras"))
+    with pytest.raises(FileNotFoundError):
+        convert_torchvision(str(tmp_path / "missing.pth"), str(tmp_path / "x.keras"))
+    with pytest.raises(ConversionError, match="--arch"):
+        convert_torchvision(str(bad), str(tmp_path / "x.keras"), arch="v3")
