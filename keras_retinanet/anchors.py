@@ -124,9 +124,7 @@ def generate_anchors(
     return np.stack([-widths / 2, -heights / 2, widths / 2, heights / 2], axis=1).astype(np.float32)
 
 
-def shift(
-    shape: Any, stride: Any, anchors: Any, xp: Any = np, offset: float = 0.5
-) -> Any:
+def shift(shape: Any, stride: Any, anchors: Any, xp: Any = np, offset: float = 0.5) -> Any:
     """Tile base anchors over a feature map.
 
     The anchors of cell ``(i, j)`` are centred at ``((j + offset) * stride_x, (i + offset) *

@@ -249,9 +249,7 @@ def retinanet_box(
     boxes = layers_lib.RegressBoxes(
         mean=regression_mean, std=regression_std, coder=variant.box_coder, name="boxes"
     )([anchors, regression])
-    boxes = layers_lib.ClipBoxes(clip=variant.clip, name="clipped_boxes")(
-        [model.inputs[0], boxes]
-    )
+    boxes = layers_lib.ClipBoxes(clip=variant.clip, name="clipped_boxes")([model.inputs[0], boxes])
     # The per-level anchors tell FilterDetections where each level's rows start; only the
     # per-level selection needs them, so the default graph keeps the two-input call.
     level_inputs = level_anchors if pre_nms_top_k_per_level is not None else []

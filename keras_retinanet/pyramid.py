@@ -41,7 +41,9 @@ def _subnet_trunk(x: Any, feature_size: int, prefix: str, head_norm: str) -> Any
         if head_norm == "group_norm":
             x = _conv(feature_size, f"{prefix}_{i}", kernel_initializer=init, use_bias=False)(x)
             x = keras.layers.GroupNormalization(
-                groups=32, epsilon=1e-5, name=f"{prefix}_{i}_norm"  # torch.nn.GroupNorm's
+                groups=32,
+                epsilon=1e-5,
+                name=f"{prefix}_{i}_norm",  # torch.nn.GroupNorm's
             )(x)
             x = keras.layers.ReLU(name=f"{prefix}_{i}_relu")(x)
         else:

@@ -100,9 +100,7 @@ class ModelVariant:
                     f"model variant {self.name!r}: {field} must be one of {allowed}, "
                     f"got {getattr(self, field)!r}"
                 )
-        if self.backbone == "applications" and (
-            self.stem_pool != "pad" or self.stride_in != "1x1"
-        ):
+        if self.backbone == "applications" and (self.stem_pool != "pad" or self.stride_in != "1x1"):
             raise ValueError(
                 f"model variant {self.name!r}: keras.applications' ResNet has a padded stem "
                 "pool and its stride in the 1x1 conv; use backbone='resnet' for others"

@@ -334,9 +334,12 @@ def run(args: argparse.Namespace) -> None:
         )
         written = f"{report}, "
         if hasattr(generator, "coco_image_id"):  # COCO data: the results file COCOeval reads
-            written += reports.write_coco_results(
-                generator, result, os.path.join(save_path, "detections.json")
-            ) + ", "
+            written += (
+                reports.write_coco_results(
+                    generator, result, os.path.join(save_path, "detections.json")
+                )
+                + ", "
+            )
         print(
             f"wrote {written}{len(plots)} precision-recall plots and {len(images)} images "
             f"under {save_path}"

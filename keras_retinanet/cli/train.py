@@ -88,7 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--backbone", default="resnet50", choices=sorted(BACKBONES))
     parser.add_argument(
-        "--weights", default="imagenet", help="backbone weights: imagenet, none, or a .h5 path"
+        "--weights",
+        default="imagenet",
+        help="imagenet, none, a backbone .h5 weights file, or a snapshot of this package "
+        "(trained here or made by retinanet-convert --from fizyr|torchvision) to fine-tune: "
+        "its variant, backbone, FPN and box head are kept, the class head starts afresh for "
+        "new classes",
     )
     parser.add_argument("--snapshot", help="resume from this training snapshot")
     parser.add_argument("--freeze-backbone", action="store_true")

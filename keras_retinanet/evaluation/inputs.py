@@ -88,7 +88,6 @@ def as_inference_model(
     return model
 
 
-
 def generator_from_snapshot(model_path: str, metadata: dict | None = None, **kwargs: Any) -> Any:
     """The validation generator of the data set a snapshot was trained on.
 

@@ -182,7 +182,6 @@ class _TimedModel:
         return sum(seconds for seconds, _ in calls) / images if images else 0.0
 
 
-
 def _top_detections(detections: Detections, max_detections: int) -> Detections:
     order = np.argsort(-detections.scores, kind="stable")[:max_detections]
     return Detections(

@@ -22,7 +22,6 @@ def compile_model(
     return model
 
 
-
 def build_or_resume(
     config: TrainConfig, num_classes: int, params: AnchorParameters
 ) -> tuple[keras.Model, int]:
@@ -58,5 +57,6 @@ def build_or_resume(
         weights=config.weights,
         freeze_backbone=config.freeze_backbone,
         anchor_parameters=params,
+        variant=config.variant,
     )
     return compile_model(model, config.lr, config.clipnorm), 0

@@ -39,7 +39,6 @@ class StopOnNaN(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-
 class TimeLimit(keras.callbacks.Callback):
     """Stop training once ``minutes`` of wall-clock time have passed (checked every batch; the
     current epoch ends early, so its evaluation and snapshot still happen)."""

@@ -49,6 +49,10 @@ class TrainConfig:
     skip_bad_images: bool = False
     max_minutes: float | None = None  # stop after this much wall-clock time
     callbacks: list = dataclasses.field(default_factory=list)  # extra Keras callbacks, run first
+    # The model variant (keras_retinanet.variants); None: this package's own, or the one of the
+    # snapshot that ``weights`` or ``snapshot`` names (train() fills it in from its metadata).
+    variant: dict | None = None
+    initial_weights: dict | None = None  # filled in by train(): where a fine-tuning started
     verbose: int = 1
 
     def evaluation_metric(self) -> str:

@@ -71,6 +71,7 @@ def _generator_kwargs(config: TrainConfig, params: AnchorParameters) -> dict:
         "image_min_side": config.image_min_side,
         "image_max_side": config.image_max_side,
         "anchor_parameters": params,
+        "variant": config.variant,
         "seed": config.seed,
         "skip_bad_images": config.skip_bad_images,
         "workers": config.workers,

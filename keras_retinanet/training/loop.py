@@ -13,12 +13,14 @@ import keras
 from keras_retinanet import models
 from keras_retinanet.anchors import AnchorParameters
 from keras_retinanet.training import multi_worker
-from keras_retinanet.training.build import build_or_resume
+from keras_retinanet.training.build import build_or_resume, compile_model
 from keras_retinanet.training.callbacks import CSVLog, JSONLogger, StopOnNaN, TimeLimit
 from keras_retinanet.training.config import TrainConfig, TrainingError
 from keras_retinanet.training.distribute import distribution_scope, replicas_in_sync
+from keras_retinanet.training.finetune import fine_tune_model, snapshot_start, start_record
 from keras_retinanet.training.inputs import create_generators, fit_input
 from keras_retinanet.training.snapshots import ShadowSnapshot, Snapshot, snapshot_metadata
+from keras_retinanet.variants import variant_from_metadata
 
 
 def train(config: TrainConfig) -> dict:
@@ -61,11 +63,19 @@ def _train(config: TrainConfig) -> dict:
         raise TrainingError(f"snapshot format must be keras or h5, got {config.snapshot_format}")
 
     params = config.anchor_parameters
-    if config.snapshot:
-        metadata = models.read_metadata(config.snapshot)
-        _check_epochs_left(int(metadata.get("epoch", 0)), config.epochs)  # before any loading
+    start = None if config.snapshot else snapshot_start(config.weights)
+    if config.snapshot or start:
+        metadata = models.read_metadata(config.snapshot) if config.snapshot else start
+        if config.snapshot:
+            _check_epochs_left(int(metadata.get("epoch", 0)), config.epochs)  # before loading
         if params is None and metadata.get("anchor_parameters"):
             params = AnchorParameters.from_dict(metadata["anchor_parameters"])
+        config = dataclasses.replace(
+            config,
+            variant=variant_from_metadata(metadata).to_dict(),
+            backbone=metadata.get("backbone", config.backbone),
+            initial_weights=metadata.get("initial_weights") if config.snapshot else None,
+        )
     params = params or AnchorParameters()
 
     replicas = replicas_in_sync()
@@ -93,8 +103,15 @@ def _train(config: TrainConfig) -> dict:
     train_generator, validation_generator = create_generators(
         config, params, full_batches=replicas > 1, shard=shard, batch_size=generator_batch
     )
-    model, initial_epoch = build_or_resume(config, train_generator.num_classes(), params)
     classes = [train_generator.label_to_name(i) for i in range(train_generator.num_classes())]
+    if start:
+        model = fine_tune_model(config.weights, start, classes, params, config.freeze_backbone)
+        model, initial_epoch = compile_model(model, config.lr, config.clipnorm), 0
+        config = dataclasses.replace(
+            config, initial_weights=start_record(config.weights, start, classes)
+        )
+    else:
+        model, initial_epoch = build_or_resume(config, train_generator.num_classes(), params)
     _check_epochs_left(initial_epoch, config.epochs)
 
     nan_guard = StopOnNaN()

@@ -20,6 +20,7 @@ from keras_retinanet import models
 from keras_retinanet.anchors import AnchorParameters
 from keras_retinanet.training.callbacks import StopOnNaN, _finite
 from keras_retinanet.training.config import TrainConfig
+from keras_retinanet.variants import get_variant
 
 SNAPSHOT_FORMAT_VERSION = 1
 
@@ -40,6 +41,8 @@ def snapshot_metadata(
         "image_max_side": int(config.image_max_side),
         "dataset": config.dataset,
         "metric": config.evaluation_metric() if config.evaluation else None,  # of logs["mAP"]
+        "variant": get_variant(config.variant).to_dict(),
+        "initial_weights": config.initial_weights,
     }
 
 

@@ -35,7 +35,6 @@ _PALETTE: tuple[Color, ...] = (
 PADDING_COLOR: Color = (128, 128, 128)
 
 
-
 def label_color(label: int) -> Color:
     """Returns a fixed BGR colour for a class index.
 

@@ -1,0 +1,70 @@
+"""Fine-tuning a converted torchvision model on ../shared/data/raccoon (1 class): the model
+starts from the source's weights, the class head starts afresh, the snapshot records it."""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import numpy as np
+from sources.common import RACCOON, SOURCES, raccoon_image, run, torch_python
+
+from keras_retinanet import models
+from keras_retinanet.cli import train as train_cli
+from keras_retinanet.convert import convert_torchvision, read_state_dict
+from keras_retinanet.convert.common import conv_kernel, find_layer
+from keras_retinanet.layers import prior_bias
+
+
+def test_fine_tune_converted_torchvision_model_on_raccoon(tmp_path):
+    image_npy, _ = raccoon_image(tmp_path, 256, 320)
+    out = tmp_path / "reference"
+    run([torch_python(), os.path.join(SOURCES, "torchvision_reference.py"), image_npy, str(out)])
+    source = str(tmp_path / "converted.keras")
+    convert_torchvision(str(out / "model.pth"), source, arch="v1", bn_epsilon=1e-5)
+    state = read_state_dict(out / "model.pth")
+    lr, steps = 1e-5, 2
+    code = train_cli.main(
+        [
+            "--weights", source, "--epochs", "1", "--steps", str(steps), "--lr", str(lr),
+            "--image-min-side", "256", "--image-max-side", "320", "--no-evaluation",
+            "--seed", "0", "--workers", "0", "--quiet",
+            "--snapshot-path", str(tmp_path / "snapshots"),
+            "voc", RACCOON,
+        ]
+    )  # fmt: skip
+    assert code in (0, None)
+    (snapshot,) = glob.glob(str(tmp_path / "snapshots" / "*_01.keras"))
+    metadata = models.read_metadata(snapshot)
+    assert metadata["variant"]["name"] == "torchvision_v1"
+    assert metadata["classes"] == ["raccoon"]
+    start = metadata["initial_weights"]
+    assert start["path"] == os.path.abspath(source) and start["variant"] == "torchvision_v1"
+    assert start["classification_reinitialised"] and start["source"]["from"] == "torchvision"
+
+    tuned = models.load_model(snapshot)
+    # Frozen BatchNorm: the source's statistics exactly (variance + eps 1e-5 - 1e-5).
+    bn = find_layer(tuned, "layer3_2_bn2").get_weights()
+    np.testing.assert_array_equal(bn[2], state["backbone.body.layer3.2.bn2.running_mean"])
+    np.testing.assert_allclose(bn[3], state["backbone.body.layer3.2.bn2.running_var"], rtol=1e-6)
+    # Trained layers moved at most Adam's step (about lr) per step from the source's values,
+    # which differ from a fresh initialisation by orders of magnitude more.
+    bound = steps * lr * 1.5
+    for ours, key in (
+        ("conv1", "backbone.body.conv1.weight"),
+        ("layer4_2_conv3", "backbone.body.layer4.2.conv3.weight"),
+        ("P4", "backbone.fpn.layer_blocks.1.0.weight"),
+    ):
+        kernel = find_layer(tuned, ours).get_weights()[0]
+        expected = conv_kernel(state[key])
+        assert np.abs(kernel - expected).max() <= bound, ours
+        assert np.abs(expected).max() > 100 * bound
+    # The class head: 9 anchors x 1 class, bias back at the 0.01 prior (not the source's).
+    kernel, bias = find_layer(tuned, "pyramid_classification").get_weights()
+    assert kernel.shape[-1] == 9
+    np.testing.assert_allclose(bias, prior_bias(0.01), atol=bound)
+    # And it predicts through the variant's anchors and box coder.
+    boxes, scores, labels = models.load_model(snapshot, convert=True).predict_on_batch(
+        np.zeros((1, 256, 320, 3), np.float32)
+    )
+    assert boxes.shape == (1, 300, 4)
