@@ -31,12 +31,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "model_in",
         metavar="MODEL_IN",
+        nargs="?",
         help="training snapshot (.keras/.h5), or with --from the source file (.h5/.pth)",
     )
     parser.add_argument(
         "model_out",
         metavar="MODEL_OUT",
+        nargs="?",
         help="inference model (.keras/.h5), or with --from the converted training snapshot",
+    )
+    parser.add_argument(
+        "--pretrained",
+        metavar="NAME",
+        help="download a published COCO RetinaNet from its publisher and convert it (then "
+        "MODEL_IN is the snapshot to write, default in the download cache): "
+        "fizyr_resnet50_coco, torchvision_v1_coco, torchvision_v2_coco",
+    )
+    parser.add_argument(
+        "--url", help="with --pretrained: another location of the file (mirror or file://)"
     )
     parser.add_argument(
         "--from",
@@ -91,6 +103,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="detections per image, padded with -1 (default: %(default)s)",
     )
     args = parser.parse_args(argv)
+    if args.pretrained:
+        if args.model_out:
+            parser.error("--pretrained takes at most one path: the snapshot to write")
+    elif not (args.model_in and args.model_out):
+        parser.error("MODEL_IN and MODEL_OUT are required (or --pretrained NAME)")
     if not 0.0 <= args.nms_threshold <= 1.0:
         parser.error(f"--nms-threshold must be in [0, 1], got {args.nms_threshold}")
     if not 0.0 <= args.score_threshold <= 1.0:
@@ -103,6 +120,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``retinanet-convert``; returns the exit status."""
     args = parse_args(argv)
+    if args.pretrained:
+        return _pretrained(args)
     if args.source:
         return _import(args)
     from keras_retinanet.export import convert_model
@@ -121,6 +140,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"retinanet-convert: error: {e}", file=sys.stderr)
         return 2
     print(f"wrote inference model to {path}")
+    return 0
+
+
+def _pretrained(args: argparse.Namespace) -> int:
+    from keras_retinanet.convert.pretrained import download_pretrained
+
+    try:
+        path = download_pretrained(args.pretrained, output=args.model_in, url=args.url)
+    except (OSError, ValueError) as e:  # a failed download, a bad hash, an unknown name
+        print(f"retinanet-convert: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}. Try: retinanet-predict {path} IMAGE")
     return 0
 
 

@@ -15,15 +15,18 @@ from keras_retinanet.convert.common import (
     coco_classes_by_id,
 )
 from keras_retinanet.convert.fizyr import convert_fizyr
+from keras_retinanet.convert.pretrained import PRETRAINED, download_pretrained
 from keras_retinanet.convert.pth import PthError, read_state_dict
 from keras_retinanet.convert.torchvision import convert_torchvision
 
 __all__ = [
     "COCO_CLASSES",
+    "PRETRAINED",
     "ConversionError",
     "PthError",
     "coco_classes_by_id",
     "convert_fizyr",
     "convert_torchvision",
+    "download_pretrained",
     "read_state_dict",
 ]
