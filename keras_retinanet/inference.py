@@ -18,6 +18,7 @@ from keras_retinanet.preprocessing.image import (  # noqa: F401  (pad_to_multipl
     pad_to_multiple,
     resize_image,
 )
+from keras_retinanet.variants import get_variant
 
 
 @dataclass
@@ -43,7 +44,8 @@ def prepare_batch(
     min_side: float = 800,
     max_side: float = 1333,
     pad_multiple: int = DEFAULT_PAD_MULTIPLE,
-) -> tuple[np.ndarray, list[float]]:
+    variant: Any = None,
+) -> tuple[np.ndarray, list[Any]]:
     """Resize, normalise and zero-pad BGR images into one network input.
 
     Padding goes at the bottom and right, so box coordinates are unchanged by it.
@@ -53,16 +55,19 @@ def prepare_batch(
         min_side: see :func:`keras_retinanet.preprocessing.image.resize_image`.
         max_side: see :func:`keras_retinanet.preprocessing.image.resize_image`.
         pad_multiple: pad height and width up to a multiple of this.
+        variant: the model variant (its resize rule and padding value); None: ours.
 
     Returns:
-        ``(batch, scales)``: float32 ``(B, H, W, 3)`` and each image's resize scale.
+        ``(batch, scales)``: float32 ``(B, H, W, 3)`` and each image's resize scale (see
+        :func:`keras_retinanet.preprocessing.image.resize_image`).
     """
+    variant = get_variant(variant)
     resized, scales = [], []
     for image in images:
-        image, scale = resize_image(image, min_side=min_side, max_side=max_side)
+        image, scale = resize_image(image, min_side, max_side, rule=variant.resize)
         resized.append(image)
         scales.append(scale)
-    return pad_batch(resized, pad_multiple), scales
+    return pad_batch(resized, pad_multiple, variant.pad_value()), scales
 
 
 def detect(
@@ -83,12 +88,17 @@ def detect(
         score_threshold: drop detections at or below this (on top of the model's own).
         pad_multiple: see :func:`prepare_batch`.
 
+    The images are resized and padded by the rule of the model's variant (its ``variant``
+    attribute, which :func:`keras_retinanet.models.retinanet_box` and
+    :func:`keras_retinanet.models.load_model` set; this package's own when absent).
+
     Returns:
         One :class:`Detections` per image, boxes in that image's original pixels and clipped
         to it, padding rows removed. A box that lies wholly outside the image (in the
         padding) has no area left after clipping and is dropped, never returned.
     """
-    batch, scales = prepare_batch(images, min_side, max_side, pad_multiple)
+    variant = getattr(model, "variant", None)  # set by retinanet_box / load_model
+    batch, scales = prepare_batch(images, min_side, max_side, pad_multiple, variant)
     boxes, scores, labels = model.predict_on_batch(batch)
     boxes, scores, labels = np.asarray(boxes), np.asarray(scores), np.asarray(labels)
     results = []

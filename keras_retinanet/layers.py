@@ -211,22 +211,17 @@ class ClipBoxes(keras.layers.Layer):
         return tuple(input_shape[1])
 
 
-# torchvision's input: RGB in [0, 1], normalised by ImageNet's mean and std.
-TORCH_MEAN_RGB = (0.485, 0.456, 0.406)
-TORCH_STD_RGB = (0.229, 0.224, 0.225)
-
-
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class NormalizeInput(keras.layers.Layer):
     """Map this package's caffe-style input (BGR minus the ImageNet mean, 0-255) to the input
     normalisation a model variant was trained with.
 
     Args:
-        mode: ``"torch"``: RGB / 255, minus :data:`TORCH_MEAN_RGB`, over :data:`TORCH_STD_RGB`.
+        mode: ``"torch"``: RGB / 255, minus ImageNet's mean, over its std (torchvision's).
 
-    Call: ``(B, H, W, 3)`` float caffe-style images; returns ``(B, H, W, 3)``. A pixel of the
-    batch padding (0, the mean colour in caffe terms) maps to the mean colour here too, not to
-    PyTorch's 0 padding; inputs that need no padding are computed exactly as the source does.
+    Call: ``(B, H, W, 3)`` float caffe-style images; returns ``(B, H, W, 3)``. The loaders pad
+    such a model's batches with the value this maps to 0
+    (:meth:`keras_retinanet.variants.ModelVariant.pad_value`), as PyTorch pads.
     """
 
     def __init__(self, mode: str = "torch", **kwargs: Any) -> None:
@@ -236,7 +231,11 @@ class NormalizeInput(keras.layers.Layer):
         self.mode = mode
 
     def call(self, images: Any) -> Any:
-        from keras_retinanet.preprocessing.image import CAFFE_MEAN_BGR
+        from keras_retinanet.preprocessing.image import (
+            CAFFE_MEAN_BGR,
+            TORCH_MEAN_RGB,
+            TORCH_STD_RGB,
+        )
 
         rgb = ops.flip(images + ops.convert_to_tensor(CAFFE_MEAN_BGR, images.dtype), axis=-1)
         mean = ops.convert_to_tensor(TORCH_MEAN_RGB, images.dtype)

@@ -264,6 +264,9 @@ def retinanet_box(
         name="filtered_detections",
     )([boxes, classification, *level_inputs])
     prediction_model = keras.Model(inputs=model.inputs, outputs=list(detections), name=name)
+    # Not saved with the model (load_model sets it again from the metadata): the variant's
+    # resize rule and padding, which inference.detect applies before the graph.
+    prediction_model.variant = variant
     if jit_compile != "auto":
         prediction_model.jit_compile = bool(jit_compile)
     return prediction_model
@@ -302,4 +305,6 @@ def load_model(
             anchor_parameters = AnchorParameters.from_dict(recorded) if recorded else None
         filter_kwargs.setdefault("variant", variant_from_metadata(metadata))
         model = retinanet_box(model, anchor_parameters=anchor_parameters, **filter_kwargs)
+    elif is_inference_model(model):
+        model.variant = variant_from_metadata(read_metadata(path))
     return model

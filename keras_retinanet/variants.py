@@ -63,6 +63,11 @@ class ModelVariant:
             loaders produce) or ``"torch"`` (RGB / 255, minus mean, over std), applied by a
             layer at the model's input, so every model takes caffe-style input.
         clip: ``"size"`` (boxes clipped to ``[0, W]``) or ``"size_minus_one"`` (``[0, W-1]``).
+        resize: how images are resized before the network
+            (:func:`keras_retinanet.preprocessing.image.resize_image`): ``"area"`` (ours:
+            rounded size, area averaging when shrinking), ``"linear"`` (fizyr: OpenCV bilinear
+            by the scale factor, on the float image) or ``"torchvision"`` (size rounded down,
+            bilinear without antialias on the float image, a scale per axis).
         pre_nms_top_k_per_level: the default per-level candidate budget of the inference
             model (None: none, as fizyr).
     """
@@ -79,6 +84,7 @@ class ModelVariant:
     anchor_rule: str = "centred"
     input_normalisation: str = "caffe"
     clip: str = "size"
+    resize: str = "area"
     pre_nms_top_k_per_level: int | None = 1000  # Lin et al. 2017, sec. 4.1
 
     def __post_init__(self) -> None:
@@ -93,6 +99,7 @@ class ModelVariant:
             "anchor_rule": ("centred", "torchvision"),
             "input_normalisation": ("caffe", "torch"),
             "clip": ("size", "size_minus_one"),
+            "resize": ("area", "linear", "torchvision"),
         }
         for field, allowed in choices.items():
             if getattr(self, field) not in allowed:
@@ -109,6 +116,14 @@ class ModelVariant:
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python form for snapshot metadata."""
         return dataclasses.asdict(self)
+
+    def pad_value(self) -> Any:
+        """The caffe-style value of a padding pixel: 0 (the mean colour) for caffe input; for
+        torch input the value :class:`~keras_retinanet.layers.NormalizeInput` maps to 0, as
+        PyTorch pads its normalised batch with zeros."""
+        from keras_retinanet.preprocessing.image import padding_value
+
+        return padding_value(self.input_normalisation)
 
     @classmethod
     def from_dict(cls, config: dict[str, Any]) -> ModelVariant:
@@ -136,6 +151,7 @@ VARIANTS: dict[str, ModelVariant] = {
         stem_pool="same",
         bn_epsilon=1e-5,
         clip="size_minus_one",
+        resize="linear",
         pre_nms_top_k_per_level=None,
     ),
     "torchvision_v1": ModelVariant(
@@ -148,6 +164,7 @@ VARIANTS: dict[str, ModelVariant] = {
         box_coder="centre_size",
         anchor_rule="torchvision",
         input_normalisation="torch",
+        resize="torchvision",
     ),
     "torchvision_v2": ModelVariant(
         "torchvision_v2",
@@ -160,6 +177,7 @@ VARIANTS: dict[str, ModelVariant] = {
         box_coder="centre_size",
         anchor_rule="torchvision",
         input_normalisation="torch",
+        resize="torchvision",
     ),
 }
 

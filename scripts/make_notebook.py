@@ -510,6 +510,42 @@ CELLS = [
         show(*pictures, titles=[f"test image {i}" for i in range(count)], size=4)
         """
     ),
+    md(
+        """
+        ## 9. A pretrained COCO detector
+
+        No training: torchvision's COCO RetinaNet v2 (41.5 AP on COCO val2017), downloaded from
+        its publisher, converted once into a snapshot of this package (the outputs equal
+        torchvision's, see `tests/test_convert_torchvision.py`) and run on a photo. This needs
+        the network, so it runs on Colab; offline (as in the test run) the cell says so and
+        skips. `retinanet-convert --pretrained torchvision_v2_coco` does the same from a shell,
+        and `retinanet-train --weights <snapshot>` fine-tunes it on your classes.
+        """
+    ),
+    code(
+        """
+        from keras_retinanet.convert import download_pretrained
+
+        PRETRAINED = "torchvision_v2_coco"  # or torchvision_v1_coco, fizyr_resnet50_coco
+        PHOTO_URL = "http://images.cocodataset.org/val2017/000000039769.jpg"
+        if "google.colab" in sys.modules:
+            coco_path = download_pretrained(PRETRAINED)
+            coco_model = models.load_model(coco_path, convert=True)
+            coco_names = dict(enumerate(models.read_metadata(coco_path)["classes"]))
+            photo = read_image_bgr(keras.utils.get_file("coco_photo.jpg", PHOTO_URL))
+            (found,) = detect(coco_model, [photo], 800, 1333)
+            draw_detections(
+                photo, found.boxes, found.scores, found.labels,
+                label_to_name=coco_names, score_threshold=0.5,
+            )
+            for score, label in zip(found.scores, found.labels):
+                if score >= 0.5:
+                    print(f"{coco_names[int(label)]}: {score:.2f}")
+            show(photo, titles=[PRETRAINED], size=8)
+        else:
+            print(f"offline: skipped downloading {PRETRAINED} (runs on Colab)")
+        """
+    ),
 ]
 
 

@@ -343,8 +343,9 @@ def test_low_quality_match_never_takes_a_positive_anchor_from_its_box():
     )
     np.testing.assert_array_equal(state_of(regression, labels), [POSITIVE, NEGATIVE])
     np.testing.assert_array_equal(labels[0, 0, :2], [1, 0])
-    np.testing.assert_allclose(bbox_transform_inv(anchors[0], regression[0, 0, :4]), boxes[0],
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        bbox_transform_inv(anchors[0], regression[0, 0, :4]), boxes[0], atol=1e-4
+    )
 
 
 def test_low_quality_match_still_promotes_an_anchor_positive_for_no_box():

@@ -9,12 +9,20 @@ import sys
 import h5py
 import numpy as np
 import pytest
-from sources.common import SOURCES, assert_same_detections, fizyr_path, raccoon_image, run
+from sources.common import (
+    SOURCES,
+    assert_same_detections,
+    fizyr_path,
+    raccoon_image,
+    raccoon_photo,
+    run,
+)
 
 from keras_retinanet import models
 from keras_retinanet.cli import convert as convert_cli
 from keras_retinanet.convert import COCO_CLASSES, ConversionError, convert_fizyr
 from keras_retinanet.convert.common import class_names
+from keras_retinanet.inference import detect
 
 
 def reference(tmp_path, image_npy: str, *args: str) -> tuple[str, dict]:
@@ -43,7 +51,8 @@ def compare(snapshot: str, batch: np.ndarray, ref: dict) -> dict:
 )
 def test_converted_fizyr_model_matches_fizyr(tmp_path, backbone, height, width):
     image_npy, batch = raccoon_image(tmp_path, height, width)
-    out, ref = reference(tmp_path, image_npy, "--backbone", backbone)
+    photo_path, _, bgr = raccoon_photo(tmp_path)
+    out, ref = reference(tmp_path, image_npy, "--backbone", backbone, "--photo", photo_path)
     snapshot = str(tmp_path / "converted.keras")
     metadata = convert_fizyr(os.path.join(out, "model.h5"), snapshot)
     assert metadata["backbone"] == backbone and metadata["num_classes"] == 4
@@ -57,6 +66,14 @@ def test_converted_fizyr_model_matches_fizyr(tmp_path, backbone, height, width):
         == 0
     )
     compare(from_inference, batch, ref)
+    # The whole pipeline on the photo at its own size, as fizyr's README runs it: resized by
+    # fizyr's rule (OpenCV bilinear by the scale factor) and, like fizyr, not padded.
+    (found,) = detect(models.load_model(snapshot, convert=True), [bgr], 800, 1333, pad_multiple=1)
+    full = {k[5:]: v for k, v in ref.items() if k.startswith("full_")}
+    padded = [np.full((300, 4), -1.0), np.full(300, -1.0), np.full(300, -1)]
+    for column, values in zip(padded, (found.boxes, found.scores, found.labels)):
+        column[: len(values)] = values
+    assert_same_detections(*padded, full)
 
 
 def test_fizyr_file_with_keras3_weight_names_converts_the_same(tmp_path):

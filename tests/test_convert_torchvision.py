@@ -12,6 +12,7 @@ from sources.common import (
     SOURCES,
     assert_same_detections,
     raccoon_image,
+    raccoon_photo,
     run,
     torch_python,
 )
@@ -20,6 +21,7 @@ from keras_retinanet import anchors as anchors_lib
 from keras_retinanet import models
 from keras_retinanet.cli import convert as convert_cli
 from keras_retinanet.convert import ConversionError, convert_torchvision
+from keras_retinanet.inference import detect
 
 
 def reference(tmp_path, image_npy: str, *args: str) -> tuple[str, dict]:
@@ -107,3 +109,20 @@ def test_convert_torchvision_errors_name_the_file(tmp_path):
         convert_torchvision(str(tmp_path / "missing.pth"), str(tmp_path / "x.keras"))
     with pytest.raises(ConversionError, match="--arch"):
         convert_torchvision(str(bad), str(tmp_path / "x.keras"), arch="v3")
+
+
+def test_whole_pipeline_on_a_photo_matches_torchvision(tmp_path):
+    """The photo at its own size (417 x 650) through resizing to 800 x 1246 (rounded down,
+    bilinear without antialias), padding to 800 x 1248 with PyTorch's zeros, the network and
+    boxes mapped back per axis: torchvision's detections in the photo's pixels."""
+    _, photo_npy, bgr = raccoon_photo(tmp_path)
+    pth, ref = reference(tmp_path, photo_npy, "--arch", "v2", "--resize", "800", "1333")
+    assert tuple(ref["input_shape"][2:]) == (800, 1248)
+    snapshot = str(tmp_path / "converted.keras")
+    convert_torchvision(pth, snapshot, arch="v2")
+    (found,) = detect(models.load_model(snapshot, convert=True), [bgr], 800, 1333)
+    ours = np.full((300, 4), -1.0, np.float32), np.full(300, -1.0), np.full(300, -1)
+    count = len(found.scores)
+    ours[0][:count], ours[1][:count], ours[2][:count] = found.boxes, found.scores, found.labels
+    worst = assert_same_detections(*ours, ref)
+    assert worst["box"] <= 0.5 and worst["score"] <= 1e-4

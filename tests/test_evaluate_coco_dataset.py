@@ -129,8 +129,13 @@ def test_retinanet_evaluate_coco_equals_cocoeval_by_hand(tmp_path, capsys):
                       "category_id": row["category_id"], "bbox": [x, y, w, h],
                       "area": w * h / 2, "iscrowd": int(k % 4 == 3)})  # fmt: skip
     annotation_file.write_text(
-        json.dumps({"images": [{k: v for k, v in i.items() if k != "pixels"} for i in images],
-                    "categories": categories, "annotations": truth})  # fmt: skip
+        json.dumps(
+            {
+                "images": [{k: v for k, v in i.items() if k != "pixels"} for i in images],
+                "categories": categories,
+                "annotations": truth,
+            }
+        )  # fmt: skip
     )
     report, detections_again = run(tmp_path / "second")
     assert detections_again == detections  # same model, same images

@@ -21,6 +21,7 @@ SECTIONS = [
     "## 6. The dataset",
     "## 7. Training",
     "## 8. Detection demo",
+    "## 9. A pretrained COCO detector",
 ]
 
 
@@ -92,4 +93,5 @@ def test_notebook_runs_every_cell(tmp_path, monkeypatch):
     )
     assert "same anchors in the graph and the loader: True" in printed
     assert "boxes with no positive anchor" in printed
+    assert "offline: skipped downloading torchvision_v2_coco" in printed
     assert (tmp_path / "retinanet_demo" / "snapshots" / "resnet50_demo.keras").is_file()

@@ -165,6 +165,7 @@ class _TimedModel:
 
     def __init__(self, model: Any) -> None:
         self.model = model
+        self.variant = getattr(model, "variant", None)  # the resize rule detect() applies
         self.calls: list[tuple[float, int]] = []
 
     def predict_on_batch(self, batch: np.ndarray) -> list[np.ndarray]:

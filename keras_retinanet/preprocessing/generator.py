@@ -186,7 +186,12 @@ class Generator(DetectionDataset, keras.utils.PyDataset):
 
     def resize_image(self, image: np.ndarray) -> tuple[np.ndarray, float]:
         """Resize to ``image_min_side`` / ``image_max_side``; returns ``(image, scale)``."""
-        return resize_image(image, min_side=self.image_min_side, max_side=self.image_max_side)
+        return resize_image(
+            image,
+            min_side=self.image_min_side,
+            max_side=self.image_max_side,
+            rule=self.variant.resize,
+        )
 
     def filter_annotations(
         self, image: np.ndarray, annotations: dict[str, np.ndarray], image_index: int
@@ -291,7 +296,7 @@ class Generator(DetectionDataset, keras.utils.PyDataset):
             ``(B, H, W, 3)`` float32, each image in the top-left corner and zeros (the mean
             colour) in the padding.
         """
-        return pad_batch(image_group, self.pad_multiple)
+        return pad_batch(image_group, self.pad_multiple, self.variant.pad_value())
 
     def compute_targets(
         self, image_group: Sequence[np.ndarray], annotations_group: Sequence[dict]

@@ -7,6 +7,7 @@ convention ("caffe" mode).
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from typing import Any
@@ -18,6 +19,19 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 # ImageNet channel means in BGR order, as used by Caffe's ResNet and keras.applications'
 # "caffe" preprocessing mode.
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+# torchvision's input: RGB in [0, 1], normalised by ImageNet's mean and std.
+TORCH_MEAN_RGB = (0.485, 0.456, 0.406)
+TORCH_STD_RGB = (0.229, 0.224, 0.225)
+
+
+def padding_value(normalisation: str = "caffe") -> np.ndarray:
+    """The caffe-style BGR value of a padding pixel for a model variant's input normalisation:
+    0 (the mean colour) for ``"caffe"``; for ``"torch"`` the value whose normalised form is 0
+    (``255 * mean_torch - mean_caffe``, about -0.4, -0.5, 0.1), PyTorch's zero padding."""
+    if normalisation == "torch":
+        torch_bgr = np.asarray(TORCH_MEAN_RGB[::-1], dtype=np.float64) * 255.0
+        return (torch_bgr - np.asarray(CAFFE_MEAN_BGR)).astype(np.float32)
+    return np.zeros(3, dtype=np.float32)
 
 
 class ImageReadError(OSError):
@@ -89,21 +103,38 @@ def compute_resize_scale(image_shape: Any, min_side: float = 800, max_side: floa
 
 
 def resize_image(
-    img: np.ndarray, min_side: float = 800, max_side: float = 1333
-) -> tuple[np.ndarray, float]:
+    img: np.ndarray, min_side: float = 800, max_side: float = 1333, rule: str = "area"
+) -> tuple[np.ndarray, Any]:
     """Resize keeping the aspect ratio (see :func:`compute_resize_scale`).
 
     Args:
         img: ``(H, W, C)`` image.
         min_side: target length of the shorter side.
         max_side: upper bound on the longer side.
+        rule: a model variant's resize rule: ``"area"`` (this package's: rounded size, area
+            averaging when shrinking, bilinear when enlarging, in the image's dtype),
+            ``"linear"`` (fizyr's: ``cv2.resize(float image, fx=scale, fy=scale)``) or
+            ``"torchvision"`` (size ``floor(side * scale)``, bilinear without antialias on
+            the float image, as ``torch.nn.functional.interpolate``).
 
     Returns:
         ``(resized_image, scale)``; multiply boxes in original pixels by ``scale`` to get boxes in
-        the resized image, divide detections by it to go back.
+        the resized image, divide detections by it to go back. Under ``"torchvision"`` the two
+        axes scale differently (by ``new / old`` each, as torchvision maps boxes back), and
+        ``scale`` is the float32 array ``(s_x, s_y, s_x, s_y)``, which broadcasts over boxes.
     """
     scale = compute_resize_scale(img.shape, min_side=min_side, max_side=max_side)
     rows, cols = img.shape[:2]
+    if rule == "linear":
+        resized = cv2.resize(np.asarray(img, np.float32), None, fx=scale, fy=scale)
+        return resized, scale
+    if rule == "torchvision":
+        height, width = max(1, math.floor(rows * scale)), max(1, math.floor(cols * scale))
+        resized = np.asarray(img, np.float32)
+        if (height, width) != (rows, cols):
+            resized = cv2.resize(resized, (width, height), interpolation=cv2.INTER_LINEAR)
+        s_x, s_y = width / cols, height / rows
+        return resized, np.array([s_x, s_y, s_x, s_y], dtype=np.float32)
     size = (max(1, round(cols * scale)), max(1, round(rows * scale)))
     if size == (cols, rows):
         return img, scale
@@ -133,12 +164,16 @@ def pad_to_multiple(size: int, multiple: int) -> int:
     return -(-int(size) // multiple) * multiple
 
 
-def pad_batch(images: Any, pad_multiple: int = DEFAULT_PAD_MULTIPLE) -> np.ndarray:
+def pad_batch(
+    images: Any, pad_multiple: int = DEFAULT_PAD_MULTIPLE, pad_value: Any = 0.0
+) -> np.ndarray:
     """Subtract the ImageNet mean from resized BGR images and zero-pad them into one batch.
 
     Args:
         images: ``(H_i, W_i, 3)`` BGR images, already resized (uint8 or float).
         pad_multiple: pad height and width up to a multiple of this (1: to the largest image).
+        pad_value: the padding's value after mean subtraction (a model variant's
+            :meth:`~keras_retinanet.variants.ModelVariant.pad_value`; 0 is the mean colour).
 
     Returns:
         ``(B, H, W, 3)`` float32: each image minus :data:`CAFFE_MEAN_BGR` in the top-left
@@ -148,6 +183,8 @@ def pad_batch(images: Any, pad_multiple: int = DEFAULT_PAD_MULTIPLE) -> np.ndarr
     height = pad_to_multiple(max(int(image.shape[0]) for image in images), pad_multiple)
     width = pad_to_multiple(max(int(image.shape[1]) for image in images), pad_multiple)
     batch = np.zeros((len(images), height, width, 3), dtype=np.float32)
+    if np.any(pad_value):
+        batch[...] = np.asarray(pad_value, dtype=np.float32)
     mean = np.asarray(CAFFE_MEAN_BGR, dtype=np.float32)
     for k, image in enumerate(images):
         h, w = image.shape[:2]

@@ -56,6 +56,15 @@ def raccoon_image(tmp_path, height: int, width: int) -> tuple[str, np.ndarray]:
     return path, (bgr.astype(np.float32) - CAFFE_MEAN_BGR)[None]
 
 
+def raccoon_photo(tmp_path) -> tuple[str, str, np.ndarray]:
+    """A real photo at its own size (417 x 650): its path, its RGB ``.npy`` and its BGR array."""
+    path = os.path.join(RACCOON, "JPEGImages", "raccoon-1.jpg")
+    bgr = cv2.imread(path)
+    npy = str(tmp_path / "photo.npy")
+    np.save(npy, np.ascontiguousarray(bgr[..., ::-1]))
+    return path, npy, bgr
+
+
 def assert_same_detections(boxes, scores, labels, reference: dict) -> dict:
     """Every reference detection has a distinct one of ours with the same label, a box within
     0.5 px and a score within 1e-4 (near-equal scores may swap places, so match, not zip).

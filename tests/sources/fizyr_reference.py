@@ -89,6 +89,7 @@ def main() -> None:
     parser.add_argument("--backbone", default="resnet50")
     parser.add_argument("--num-classes", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--photo", help="also detect in this photo with fizyr's own resizing")
     args = parser.parse_args()
     rgb = np.load(args.image)
     bgr = rgb[..., ::-1].astype(np.float32)
@@ -101,8 +102,20 @@ def main() -> None:
     inference = models.convert_model(model)
     inference.save(os.path.join(args.out, "inference.h5"))  # what retinanet-convert-model writes
     boxes, scores, labels = inference.predict_on_batch(image)
+    full = {}
+    if args.photo:  # fizyr's README snippet: read, preprocess, resize, predict, boxes / scale
+        from keras_retinanet.utils.image import preprocess_image, read_image_bgr, resize_image
+
+        photo, scale = resize_image(preprocess_image(read_image_bgr(args.photo)))
+        found = inference.predict_on_batch(photo[None])
+        full = {
+            "full_boxes": found[0][0] / scale,
+            "full_scores": found[1][0],
+            "full_labels": found[2][0],
+        }
     np.savez(
         os.path.join(args.out, "reference.npz"),
+        **full,
         regression=regression[0],
         classification=classification[0],
         boxes=boxes[0],

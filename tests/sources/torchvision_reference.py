@@ -89,18 +89,26 @@ def main() -> None:
     parser.add_argument("--legacy-file", action="store_true")
     parser.add_argument("--old-keys", action="store_true")
     parser.add_argument("--bn-eps", type=float, default=None)
+    parser.add_argument(
+        "--resize",
+        type=int,
+        nargs=2,
+        metavar=("MIN", "MAX"),
+        help="torchvision's own resize (and padding to 32) instead of keeping the image size",
+    )
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     rgb = np.load(args.image)
     height, width = rgb.shape[:2]
     build = retinanet_resnet50_fpn if args.arch == "v1" else retinanet_resnet50_fpn_v2
     # min/max size = the image's, so the transform keeps its size (scale 1, no resize).
+    min_size, max_size = args.resize or (min(height, width), max(height, width))
     model = build(
         weights=None,
         weights_backbone=None,
         num_classes=args.num_classes,
-        min_size=min(height, width),
-        max_size=max(height, width),
+        min_size=min_size,
+        max_size=max_size,
     )
     image = torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0
     randomise(model, image, args.seed)
@@ -122,7 +130,8 @@ def main() -> None:
     )
     with torch.no_grad():
         images, _ = model.transform([image])
-        assert tuple(images.image_sizes[0]) == (height, width), images.image_sizes
+        if not args.resize:
+            assert tuple(images.image_sizes[0]) == (height, width), images.image_sizes
         features = list(model.backbone(images.tensors).values())
         head = model.head(features)
         anchors = model.anchor_generator(images, features)[0]
