@@ -401,3 +401,47 @@ def test_load_detector_checks_model_and_sizes(detector):
         export.load_detector(model, min_side=200, max_side=100)
     with pytest.raises(ValueError, match="TFLite runs fixed input shapes"):
         export.export_tflite(model, "x.tflite", None)
+
+
+# --------------------------------------------------------------------------- model variants
+
+
+@pytest.mark.parametrize("variant", ["fizyr", "torchvision_v1"])
+@pytest.mark.parametrize("shape", [ODD_SHAPE, (61, 83)])  # shrink by 0.64, enlarge by 1.57
+def test_network_input_follows_the_variant_resize_rule(variant, shape):
+    """fizyr's and torchvision's resizing (bilinear on floats, their own sizes and scales)
+    and torchvision's padding in the graph equal prepare_batch's."""
+    image = scene(shape, seed=shape[0])
+    expected, scales = prepare_batch([image], MIN_SIDE, MAX_SIDE, variant=variant)
+    for static in (None, shape):
+        batch, scale = export.network_input(
+            rgb(image)[None], MIN_SIDE, MAX_SIDE, static, variant=variant
+        )
+        batch = np.asarray(batch)
+        assert batch.shape == expected.shape
+        np.testing.assert_allclose(np.asarray(scale, np.float64), scales[0], rtol=1e-6)
+        np.testing.assert_allclose(batch, expected, atol=2e-3)
+    if shape == (61, 83):  # resized to 96 x 130 (fizyr: 131), padded to 96 x 160
+        pad = models.get_variant(variant).pad_value()
+        np.testing.assert_allclose(expected[0, :, -1], np.broadcast_to(pad, (96, 3)))
+        assert np.any(pad != 0) == (variant == "torchvision_v1")  # what NormalizeInput maps to 0
+
+
+def test_detection_function_of_a_torchvision_variant_matches_detect():
+    keras.utils.set_random_seed(0)
+    training = models.retinanet_model(
+        2,
+        weights=None,
+        variant="torchvision_v1",
+        pyramid_feature_size=64,
+        classification_feature_size=64,
+        regression_feature_size=64,
+    )
+    model = models.retinanet_box(
+        training, variant="torchvision_v1", score_threshold=0.0, max_detections=50
+    )
+    image = scene(ODD_SHAPE, seed=3)
+    reference = detect(model, [image], MIN_SIDE, MAX_SIDE)[0]
+    assert len(reference) == 50
+    outputs = export.detection_function(model, MIN_SIDE, MAX_SIDE)(rgb(image)[None])
+    assert_same_detections(reference, {k: np.asarray(v) for k, v in outputs.items()})

@@ -29,6 +29,7 @@ TensorFlow is imported here on purpose: this module is about TensorFlow's format
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -38,9 +39,10 @@ from keras_retinanet.preprocessing.image import (
     DEFAULT_PAD_MULTIPLE,
     compute_resize_scale,
 )
+from keras_retinanet.variants import get_variant
 
 
-def _resize_matrix(in_size: Any, out_size: Any, shrink: Any) -> Any:
+def _resize_matrix(in_size: Any, out_size: Any, shrink: Any, step: Any = None) -> Any:
     """Weights ``(out_size, in_size)`` float32 of a 1-D resize as OpenCV does it.
 
     ``shrink`` selects pixel-area weights (``cv2.INTER_AREA``): output pixel ``i`` averages
@@ -53,11 +55,17 @@ def _resize_matrix(in_size: Any, out_size: Any, shrink: Any) -> Any:
     Args:
         in_size, out_size: int scalars (Python or tensors).
         shrink: bool scalar (Python or tensor).
+        step: input pixels per output pixel; default ``in_size / out_size`` (OpenCV with an
+            output size, PyTorch's interpolate); fizyr's ``cv2.resize(fx=scale)`` steps by
+            ``1 / scale``.
     """
     import tensorflow as tf
 
     in_f = tf.cast(in_size, tf.float64)
-    step = in_f / tf.cast(out_size, tf.float64)
+    if step is None:
+        step = in_f / tf.cast(out_size, tf.float64)
+    else:
+        step = tf.cast(step, tf.float64)
     i = tf.cast(tf.range(out_size), tf.float64)[:, None]
     j = tf.cast(tf.range(in_size), tf.float64)[None, :]
     overlap = tf.minimum(j + 1.0, (i + 1.0) * step) - tf.maximum(j, i * step)
@@ -67,10 +75,13 @@ def _resize_matrix(in_size: Any, out_size: Any, shrink: Any) -> Any:
     return tf.cast(tf.where(shrink, area, linear), tf.float32)
 
 
-def _resize_plan(height: Any, width: Any, min_side: float, max_side: float) -> tuple:
+def _resize_plan(
+    height: Any, width: Any, min_side: float, max_side: float, rule: str = "area"
+) -> tuple:
     """``(scale, new_height, new_width)`` of :func:`compute_resize_scale` for tensor sizes.
 
-    Float64 and round-half-to-even like Python's ``round``, so the sizes equal those of
+    Float64 and round-half-to-even like Python's ``round`` (rounded down under torchvision's
+    rule), so the sizes equal those of
     :func:`keras_retinanet.preprocessing.image.resize_image`.
     """
     import tensorflow as tf
@@ -80,8 +91,9 @@ def _resize_plan(height: Any, width: Any, min_side: float, max_side: float) -> t
     smallest, largest = tf.minimum(h, w), tf.maximum(h, w)
     scale = min_side / smallest
     scale = tf.where(largest * scale > max_side, max_side / largest, scale)
-    new_h = tf.maximum(tf.cast(tf.round(h * scale), tf.int32), 1)
-    new_w = tf.maximum(tf.cast(tf.round(w * scale), tf.int32), 1)
+    rounding = tf.floor if rule == "torchvision" else tf.round
+    new_h = tf.maximum(tf.cast(rounding(h * scale), tf.int32), 1)
+    new_w = tf.maximum(tf.cast(rounding(w * scale), tf.int32), 1)
     return scale, new_h, new_w
 
 
@@ -99,6 +111,7 @@ def network_input(
     max_side: float,
     image_size: Sequence[int] | None = None,
     pad_multiple: int = DEFAULT_PAD_MULTIPLE,
+    variant: Any = None,
 ) -> tuple[Any, Any]:
     """The tensor the exported graph feeds the network, written in TensorFlow ops.
 
@@ -114,38 +127,57 @@ def network_input(
         image_size: the static ``(H, W)`` of ``images``, to make every size and resize weight
             a constant (TFLite needs static shapes); None reads the size from ``images``.
         pad_multiple: see :func:`keras_retinanet.inference.prepare_batch`.
+        variant: the model variant, whose resize rule and padding value
+            (:func:`keras_retinanet.preprocessing.image.resize_image`) the graph follows;
+            None: this package's own.
 
     Returns:
         ``(batch, scale)``: ``(B, H', W', 3)`` float32 network input and the resize scale
-        (a Python float for a static size, else a float64 scalar tensor).
+        (a Python float for a static size, else a float64 scalar tensor; under torchvision's
+        rule ``(s_x, s_y, s_x, s_y)``, as ``resize_image`` returns it).
     """
     import tensorflow as tf
 
+    variant = get_variant(variant)
+    rule = variant.resize
     if image_size is not None:
         height, width = int(image_size[0]), int(image_size[1])
         scale = compute_resize_scale((height, width), min_side=min_side, max_side=max_side)
-        new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
+        rounding = math.floor if rule == "torchvision" else round
+        new_h, new_w = max(1, rounding(height * scale)), max(1, rounding(width * scale))
+        step = 1.0 / scale if rule == "linear" else None
         # Evaluated once, eagerly, and embedded as constants: captured eager tensors would
         # become extra graph inputs in the ONNX conversion.
         with tf.init_scope():
-            rows = _resize_matrix(height, new_h, scale < 1).numpy()
-            cols = _resize_matrix(width, new_w, scale < 1).numpy()
+            shrink = scale < 1 and rule == "area"
+            rows = _resize_matrix(height, new_h, shrink, step).numpy()
+            cols = _resize_matrix(width, new_w, shrink, step).numpy()
         rows, cols = tf.constant(rows), tf.constant(cols)
+        if rule == "torchvision":
+            s_x, s_y = new_w / width, new_h / height
+            scale = tf.constant([s_x, s_y, s_x, s_y], tf.float32)
     else:
         shape = tf.shape(images)
-        scale, new_h, new_w = _resize_plan(shape[1], shape[2], min_side, max_side)
-        rows = _resize_matrix(shape[1], new_h, scale < 1)
-        cols = _resize_matrix(shape[2], new_w, scale < 1)
+        scale, new_h, new_w = _resize_plan(shape[1], shape[2], min_side, max_side, rule)
+        shrink = (scale < 1) & (rule == "area")
+        step = 1.0 / scale if rule == "linear" else None
+        rows = _resize_matrix(shape[1], new_h, shrink, step)
+        cols = _resize_matrix(shape[2], new_w, shrink, step)
+        if rule == "torchvision":
+            s_x = tf.cast(new_w, tf.float64) / tf.cast(shape[2], tf.float64)
+            s_y = tf.cast(new_h, tf.float64) / tf.cast(shape[1], tf.float64)
+            scale = tf.stack([s_x, s_y, s_x, s_y])
     padded_h = (new_h + pad_multiple - 1) // pad_multiple * pad_multiple
     padded_w = (new_w + pad_multiple - 1) // pad_multiple * pad_multiple
     x = tf.reverse(tf.cast(images, tf.float32), axis=[-1])  # RGB -> BGR
     x = tf.transpose(x, [0, 3, 1, 2])  # (B, 3, H, W): resize rows and columns as MatMuls
     x = tf.matmul(tf.matmul(rows, x), cols, transpose_b=True)
     x = tf.transpose(x, [0, 2, 3, 1])
-    # OpenCV returns uint8: round half up and saturate before normalising.
-    x = tf.clip_by_value(tf.floor(x + 0.5), 0.0, 255.0)
-    x = x - tf.constant(CAFFE_MEAN_BGR, dtype=tf.float32)
-    x = tf.pad(x, [[0, 0], [0, padded_h - new_h], [0, padded_w - new_w], [0, 0]])
+    if rule == "area":  # OpenCV returns uint8: round half up and saturate before normalising
+        x = tf.clip_by_value(tf.floor(x + 0.5), 0.0, 255.0)
+    pad_value = tf.constant(variant.pad_value(), dtype=tf.float32)
+    x = x - tf.constant(CAFFE_MEAN_BGR, dtype=tf.float32) - pad_value
+    x = tf.pad(x, [[0, 0], [0, padded_h - new_h], [0, padded_w - new_w], [0, 0]]) + pad_value
     return x, scale
 
 
@@ -181,8 +213,10 @@ def detection_function(
         if min(image_size) < 1:
             raise ValueError(f"image size must be positive, got {image_size}")
 
+    variant = getattr(model, "variant", None)  # set by retinanet_box / load_model
+
     def detect(images: Any) -> dict[str, Any]:
-        x, scale = network_input(images, min_side, max_side, image_size, pad_multiple)
+        x, scale = network_input(images, min_side, max_side, image_size, pad_multiple, variant)
         boxes, scores, labels = model(x, training=False)
         labels = tf.cast(labels, tf.int32)
         found = labels >= 0
