@@ -4,15 +4,22 @@ starts from the source's weights, the class head starts afresh, the snapshot rec
 from __future__ import annotations
 
 import glob
+import json
 import os
+import shutil
 
+import cv2
 import numpy as np
 from sources.common import RACCOON, SOURCES, raccoon_image, run, torch_python
 
 from keras_retinanet import models
+from keras_retinanet.cli import evaluate as evaluate_cli
+from keras_retinanet.cli import export as export_cli
+from keras_retinanet.cli import predict as predict_cli
 from keras_retinanet.cli import train as train_cli
 from keras_retinanet.convert import convert_torchvision, read_state_dict
 from keras_retinanet.convert.common import conv_kernel, find_layer
+from keras_retinanet.inference import detect
 from keras_retinanet.layers import prior_bias
 
 
@@ -63,8 +70,32 @@ def test_fine_tune_converted_torchvision_model_on_raccoon(tmp_path):
     kernel, bias = find_layer(tuned, "pyramid_classification").get_weights()
     assert kernel.shape[-1] == 9
     np.testing.assert_allclose(bias, prior_bias(0.01), atol=bound)
-    # And it predicts through the variant's anchors and box coder.
-    boxes, scores, labels = models.load_model(snapshot, convert=True).predict_on_batch(
-        np.zeros((1, 256, 320, 3), np.float32)
-    )
-    assert boxes.shape == (1, 300, 4)
+    # The fine-tuned snapshot works with the other commands as any snapshot does: evaluated on
+    # the held-out raccoon images (by the torchvision resize rule), predicted, exported.
+    assert evaluate_cli.main(
+        [snapshot, "--image-min-side", "256", "--image-max-side", "320", "--quiet",
+         "--save-path", str(tmp_path / "eval")]
+    ) in (0, None)  # fmt: skip
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert report["num_images"] == 40
+    images = tmp_path / "photos"
+    images.mkdir()
+    shutil.copy(os.path.join(RACCOON, "JPEGImages", "raccoon-1.jpg"), images)
+    assert predict_cli.main(
+        [snapshot, str(images), "--output", str(tmp_path / "predicted"), "--no-progress",
+         "--image-min-side", "256", "--image-max-side", "320", "--score-threshold", "0"]
+    ) in (0, None)  # fmt: skip
+    assert list((tmp_path / "predicted").glob("*.json"))
+    exported = str(tmp_path / "detector")
+    assert export_cli.main(
+        [snapshot, exported, "--format", "saved_model", "--min-side", "256", "--max-side", "320"]
+    ) in (0, None)  # fmt: skip
+    import tensorflow as tf
+
+    photo = cv2.imread(os.path.join(RACCOON, "JPEGImages", "raccoon-1.jpg"))
+    serve = tf.saved_model.load(exported).signatures["serving_default"]
+    outputs = serve(images=tf.constant(photo[None, ..., ::-1].copy()))
+    (found,) = detect(models.load_model(snapshot, convert=True), [photo], 256, 320)
+    count = int(outputs["num_detections"][0])
+    assert count == len(found.scores) > 0
+    np.testing.assert_allclose(outputs["scores"][0][:count], found.scores, atol=1e-3)
