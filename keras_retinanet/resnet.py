@@ -54,13 +54,17 @@ def resnet_features(inputs: Any, backbone: str, variant: ModelVariant) -> tuple[
     Args:
         inputs: ``(B, H, W, 3)`` symbolic images, normalised as the variant expects.
         backbone: ``"resnet50"``, ``"resnet101"`` or ``"resnet152"``.
-        variant: the stem pool and the position of the stride come from it.
+        variant: the stem's padding and the position of the stride come from it.
 
     Returns:
         ``(C3, C4, C5)``: strides 8, 16, 32; 512, 1024, 2048 channels; sizes
         ``ceil(H / stride)`` as in every variant.
     """
-    x = _conv(inputs, 64, 7, 2, "conv1")
+    if variant.stem_conv == "same":  # keras-resnet 0.2.0
+        conv1 = keras.layers.Conv2D(64, 7, strides=2, padding="same", use_bias=False, name="conv1")
+        x = conv1(inputs)
+    else:
+        x = _conv(inputs, 64, 7, 2, "conv1")
     x = keras.layers.ReLU(name="relu")(_norm(x, variant, "bn1"))
     if variant.stem_pool == "same":
         x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="maxpool")(x)

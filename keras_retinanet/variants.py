@@ -15,7 +15,9 @@ outputs with the real packages):
   snapshot's code: keras-resnet's stem pools with ``padding="same"`` (keras.applications pads
   1 then pools, so on even sizes its windows sit one pixel earlier), BatchNormalization
   epsilon 1e-5 (keras.applications: 1.001e-5), convolutions without bias, boxes clipped to
-  ``[0, W - 1]``, and no per-level pre-NMS budget.
+  ``[0, W - 1]``, images resized by ``cv2.resize(fx=scale)``, and no per-level pre-NMS budget.
+- ``"fizyr_keras_resnet_0_2"``: the same with keras-resnet 0.2.0 (what fizyr 1.0.0 installs),
+  whose 7x7 stem convolution pads ``"same"`` too.
 - ``"torchvision_v1"`` / ``"torchvision_v2"``: ``retinanet_resnet50_fpn`` and
   ``retinanet_resnet50_fpn_v2``: ResNet v1.5 (stride in the 3x3 convolution), symmetric
   zero padding everywhere (TensorFlow's ``"same"`` pads stride-2 convolutions only after),
@@ -43,6 +45,9 @@ class ModelVariant:
         name: the key in :data:`VARIANTS`.
         backbone: ``"applications"`` (keras.applications' ResNets, weights by name) or
             ``"resnet"`` (:mod:`keras_retinanet.resnet`, every padding explicit).
+        stem_conv: the 7x7/2 stem convolution: ``"pad"`` (zero-pad 3 on every side) or
+            ``"same"`` (TensorFlow's ``"same"``: on an even size 2 before, 3 after; keras-resnet
+            0.2.0).
         stem_pool: ``"pad"`` (zero-pad 1, 3x3/2 max pool) or ``"same"`` (TensorFlow's
             ``"same"`` max pool: on an even size it pads only after).
         stride_in: where a bottleneck's stride sits: ``"1x1"`` (ResNet v1, keras-resnet,
@@ -74,6 +79,7 @@ class ModelVariant:
 
     name: str
     backbone: str = "applications"
+    stem_conv: str = "pad"
     stem_pool: str = "pad"
     stride_in: str = "1x1"
     bn_epsilon: float = APPLICATIONS_BN_EPSILON
@@ -90,6 +96,7 @@ class ModelVariant:
     def __post_init__(self) -> None:
         choices = {
             "backbone": ("applications", "resnet"),
+            "stem_conv": ("pad", "same"),
             "stem_pool": ("pad", "same"),
             "stride_in": ("1x1", "3x3"),
             "p6_from": ("C5", "P5"),
@@ -148,6 +155,18 @@ VARIANTS: dict[str, ModelVariant] = {
     "fizyr": ModelVariant(
         "fizyr",
         backbone="resnet",
+        stem_pool="same",
+        bn_epsilon=1e-5,
+        clip="size_minus_one",
+        resize="linear",
+        pre_nms_top_k_per_level=None,
+    ),
+    # fizyr 1.0.0 requires keras-resnet 0.2.0, whose stem convolution pads "same": snapshots
+    # users trained with it (the published COCO file predates it and uses 0.1.0).
+    "fizyr_keras_resnet_0_2": ModelVariant(
+        "fizyr_keras_resnet_0_2",
+        backbone="resnet",
+        stem_conv="same",
         stem_pool="same",
         bn_epsilon=1e-5,
         clip="size_minus_one",

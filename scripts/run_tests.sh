@@ -22,8 +22,12 @@ TF_MINOR=$(.venv/bin/python -c "import tensorflow as tf; print('.'.join(tf.__ver
 if [ ! -d .sources/fizyr/keras_retinanet ]; then
     .venv/bin/pip install -q --no-deps --target .sources/fizyr keras-retinanet==1.0.0 keras-resnet==0.1.0
 fi
+if [ ! -d .sources/keras-resnet-0.2.0/keras_resnet ]; then  # what fizyr 1.0.0 itself installs
+    .venv/bin/pip install -q --no-deps --target .sources/keras-resnet-0.2.0 keras-resnet==0.2.0
+fi
 export KERAS_RETINANET_TORCH_PYTHON="$PWD/.venv-torch/bin/python"
 export KERAS_RETINANET_FIZYR_PATH="$PWD/.sources/fizyr"
+export KERAS_RETINANET_KERAS_RESNET_02="$PWD/.sources/keras-resnet-0.2.0"
 echo "== TensorFlow backend: full suite"
 KERAS_BACKEND=tensorflow .venv/bin/python -m pytest -q -m "not slow" "$@"
 

@@ -13,6 +13,7 @@ from sources.common import (
     SOURCES,
     assert_same_detections,
     fizyr_path,
+    keras_resnet_02_path,
     raccoon_image,
     raccoon_photo,
     run,
@@ -25,10 +26,13 @@ from keras_retinanet.convert.common import class_names
 from keras_retinanet.inference import detect
 
 
-def reference(tmp_path, image_npy: str, *args: str) -> tuple[str, dict]:
+def reference(tmp_path, image_npy: str, *args: str, path: str | None = None) -> tuple[str, dict]:
     out = tmp_path / "reference"
     script = os.path.join(SOURCES, "fizyr_reference.py")
-    run([sys.executable, script, image_npy, str(out), *args], env={"PYTHONPATH": fizyr_path()})
+    run(
+        [sys.executable, script, image_npy, str(out), *args],
+        env={"PYTHONPATH": path or fizyr_path()},
+    )
     return str(out), dict(np.load(out / "reference.npz"))
 
 
@@ -76,9 +80,27 @@ def test_converted_fizyr_model_matches_fizyr(tmp_path, backbone, height, width):
     assert_same_detections(*padded, full)
 
 
+def test_snapshot_of_fizyr_with_keras_resnet_0_2_matches_it(tmp_path):
+    """fizyr 1.0.0 installs keras-resnet 0.2.0, whose stem convolution pads "same" (2 before
+    and 3 after on an even size): read from the file, it picks its own variant."""
+    image_npy, batch = raccoon_image(tmp_path, 512, 640)
+    path = os.pathsep.join([keras_resnet_02_path(), fizyr_path()])
+    out, ref = reference(tmp_path, image_npy, path=path)
+    snapshot = str(tmp_path / "converted.keras")
+    metadata = convert_fizyr(os.path.join(out, "model.h5"), snapshot)
+    assert metadata["variant"]["name"] == "fizyr_keras_resnet_0_2"
+    assert metadata["source"]["keras_resnet"] == "0.2"
+    compare(snapshot, batch, ref)
+    # The padding matters: read as a keras-resnet 0.1 model, the outputs are not fizyr's.
+    wrong = str(tmp_path / "as_0_1.keras")
+    convert_fizyr(os.path.join(out, "model.h5"), wrong, keras_resnet="0.1")
+    regression, _ = models.load_model(wrong).predict_on_batch(batch)
+    assert np.abs(regression[0] - ref["regression"]).max() > 1e-3
+
+
 def test_fizyr_file_with_keras3_weight_names_converts_the_same(tmp_path):
     """Keras 2 names weights ``kernel:0``, Keras 3 ``kernel``: both read."""
-    image_npy, batch = raccoon_image(tmp_path, 256, 320)
+    image_npy, batch = raccoon_image(tmp_path, 160, 224)
     out, ref = reference(tmp_path, image_npy)
     renamed = tmp_path / "keras3_names.h5"
     with h5py.File(os.path.join(out, "model.h5"), "r") as src, h5py.File(renamed, "w") as dst:

@@ -69,6 +69,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "COCO's names for a COCO model, else class_0, class_1, ...",
     )
     parser.add_argument(
+        "--keras-resnet",
+        choices=("0.1", "0.2"),
+        help="with --from fizyr: the keras-resnet version the snapshot was built with "
+        "(default: read from the file; 0.1 for the published COCO file, 0.2 for models "
+        "trained with fizyr 1.0.0)",
+    )
+    parser.add_argument(
         "--bn-eps",
         type=float,
         default=None,
@@ -160,7 +167,9 @@ def _import(args: argparse.Namespace) -> int:
 
     try:
         if args.source == "fizyr":
-            metadata = convert_fizyr(args.model_in, args.model_out, classes=args.classes)
+            metadata = convert_fizyr(
+                args.model_in, args.model_out, classes=args.classes, keras_resnet=args.keras_resnet
+            )
         else:
             metadata = convert_torchvision(
                 args.model_in,

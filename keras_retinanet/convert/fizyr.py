@@ -10,6 +10,7 @@ and head layers have the same names here; the backbone's keras-resnet names map 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -52,6 +53,22 @@ def read_h5_weights(path: str) -> dict[str, dict[str, np.ndarray]]:
     return weights
 
 
+def keras_resnet_version(path: str) -> str | None:
+    """Which keras-resnet built the snapshot, from the model config a full save stores:
+    ``"0.1"`` (a ``padding_conv1`` layer before ``conv1``) or ``"0.2"`` (``conv1`` pads
+    ``"same"``); None for a weights-only file."""
+    with h5py.File(path, "r") as f:
+        config = f.attrs.get("model_config")
+    if config is None:
+        return None
+    text = config.decode("utf-8") if isinstance(config, bytes) else str(config)
+    layers = json.loads(text).get("config", {}).get("layers", [])
+    conv1 = next(
+        (layer["config"] for layer in layers if layer["config"].get("name") == "conv1"), {}
+    )
+    return "0.2" if conv1.get("padding") == "same" else "0.1"
+
+
 def _block_index(code: str) -> int:
     return int(code[1:]) if len(code) > 1 else ord(code) - ord("a")
 
@@ -60,6 +77,7 @@ def convert_fizyr(
     path: str | os.PathLike,
     output: str | os.PathLike,
     classes: str | list[str] | None = None,
+    keras_resnet: str | None = None,
 ) -> dict:
     """Convert a fizyr keras-retinanet ResNet snapshot into a snapshot of this package.
 
@@ -69,6 +87,10 @@ def convert_fizyr(
         output: the snapshot to write (``.keras`` or ``.h5``).
         classes: class names (a list or a file, one per line or fizyr's ``name,id`` CSV);
             default: COCO's 80 when the model has 80 classes, else ``class_0..``.
+        keras_resnet: the keras-resnet version that built it, ``"0.1"`` (variant ``fizyr``;
+            the published COCO file) or ``"0.2"`` (``fizyr_keras_resnet_0_2``, what fizyr
+            1.0.0 installs: its stem convolution pads differently); None: read from the
+            file's model config (0.1 for a weights-only file, which has none).
 
     Returns:
         the snapshot's metadata, with ``"seconds"`` the conversion took.
@@ -97,7 +119,10 @@ def convert_fizyr(
     backbone = next((k for k, v in DEPTHS.items() if v[2] == len(stage4)), None)
     if backbone is None:
         raise ConversionError(f"{path}: {len(stage4)} blocks in stage 4 is not a ResNet50/101/152")
-    variant = VARIANTS["fizyr"]
+    version = keras_resnet or keras_resnet_version(path) or "0.1"
+    if version not in ("0.1", "0.2"):
+        raise ConversionError(f"keras-resnet version must be 0.1 or 0.2, got {version!r}")
+    variant = VARIANTS["fizyr" if version == "0.1" else "fizyr_keras_resnet_0_2"]
     names = class_names(classes, num_classes, COCO_CLASSES)
     model = models.retinanet_model(num_classes, backbone=backbone, weights=None, variant=variant)
 
@@ -122,6 +147,7 @@ def convert_fizyr(
             ordered = [values[k] for k in ("kernel", "bias") if k in values]
         set_layer(model, target, ordered)
 
-    metadata = snapshot_metadata(names, variant, backbone, {"from": "fizyr", "file": path})
+    source_record = {"from": "fizyr", "file": path, "keras_resnet": version}
+    metadata = snapshot_metadata(names, variant, backbone, source_record)
     models.save_model(model, os.fspath(output), metadata=metadata)
     return {**metadata, "seconds": time.perf_counter() - start}

@@ -39,6 +39,16 @@ def fizyr_path() -> str:
     return path
 
 
+def keras_resnet_02_path() -> str:
+    """keras-resnet 0.2.0 (what fizyr 1.0.0 installs), to put before fizyr's folder."""
+    path = os.environ.get(
+        "KERAS_RETINANET_KERAS_RESNET_02", os.path.join(ROOT, ".sources", "keras-resnet-0.2.0")
+    )
+    if not os.path.isdir(os.path.join(path, "keras_resnet")):
+        pytest.skip(f"no keras-resnet 0.2.0 at {path} (scripts/run_tests.sh installs it)")
+    return path
+
+
 def run(command: list[str], env: dict | None = None) -> None:
     result = subprocess.run(
         command, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=900
