@@ -90,6 +90,7 @@ def main() -> None:
     parser.add_argument("--num-classes", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--photo", help="also detect in this photo with fizyr's own resizing")
+    parser.add_argument("--photo-sides", type=int, nargs=2, default=(480, 800))
     args = parser.parse_args()
     rgb = np.load(args.image)
     bgr = rgb[..., ::-1].astype(np.float32)
@@ -106,7 +107,8 @@ def main() -> None:
     if args.photo:  # fizyr's README snippet: read, preprocess, resize, predict, boxes / scale
         from keras_retinanet.utils.image import preprocess_image, read_image_bgr, resize_image
 
-        photo, scale = resize_image(preprocess_image(read_image_bgr(args.photo)))
+        photo = preprocess_image(read_image_bgr(args.photo))
+        photo, scale = resize_image(photo, *args.photo_sides)
         found = inference.predict_on_batch(photo[None])
         full = {
             "full_boxes": found[0][0] / scale,
