@@ -99,6 +99,7 @@ def image_coverage(
     padded_shape: Sequence[int] | None = None,
     negative_overlap: float = 0.4,
     positive_overlap: float = 0.5,
+    rule: str = "centred",
 ) -> ImageCoverage:
     """Anchor coverage of one (already resized) image.
 
@@ -113,13 +114,15 @@ def image_coverage(
         negative_overlap: passed to :func:`~keras_retinanet.anchors.anchor_targets_bbox`.
         positive_overlap: IoU a box needs with some anchor to count as covered (and the
             training threshold for positives).
+        rule: the model variant's anchor rule (see
+            :func:`keras_retinanet.anchors.anchors_for_shape`).
 
     Returns:
         An :class:`ImageCoverage`.
     """
     height, width = image.shape[:2]
     shape = tuple(padded_shape) if padded_shape is not None else (height, width)
-    anchors = anchor_grid(shape, anchor_parameters)
+    anchors = anchor_grid(shape, anchor_parameters, rule)
     regression, labels = anchor_targets_bbox(
         anchors,
         [image],

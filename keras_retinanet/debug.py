@@ -234,6 +234,7 @@ def analyze_coverage(
             padded_shape=generator.padded_shape([image]),
             negative_overlap=negative_overlap,
             positive_overlap=positive_overlap,
+            rule=generator.variant.anchor_rule,
         )
         report.add(path, coverage)
         if output_dir is not None and (draw_anchors or draw_ground_truth):

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from keras_retinanet.anchors import AnchorParameters
+from keras_retinanet.anchors import AnchorParameters, anchors_for_shape
 from keras_retinanet.cli import debug as debug_cli
 from keras_retinanet.debug import (
     UNCOVERED_COLOR,
@@ -192,3 +192,32 @@ def test_debug_missing_folder_is_a_clear_error(tmp_path, capsys):
     missing = tmp_path / "no_such_dataset"
     assert debug_cli.main(["voc", str(missing), "--no-progress"]) == 2
     assert str(missing) in capsys.readouterr().err
+
+
+def test_image_coverage_follows_the_variant_anchor_rule():
+    # torchvision's anchors (corners rounded, centred at i * stride) are not ours (centred at
+    # (i + 0.5) * stride): the positives drawn for a box in the corner are rows of
+    # torchvision's grid, and the box's best IoU differs between the two rules.
+    image = np.full((128, 128, 3), 90, dtype=np.uint8)
+    box = _annotations([[0, 0, 16, 16]], [0])
+    torchvision = image_coverage(image, box, 1, rule="torchvision")
+    centred = image_coverage(image, box, 1)
+    grid = anchors_for_shape((128, 128), rule="torchvision")
+    assert len(torchvision.positive_anchors)
+    for anchor in torchvision.positive_anchors:
+        assert np.any(np.all(grid == anchor, axis=1))
+    assert not np.array_equal(torchvision.best_iou, centred.best_iou)
+
+
+def test_debug_reads_the_variant_of_a_snapshot(tmp_path):
+    import zipfile
+
+    snapshot = tmp_path / "converted.keras"
+    with zipfile.ZipFile(snapshot, "w") as archive:  # read_metadata needs only its record
+        record = {"variant": {"name": "torchvision_v1", "anchor_rule": "torchvision"}}
+        archive.writestr("keras_retinanet.json", json.dumps(record))
+    args = debug_cli.build_parser().parse_args(
+        ["voc", str(_dataset("raccoon")), "--snapshot", str(snapshot)] + SMALL
+    )
+    generator = debug_cli.create_generator(args)
+    assert generator.variant.anchor_rule == "torchvision"

@@ -88,15 +88,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> tuple:
-    """Anchor parameters and image sizes from --config/--snapshot/--image-*-side."""
+    """Anchor parameters, image sizes and the model variant from --config/--snapshot/
+    --image-*-side."""
     from keras_retinanet.anchor_config import read_anchor_parameters
     from keras_retinanet.anchors import AnchorParameters
 
-    params, min_side, max_side = None, 800, 1333
+    params, min_side, max_side, variant = None, 800, 1333, None
     if args.snapshot:
         from keras_retinanet.models import read_metadata
 
         metadata = read_metadata(args.snapshot)
+        variant = metadata.get("variant")  # a converted model's anchor rule
         recorded = metadata.get("anchor_parameters")
         params = AnchorParameters.from_dict(recorded) if recorded else None
         min_side = metadata.get("image_min_side", min_side)
@@ -107,12 +109,12 @@ def _settings(args: argparse.Namespace) -> tuple:
         min_side = args.image_min_side
     if args.image_max_side is not None:
         max_side = args.image_max_side
-    return params or AnchorParameters(), min_side, max(max_side, min_side)
+    return params or AnchorParameters(), min_side, max(max_side, min_side), variant
 
 
 def create_generator(args: argparse.Namespace):
     """The generator of the chosen dataset, in file order, with the training transforms."""
-    params, min_side, max_side = _settings(args)
+    params, min_side, max_side, variant = _settings(args)
     transform = None
     if args.random_transform:
         from keras_retinanet.preprocessing.transform import random_transform
@@ -128,6 +130,7 @@ def create_generator(args: argparse.Namespace):
         anchor_parameters=params,
         seed=args.seed,
         skip_bad_images=True,
+        variant=variant,
     )
     if args.dataset_type == "voc":
         from keras_retinanet.preprocessing.voc import PascalVocGenerator
