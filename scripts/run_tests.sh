@@ -29,7 +29,7 @@ export KERAS_RETINANET_TORCH_PYTHON="$PWD/.venv-torch/bin/python"
 export KERAS_RETINANET_FIZYR_PATH="$PWD/.sources/fizyr"
 export KERAS_RETINANET_KERAS_RESNET_02="$PWD/.sources/keras-resnet-0.2.0"
 echo "== TensorFlow backend: full suite"
-KERAS_BACKEND=tensorflow .venv/bin/python -m pytest -q -m "not slow" "$@"
+KERAS_BACKEND=tensorflow .venv/bin/python -m pytest -q -m "not slow" --durations=15 "$@"
 
 if [ ! -x .venv-jax/bin/python ]; then "$PYTHON" -m venv .venv-jax; fi
 .venv-jax/bin/pip install -q -e . "jax[cpu]" pytest

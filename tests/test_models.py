@@ -489,3 +489,33 @@ def test_one_training_step_with_the_losses():
     losses = [model.train_on_batch(x, [regression, labels])[0] for _ in range(3)]
     assert all(np.isfinite(losses))
     assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("variant", ["torchvision_v2"])  # GroupNorm heads, torch input, its anchors
+def test_variant_models_build_predict_and_round_trip(variant, tmp_path):
+    """Every backend: a variant's training and inference models, its anchors (those of the
+    loader for its rule) and a .keras round trip with no custom_objects."""
+    rule = models.get_variant(variant).anchor_rule
+    model = models.retinanet_model(
+        2,
+        weights=None,
+        variant=variant,
+        pyramid_feature_size=64,
+        classification_feature_size=64,
+        regression_feature_size=64,
+    )
+    inference = models.retinanet_box(model, variant=variant, score_threshold=0.0)
+    batch = np.random.default_rng(0).normal(0, 40, (1, 96, 160, 3)).astype("float32")
+    anchors = keras.Model(inference.inputs, inference.get_layer("anchors").output)
+    np.testing.assert_allclose(
+        np.asarray(anchors.predict_on_batch(batch))[0], anchors_for_shape((96, 160), rule=rule)
+    )
+    boxes, scores, labels = inference.predict_on_batch(batch)
+    assert np.asarray(boxes).shape == (1, 300, 4) and np.asarray(scores)[0, 0] > 0
+    path = str(tmp_path / "variant.keras")
+    models.save_model(model, path, metadata={"variant": models.get_variant(variant).to_dict()})
+    loaded = models.load_model(path, convert=True, score_threshold=0.0)
+    assert loaded.variant.name == variant
+    np.testing.assert_allclose(
+        np.asarray(loaded.predict_on_batch(batch)[1]), np.asarray(scores), atol=1e-5
+    )
