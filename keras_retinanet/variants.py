@@ -150,53 +150,40 @@ class ModelVariant:
 
 DEFAULT = ModelVariant("retinanet")
 
+_FIZYR = ModelVariant(
+    "fizyr",
+    backbone="resnet",
+    stem_pool="same",
+    bn_epsilon=1e-5,
+    clip="size_minus_one",
+    resize="linear",
+    pre_nms_top_k_per_level=None,
+)
+_TORCHVISION_V1 = ModelVariant(
+    "torchvision_v1",
+    backbone="resnet",
+    stride_in="3x3",
+    bn_epsilon=1e-5,
+    p6_from="P5",
+    pyramid_padding="symmetric",
+    box_coder="centre_size",
+    anchor_rule="torchvision",
+    input_normalisation="torch",
+    resize="torchvision",
+)
+
 VARIANTS: dict[str, ModelVariant] = {
     "retinanet": DEFAULT,
-    "fizyr": ModelVariant(
-        "fizyr",
-        backbone="resnet",
-        stem_pool="same",
-        bn_epsilon=1e-5,
-        clip="size_minus_one",
-        resize="linear",
-        pre_nms_top_k_per_level=None,
-    ),
+    "fizyr": _FIZYR,
     # fizyr 1.0.0 requires keras-resnet 0.2.0, whose stem convolution pads "same": snapshots
     # users trained with it (the published COCO file predates it and uses 0.1.0).
-    "fizyr_keras_resnet_0_2": ModelVariant(
-        "fizyr_keras_resnet_0_2",
-        backbone="resnet",
-        stem_conv="same",
-        stem_pool="same",
-        bn_epsilon=1e-5,
-        clip="size_minus_one",
-        resize="linear",
-        pre_nms_top_k_per_level=None,
+    "fizyr_keras_resnet_0_2": dataclasses.replace(
+        _FIZYR, name="fizyr_keras_resnet_0_2", stem_conv="same"
     ),
-    "torchvision_v1": ModelVariant(
-        "torchvision_v1",
-        backbone="resnet",
-        stride_in="3x3",
-        bn_epsilon=1e-5,
-        p6_from="P5",
-        pyramid_padding="symmetric",
-        box_coder="centre_size",
-        anchor_rule="torchvision",
-        input_normalisation="torch",
-        resize="torchvision",
-    ),
-    "torchvision_v2": ModelVariant(
-        "torchvision_v2",
-        backbone="resnet",
-        stride_in="3x3",
-        bn_epsilon=1e-5,
-        p6_from="C5",
-        pyramid_padding="symmetric",
-        head_norm="group_norm",
-        box_coder="centre_size",
-        anchor_rule="torchvision",
-        input_normalisation="torch",
-        resize="torchvision",
+    "torchvision_v1": _TORCHVISION_V1,
+    # v2: P6 from C5 and GroupNorm(32) in both heads; all else as v1.
+    "torchvision_v2": dataclasses.replace(
+        _TORCHVISION_V1, name="torchvision_v2", p6_from="C5", head_norm="group_norm"
     ),
 }
 
