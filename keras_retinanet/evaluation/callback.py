@@ -90,6 +90,7 @@ class Evaluate(keras.callbacks.Callback):
             score_threshold=self.score_threshold,
             max_detections=self.max_detections,
             variant=getattr(self.generator, "variant", None),
+            fold_batch_norm=False,  # share the training model's layers, which keep changing
         )
         if multi_worker.active_strategy() is not None:
             # The strategy's predict_on_batch would gather every worker's batch into one.

@@ -1,0 +1,141 @@
+"""Batch normalisation folding (keras_retinanet.fold): the same outputs without the BN layers.
+
+Runs on every backend (the JAX job too): folding is Keras-level weight arithmetic.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from keras_retinanet import fold, models
+from keras_retinanet.variants import VARIANTS
+
+SMALL = dict(pyramid_feature_size=32, classification_feature_size=32, regression_feature_size=32)
+
+
+def randomise_batch_norms(model: keras.Model, seed: int) -> int:
+    """Give every BatchNormalization non-trivial statistics, as a trained model has (with the
+    initial ones, mean 0 and variance 1, folding would only rescale by 1/sqrt(1 + eps))."""
+    rng = np.random.default_rng(seed)
+    count = 0
+    for layer in fold._walk(model):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            c = layer.gamma.shape[0]
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, c),
+                    rng.normal(0, 0.2, c),
+                    rng.normal(0, 0.2, c),
+                    rng.uniform(0.3, 2.0, c),
+                ]  # gamma, beta, moving mean, moving variance
+            )
+            count += 1
+    return count
+
+
+def count(model: keras.Model, kind: type) -> int:
+    return sum(isinstance(layer, kind) for layer in fold._walk(model))
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_folding_keeps_the_outputs_of_every_variant(variant):
+    keras.utils.set_random_seed(0)
+    model = models.retinanet_model(2, weights=None, variant=variant, **SMALL)
+    assert randomise_batch_norms(model, seed=1) == 53  # 1 stem + 16 blocks x 3 + 4 shortcuts
+    folded = fold.fold_batch_norm(model)
+    assert count(folded, keras.layers.BatchNormalization) == 0
+    assert count(folded, keras.layers.Identity) == 53
+    assert count(model, keras.layers.BatchNormalization) == 53  # the original is untouched
+    assert folded.get_layer("conv1_conv" if variant == "retinanet" else "conv1").use_bias
+    image = np.random.default_rng(2).uniform(-2, 2, (1, 96, 128, 3)).astype("float32")
+    # P3 (through the whole backbone and FPN) and both heads' outputs.
+    taps = [keras.Model(m.inputs, [m.get_layer("P3").output, *m.outputs]) for m in (model, folded)]
+    for expected, actual in zip(*(tap.predict_on_batch(image) for tap in taps)):
+        expected, actual = np.asarray(expected), np.asarray(actual)
+        scale = np.abs(expected).max()
+        assert scale > 1e-5  # a real signal, not zeros compared with zeros
+        np.testing.assert_allclose(actual, expected, rtol=0, atol=2e-5 * scale)
+    # A model with nothing left to fold comes back as it is.
+    assert fold.fold_batch_norm(folded) is folded
+
+
+def test_only_a_plain_convolution_feeding_the_norm_alone_is_folded():
+    inputs = keras.Input((8, 8, 3))
+    conv_relu = keras.layers.Conv2D(4, 3, activation="relu", name="conv_relu")(inputs)
+    a = keras.layers.BatchNormalization(name="bn_after_relu")(conv_relu)  # not linear: kept
+    shared = keras.layers.Conv2D(4, 1, name="shared")(a)
+    b = keras.layers.BatchNormalization(name="bn_of_shared")(shared)  # conv used twice: kept
+    c = keras.layers.Add()([b, shared])
+    plain = keras.layers.Conv2D(4, 1, use_bias=False, name="plain")(c)
+    d = keras.layers.BatchNormalization(name="bn_folded")(plain)
+    model = keras.Model(inputs, d)
+    randomise_batch_norms(model, seed=3)
+    pairs = fold.batch_norm_pairs(model)
+    assert [conv.name for conv in pairs.values()] == ["plain"]
+    folded = fold.fold_batch_norm(model)
+    assert [layer.name for layer in folded.layers if isinstance(layer, keras.layers.Identity)] == [
+        "bn_folded"
+    ]
+    x = np.random.default_rng(4).normal(size=(2, 8, 8, 3)).astype("float32")
+    np.testing.assert_allclose(
+        np.asarray(folded.predict_on_batch(x)), np.asarray(model.predict_on_batch(x)), atol=1e-5
+    )
+
+
+def spread_out_heads(model: keras.Model, image: np.ndarray) -> None:
+    """Rescale each head's last convolution so the untrained model gives spread-out class
+    logits (mean -4.5, std 1.5 over the anchors) and box deltas (std 1): real detections to
+    compare, rather than thousands of near-equal scores around the prior."""
+    features = keras.Model(model.inputs, [model.get_layer(f"P{i}").output for i in range(3, 8)])(
+        [image]
+    )
+    for head, std, mean in (("classification", 1.5, -4.5), ("regression", 1.0, None)):
+        submodel = model.get_layer(f"{head}_submodel")
+        last = submodel.get_layer(f"pyramid_{head}")
+        raw = keras.Model(submodel.inputs, last.output)
+        outputs = np.concatenate(
+            [np.asarray(raw(f)).reshape(-1, last.filters) for f in features], axis=0
+        )
+        kernel, bias = last.get_weights()
+        factor = std / outputs.std(axis=0)
+        if mean is not None:
+            bias = mean - factor * (outputs.mean(axis=0) - bias)
+        last.set_weights([kernel * factor, bias.astype("float32")])
+
+
+def test_the_inference_model_is_folded_and_detects_the_same(tmp_path):
+    keras.utils.set_random_seed(5)
+    model = models.retinanet_model(2, weights=None, **SMALL)
+    randomise_batch_norms(model, seed=6)
+    image = np.random.default_rng(7).uniform(-100, 100, (1, 128, 160, 3)).astype("float32")
+    spread_out_heads(model, image)
+    plain = models.retinanet_box(model, fold_batch_norm=False, score_threshold=0.2)
+    folded = models.retinanet_box(model, score_threshold=0.2)  # folding is the default
+    assert count(plain, keras.layers.BatchNormalization) == 53
+    assert count(folded, keras.layers.BatchNormalization) == 0
+    expected = [np.asarray(t)[0] for t in plain.predict_on_batch(image)]
+    assert 5 <= (expected[2] >= 0).sum() < 300  # real detections, fewer than the cap
+    assert_same_detections(expected, [np.asarray(t)[0] for t in folded.predict_on_batch(image)])
+    # An inference file written without folding is folded when loaded for inference.
+    path = models.save_model(plain, str(tmp_path / "plain.keras"), {"model": "inference"})
+    loaded = models.load_model(path, convert=True)
+    assert count(loaded, keras.layers.BatchNormalization) == 0
+    assert_same_detections(expected, [np.asarray(t)[0] for t in loaded.predict_on_batch(image)])
+    assert count(models.load_model(path), keras.layers.BatchNormalization) == 53  # as saved
+
+
+def assert_same_detections(expected: list, actual: list) -> None:
+    """Same count; each detection has a partner with its label, score and box (order may
+    differ where two scores differ by less than the rounding)."""
+    boxes, scores, labels = expected
+    other_boxes, other_scores, other_labels = actual
+    assert (other_labels >= 0).sum() == (labels >= 0).sum()
+    for box, score, label in zip(boxes[labels >= 0], scores[labels >= 0], labels[labels >= 0]):
+        match = (
+            (other_labels == label)
+            & (np.abs(other_scores - score) < 1e-4)
+            & (np.abs(other_boxes - box).max(axis=1) < 1e-2)
+        )
+        assert match.any(), (box, score, label)
