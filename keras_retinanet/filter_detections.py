@@ -14,7 +14,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from keras_retinanet.nms import tiled_nms_mask
+from keras_retinanet.nms import tensorflow_nms_mask, tiled_nms_mask
 
 _PACKAGE = "keras_retinanet"
 
@@ -62,6 +62,10 @@ class FilterDetections(keras.layers.Layer):
         pre_nms_top_k_per_level: keep only this many candidates of each pyramid level (1000,
             the paper's budget); None for no per-level step. Called without level inputs, the
             whole image counts as one level.
+        nms_implementation: ``"keras"`` (the tiled NMS above, every backend) or
+            ``"tensorflow"``: TensorFlow's own NMS op, for batch-1 TFLite graphs that must not
+            contain a loop (:func:`keras_retinanet.nms.tensorflow_nms_mask`; the int8 TFLite
+            export uses it). Both keep the same boxes.
 
     Call: ``FilterDetections(...)([boxes, classification])`` with ``boxes`` ``(B, N, 4)`` and
     ``classification`` ``(B, N, K)``, optionally followed by one tensor per pyramid level
@@ -86,9 +90,15 @@ class FilterDetections(keras.layers.Layer):
         # pyramid level, merged with no global cap.
         pre_nms_top_k: int | None = None,
         pre_nms_top_k_per_level: int | None = 1000,
+        nms_implementation: str = "keras",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if nms_implementation not in ("keras", "tensorflow"):
+            raise ValueError(
+                f"nms_implementation must be 'keras' or 'tensorflow', got {nms_implementation!r}"
+            )
+        self.nms_implementation = nms_implementation
         if max_detections < 1:
             raise ValueError(f"max_detections must be >= 1, got {max_detections}")
         if pre_nms_top_k is not None and pre_nms_top_k < 1:
@@ -205,7 +215,15 @@ class FilterDetections(keras.layers.Layer):
             # top_k took max_detections rows so that the final top_k has enough of them; only
             # the first pre_nms_top_k are candidates.
             valid = ops.logical_and(valid, ops.arange(budget) < self.pre_nms_top_k)
-        if self.nms:
+        if self.nms and self.nms_implementation == "tensorflow":
+            keep = tensorflow_nms_mask(
+                candidate_boxes,
+                valid,
+                labels if self.class_specific_filter else None,
+                self.nms_threshold,
+                max_kept=self.max_detections,
+            )
+        elif self.nms:
             keep = tiled_nms_mask(
                 candidate_boxes,
                 valid,
@@ -261,6 +279,7 @@ class FilterDetections(keras.layers.Layer):
                 "max_detections": self.max_detections,
                 "pre_nms_top_k": self.pre_nms_top_k,
                 "pre_nms_top_k_per_level": self.pre_nms_top_k_per_level,
+                "nms_implementation": self.nms_implementation,
             }
         )
         return config

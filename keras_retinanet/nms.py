@@ -164,3 +164,50 @@ def tiled_nms_mask(
     )
     _, keep, _, _, _ = ops.while_loop(cond, body, loop_vars)
     return ops.slice(keep, (0, 0), (batch, count))
+
+
+def tensorflow_nms_mask(
+    boxes: Any, valid: Any, labels: Any | None, iou_threshold: float, max_kept: int
+) -> Any:
+    """:func:`tiled_nms_mask`'s decisions from TensorFlow's NMS op, with no loop in the graph.
+
+    For batch-1 TFLite graphs: TFLite runs ``NON_MAX_SUPPRESSION_V4`` as a builtin, while the
+    tiled NMS is a ``WHILE`` loop, which TFLite's int8 calibrator cannot log (it reads a
+    tensor the loop has freed and crashes, tensorflow/tensorflow#75140). Per-class NMS is one
+    class-agnostic NMS over boxes shifted apart by label (``label * (max coordinate + 1)``),
+    so boxes of different classes never overlap; the candidates, sorted best first, get
+    decreasing scores so that the op takes them in order. TensorFlow suppresses at IoU
+    ``> iou_threshold``, as :func:`greedy_nms_mask` does.
+
+    Args:
+        boxes: ``(1, C, 4)`` float ``(x1, y1, x2, y2)`` candidates, highest score first.
+        valid, labels, iou_threshold, max_kept: as for :func:`tiled_nms_mask`.
+
+    Returns:
+        ``(1, C)`` bool mask; its kept candidates are the first ``max_kept`` of greedy NMS.
+
+    Raises:
+        ValueError: a batch other than 1.
+    """
+    import tensorflow as tf
+
+    if boxes.shape[0] != 1:
+        raise ValueError(f"the TensorFlow NMS takes batch 1 (TFLite), got {boxes.shape[0]}")
+    candidates = boxes[0]
+    if labels is not None:
+        shift = tf.reduce_max(tf.abs(candidates)) + 1.0
+        candidates = candidates + tf.cast(labels[0], candidates.dtype)[:, None] * shift
+    count = tf.shape(candidates)[0]
+    rank = tf.cast(count - tf.range(count), tf.float32)  # best first: C, C - 1, ..., 1
+    scores = tf.where(valid[0], rank, tf.zeros_like(rank))  # 0: below the score threshold
+    selected, kept = tf.raw_ops.NonMaxSuppressionV4(  # TFLite's NON_MAX_SUPPRESSION_V4
+        boxes=candidates,
+        scores=scores,
+        max_output_size=max_kept,
+        iou_threshold=iou_threshold,
+        score_threshold=0.5,
+        pad_to_max_output_size=True,
+    )
+    selected = selected[:kept]
+    keep = tf.scatter_nd(selected[:, None], tf.ones_like(selected, tf.int32), [count]) > 0
+    return keep[None]

@@ -11,6 +11,9 @@ Examples::
     retinanet-export inference.keras detector.tflite --format tflite --image-size 480 640
     retinanet-export inference.keras half.tflite --format tflite --image-size 480 640 --fp16
     retinanet-export inference.keras detector.onnx --format onnx
+    retinanet-export inference.keras int8.tflite --format tflite --image-size 480 640 \
+        --int8 --calibration ./my_voc_dataset
+    retinanet-export inference.keras int8.onnx --format onnx --int8 --calibration ./images
 """
 
 from __future__ import annotations
@@ -49,6 +52,25 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--fp16", action="store_true", help="tflite only: store weights as float16")
     parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="tflite, onnx: int8 weights and activations for the network (a quarter of the "
+        "size, faster on CPUs); box decoding and NMS stay float. Needs --calibration",
+    )
+    parser.add_argument(
+        "--calibration",
+        metavar="DATASET",
+        help="with --int8: a Pascal VOC folder (its trainval images) or a folder of images "
+        "like those the detector will see, to fix the int8 ranges",
+    )
+    parser.add_argument(
+        "--calibration-images",
+        type=int,
+        default=100,
+        metavar="N",
+        help="with --int8: how many calibration images to use (spread over the dataset)",
+    )
+    parser.add_argument(
         "--min-side",
         type=float,
         default=None,
@@ -67,6 +89,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--format tflite needs --image-size H W (TFLite runs fixed shapes)")
     if args.fp16 and args.format != "tflite":
         parser.error("--fp16 applies to --format tflite only")
+    if args.int8 and args.format == "saved_model":
+        parser.error("--int8 applies to --format tflite and onnx")
+    if args.int8 and args.fp16:
+        parser.error("choose one of --int8 and --fp16")
+    if args.int8 != (args.calibration is not None):
+        parser.error(
+            "--int8 and --calibration DATASET go together (calibration images fix the int8 ranges)"
+        )
+    if args.calibration_images < 1:
+        parser.error(f"--calibration-images must be positive, got {args.calibration_images}")
     return args
 
 
@@ -84,6 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             fp16=args.fp16,
             min_side=args.min_side,
             max_side=args.max_side,
+            int8=args.int8,
+            calibration=args.calibration,
+            calibration_images=args.calibration_images,
         )
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"retinanet-export: error: {e}", file=sys.stderr)

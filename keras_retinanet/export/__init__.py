@@ -7,6 +7,7 @@ and ONNX.
   and its resize sizes), the artifact metadata and :class:`ExportResult`.
 * :mod:`~keras_retinanet.export.graph`: the detector as TensorFlow ops on uint8 RGB images
   (resize, normalise, pad, model, rescale, clip), shared by the three formats.
+* :mod:`~keras_retinanet.export.calibration`: the images that fix an int8 artifact's ranges.
 * :mod:`~keras_retinanet.export.saved_model`, :mod:`~keras_retinanet.export.tflite`,
   :mod:`~keras_retinanet.export.onnx`: one module per format.
 
@@ -19,6 +20,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from keras_retinanet.export.calibration import (
+    DEFAULT_CALIBRATION_IMAGES,
+    calibration_images,
+    calibration_paths,
+)
 from keras_retinanet.export.common import (
     DEFAULT_MAX_SIDE,
     DEFAULT_MIN_SIDE,
@@ -36,9 +42,13 @@ from keras_retinanet.export.convert import convert_model
 from keras_retinanet.export.graph import detection_function, input_spec, network_input
 from keras_retinanet.export.onnx import OnnxExportError, export_onnx
 from keras_retinanet.export.saved_model import export_saved_model
-from keras_retinanet.export.tflite import export_tflite, tflite_ops
+from keras_retinanet.export.tflite import export_tflite, int8_convolutions, tflite_ops
 
 __all__ = [
+    "DEFAULT_CALIBRATION_IMAGES",
+    "calibration_images",
+    "calibration_paths",
+    "int8_convolutions",
     "DEFAULT_MAX_SIDE",
     "DEFAULT_MIN_SIDE",
     "DEFAULT_ONNX_OPSET",
@@ -71,18 +81,25 @@ def export_model(
     fp16: bool = False,
     min_side: float | None = None,
     max_side: float | None = None,
+    int8: bool = False,
+    calibration: Any = None,
+    calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
 ) -> ExportResult:
     """Export a snapshot to ``format`` (one of :data:`FORMATS`); see the ``export_*`` functions.
 
     Raises:
-        ValueError: unknown format, ``fp16`` outside TFLite, or TFLite without ``image_size``.
+        ValueError: unknown format, ``fp16`` outside TFLite, ``int8`` for a SavedModel or
+            without ``calibration``, or TFLite without ``image_size``.
     """
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}; choose one of {FORMATS}")
     if fp16 and format != "tflite":
         raise ValueError("--fp16 applies to TFLite only")
+    if int8 and format == "saved_model":
+        raise ValueError("int8 applies to TFLite and ONNX")
+    quantise = dict(int8=int8, calibration=calibration, calibration_images=calibration_images)
     if format == "saved_model":
         return export_saved_model(model, output, image_size, min_side, max_side)
     if format == "tflite":
-        return export_tflite(model, output, image_size, fp16, min_side, max_side)
-    return export_onnx(model, output, image_size, min_side, max_side)
+        return export_tflite(model, output, image_size, fp16, min_side, max_side, **quantise)
+    return export_onnx(model, output, image_size, min_side, max_side, **quantise)
