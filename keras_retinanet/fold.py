@@ -77,7 +77,7 @@ def fold_batch_norm(model: keras.Model) -> keras.Model:
 
     def clone(layer: Any) -> Any:
         if id(layer) in pairs:
-            return keras.layers.Identity(name=layer.name, dtype=layer.dtype_policy)
+            return keras.layers.Identity(name=layer.name, dtype=layer.dtype_policy.name)
         config = layer.get_config()
         if id(layer) in folded_convs:
             config["use_bias"] = True
