@@ -258,7 +258,9 @@ def main(argv: list[str] | None = None) -> int:
             maps[name] = voc_map(run, generator, (height, width))
     print()
     print(
-        f"ResNet50, {args.num_classes} classes, {height}x{width} uint8 input, batch 1, "
+        f"{args.snapshot or 'ResNet50, random weights'}, "
+        f"{generator.num_classes() if generator else args.num_classes} classes, "
+        f"{height}x{width} uint8 input, batch 1, "
         f"median of {args.runs} interleaved runs after {args.warmup} warm-up, "
         f"{os.cpu_count()} CPU cores, {args.threads} TFLite/onnxruntime threads"
     )

@@ -98,7 +98,13 @@ def test_int8_onnx_runs_alone_and_finds_the_objects(detector, calibration_folder
 
     proto = onnx.load(str(path))
     ops = {node.op_type for node in proto.graph.node}
-    assert {"QuantizeLinear", "DequantizeLinear", "Conv", "Loop"} <= ops  # NMS still inside
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv", "Loop"} <= ops  # NMS inside
+    # QDQ: every convolution's weight comes through a DequantizeLinear of int8 values.
+    weights_int8 = {i.name for i in proto.graph.initializer if i.data_type == onnx.TensorProto.INT8}
+    dequantised = {n.output[0] for n in proto.graph.node
+                   if n.op_type == "DequantizeLinear" and n.input[0] in weights_int8}  # fmt: skip
+    convs = [n for n in proto.graph.node if n.op_type == "Conv"]
+    assert len(convs) > 50 and all(n.input[1] in dequantised for n in convs)
     outputs = run_isolated(
         tmp_path, ONNX_CODE, (*KERAS_FREE, "tensorflow"), path=str(path), images=rgb(image)[None]
     )

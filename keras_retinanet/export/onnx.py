@@ -147,6 +147,8 @@ def _quantise(proto: Any, batches: list[Any]) -> Any:
             source,
             target,
             Reader(),
+            # QDQ: QOperator (QLinearConv) measured 0.89x the latency but lost every
+            # detection of a trained model (VOC mAP 0.50 -> 0.00) on onnxruntime 1.32.
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=["Conv"],  # the network; decoding and NMS stay float
             per_channel=True,
