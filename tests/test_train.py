@@ -159,36 +159,6 @@ def test_coco_one_step(tmp_path):
     assert metadata["dataset"]["type"] == "coco"
 
 
-def test_resume_continues_epochs_and_optimizer(tmp_path, capsys):
-    out = tmp_path / "snaps"
-    common = SMALL + ["--steps", "2", "--snapshot-path", str(out), "--no-evaluation"]
-    dataset = ["voc", str(DATA / "voc2012_sample"), "--val-set", "none"]
-    train_cli.main(common + ["--epochs", "1", "--lr", "3e-5"] + dataset)
-    first = out / "resnet50_voc_01.keras"
-    model = keras.saving.load_model(str(first))
-    assert int(model.optimizer.iterations.numpy()) == 2
-
-    train_cli.main(common + ["--epochs", "2", "--snapshot", str(first)] + dataset)
-    second = out / "resnet50_voc_02.keras"
-    assert models.read_metadata(str(second))["epoch"] == 2
-    resumed = keras.saving.load_model(str(second))
-    # 2 steps in epoch 1 + 2 in epoch 2: the optimizer state carried over.
-    assert int(resumed.optimizer.iterations.numpy()) == 4
-    assert float(resumed.optimizer.learning_rate.numpy()) == pytest.approx(3e-5)
-    with open(out / "training_log.csv") as f:
-        epochs = [int(row["epoch"]) for row in csv.DictReader(f)]
-    assert epochs == [0, 1]  # Keras' CSVLogger counts from 0; appended on resume
-
-    # Resuming with a snapshot that is already at --epochs is a clear error, found from the
-    # metadata before the model is loaded (so at once).
-    capsys.readouterr()
-    start = time.monotonic()
-    with pytest.raises(SystemExit):
-        train_cli.main(common + ["--epochs", "2", "--snapshot", str(second)] + dataset)
-    assert "the snapshot already has 2 epochs and --epochs is 2" in capsys.readouterr().err
-    assert time.monotonic() - start < 5
-
-
 def test_resume_refuses_other_number_of_classes(tmp_path, capsys):
     # The check reads the snapshot's metadata before loading any weights, so a stand-in model
     # with the metadata of a 1-class (raccoon) training is enough.
@@ -404,20 +374,20 @@ def test_clipnorm_none_workers_zero_and_max_minutes_on_the_command_line(tmp_path
     assert int(model.optimizer.iterations.numpy()) == 1
 
 
-def test_snapshots_keep_the_optimizer_only_where_a_resume_needs_it(tmp_path):
+def test_snapshots_keep_the_optimizer_only_where_a_resume_needs_it(tmp_path, capsys):
     out = tmp_path / "s"
-    train_cli.main(
-        SMALL
-        + ["--epochs", "3", "--steps", "1", "--keep-snapshots", "2", "--no-evaluation"]
-        + ["--snapshot-path", str(out), "voc", str(DATA / "voc2012_sample"), "--val-set", "none"]
-    )
+    common = SMALL + ["--steps", "1", "--no-evaluation", "--snapshot-path", str(out)]
+    dataset = ["voc", str(DATA / "voc2012_sample"), "--val-set", "none"]
+    train_cli.main(common + ["--epochs", "3", "--keep-snapshots", "2", "--lr", "3e-5"] + dataset)
     kept = [p.name for p in _snapshots(out)]
     assert kept == ["resnet50_voc_02.keras", "resnet50_voc_03.keras"]  # the newest 2
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no leftovers
     newest, older, best = (out / n for n in (kept[1], kept[0], "resnet50_voc_best.keras"))
     # The newest is the resume point (3 optimizer steps); the older one and best hold the
     # weights alone, about a third of the size (Adam keeps two tensors per weight).
-    assert int(keras.saving.load_model(str(newest), compile=True).optimizer.iterations) == 3
+    newest_optimizer = keras.saving.load_model(str(newest), compile=True).optimizer
+    assert int(newest_optimizer.iterations) == 3
+    newest_lr = float(newest_optimizer.learning_rate.numpy())
     assert getattr(keras.saving.load_model(str(older), compile=True), "optimizer", None) is None
     for light in (older, best):
         assert light.stat().st_size < 0.45 * newest.stat().st_size
@@ -437,3 +407,23 @@ def test_snapshots_keep_the_optimizer_only_where_a_resume_needs_it(tmp_path):
         )
     resumed = keras.saving.load_model(str(tmp_path / "r" / "resnet50_voc_03.keras"), compile=True)
     assert int(resumed.optimizer.iterations) == 1
+
+    # The newest resumes where it stopped: epoch 4, the optimizer's 4th step, its learning
+    # rate (3e-5, or lower where the plateau schedule cut it), and the training log appended.
+    train_cli.main(common + ["--epochs", "4", "--snapshot", str(newest)] + dataset)
+    fourth = out / "resnet50_voc_04.keras"
+    assert models.read_metadata(str(fourth))["epoch"] == 4
+    resumed = keras.saving.load_model(str(fourth), compile=True)
+    assert int(resumed.optimizer.iterations) == 4
+    assert 0 < newest_lr <= 3e-5
+    assert float(resumed.optimizer.learning_rate.numpy()) == pytest.approx(newest_lr)
+    with open(out / "training_log.csv") as f:
+        assert [int(row["epoch"]) for row in csv.DictReader(f)] == [0, 1, 2, 3]
+    # Resuming a snapshot that is already at --epochs is a clear error, found from the
+    # metadata before the model is loaded (so at once).
+    capsys.readouterr()
+    start = time.monotonic()
+    with pytest.raises(SystemExit):
+        train_cli.main(common + ["--epochs", "4", "--snapshot", str(fourth)] + dataset)
+    assert "the snapshot already has 4 epochs and --epochs is 4" in capsys.readouterr().err
+    assert time.monotonic() - start < 5
