@@ -25,6 +25,7 @@ import cv2
 import keras
 import numpy as np
 import pytest
+from heads import spread_out_heads
 
 from keras_retinanet import export, models
 from keras_retinanet.cli import export as export_cli
@@ -57,10 +58,7 @@ def scene(shape: tuple[int, int], seed: int = 1) -> np.ndarray:
 def confident_model(image_bgr: np.ndarray, seed: int = 0) -> keras.Model:
     """A 2-class training model whose heads give spread-out logits on ``image_bgr``.
 
-    The untrained backbone's P3..P7 features are tiny, so the final convolution of each head
-    is rescaled per output channel: classification logits to mean -4.5 and std 1.5 over the
-    image's anchors (about 0.1 % of (anchor, class) pairs above 0.5), regression deltas to
-    std 1 (boxes move away from their anchors).
+    Its heads are rescaled on the image by :func:`heads.spread_out_heads`.
     """
     keras.utils.set_random_seed(seed)
     model = models.retinanet_model(
@@ -71,20 +69,7 @@ def confident_model(image_bgr: np.ndarray, seed: int = 0) -> keras.Model:
         regression_feature_size=64,
     )
     batch, _ = prepare_batch([image_bgr], MIN_SIDE, MAX_SIDE)
-    pyramid = keras.Model(model.inputs, [model.get_layer(f"P{i}").output for i in range(3, 8)])
-    features = pyramid([batch])
-    for head, std, mean in (("classification", 1.5, -4.5), ("regression", 1.0, None)):
-        submodel = model.get_layer(f"{head}_submodel")
-        layer = submodel.get_layer(f"pyramid_{head}")
-        raw = keras.Model(submodel.inputs, layer.output)
-        outputs = np.concatenate(
-            [np.asarray(raw(f)).reshape(-1, layer.filters) for f in features], axis=0
-        )
-        kernel, bias = layer.get_weights()
-        factor = std / outputs.std(axis=0)
-        if mean is not None:
-            bias = mean - factor * (outputs.mean(axis=0) - bias)
-        layer.set_weights([kernel * factor, bias.astype("float32")])
+    spread_out_heads(model, batch)
     return model
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+from heads import spread_out_heads
 
 from keras_retinanet import fold, models
 
@@ -83,27 +84,6 @@ def test_only_a_plain_convolution_feeding_the_norm_alone_is_folded():
     np.testing.assert_allclose(
         np.asarray(folded.predict_on_batch(x)), np.asarray(model.predict_on_batch(x)), atol=1e-5
     )
-
-
-def spread_out_heads(model: keras.Model, image: np.ndarray) -> None:
-    """Rescale each head's last convolution so the untrained model gives spread-out class
-    logits (mean -4.5, std 1.5 over the anchors) and box deltas (std 1): real detections to
-    compare, rather than thousands of near-equal scores around the prior."""
-    features = keras.Model(model.inputs, [model.get_layer(f"P{i}").output for i in range(3, 8)])(
-        [image]
-    )
-    for head, std, mean in (("classification", 1.5, -4.5), ("regression", 1.0, None)):
-        submodel = model.get_layer(f"{head}_submodel")
-        last = submodel.get_layer(f"pyramid_{head}")
-        raw = keras.Model(submodel.inputs, last.output)
-        outputs = np.concatenate(
-            [np.asarray(raw(f)).reshape(-1, last.filters) for f in features], axis=0
-        )
-        kernel, bias = last.get_weights()
-        factor = std / outputs.std(axis=0)
-        if mean is not None:
-            bias = mean - factor * (outputs.mean(axis=0) - bias)
-        last.set_weights([kernel * factor, bias.astype("float32")])
 
 
 def test_the_inference_model_is_folded_and_detects_the_same(tmp_path):
