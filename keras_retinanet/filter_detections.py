@@ -215,16 +215,11 @@ class FilterDetections(keras.layers.Layer):
             # top_k took max_detections rows so that the final top_k has enough of them; only
             # the first pre_nms_top_k are candidates.
             valid = ops.logical_and(valid, ops.arange(budget) < self.pre_nms_top_k)
-        if self.nms and self.nms_implementation == "tensorflow":
-            keep = tensorflow_nms_mask(
-                candidate_boxes,
-                valid,
-                labels if self.class_specific_filter else None,
-                self.nms_threshold,
-                max_kept=self.max_detections,
+        if self.nms:
+            nms_mask = (
+                tensorflow_nms_mask if self.nms_implementation == "tensorflow" else tiled_nms_mask
             )
-        elif self.nms:
-            keep = tiled_nms_mask(
+            keep = nms_mask(
                 candidate_boxes,
                 valid,
                 labels if self.class_specific_filter else None,
