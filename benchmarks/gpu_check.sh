@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 TORCH_PYTHON=${TORCH_PYTHON:-$PYTHON}
-export KERAS_BACKEND=${KERAS_BACKEND:-jax}
+export KERAS_BACKEND=jax  # the GPU machine has no TensorFlow; ours runs on JAX
 ARGS=()
 PARALLEL=0
 if [ "${1:-}" = "--cpu-smoke" ]; then

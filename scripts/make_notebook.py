@@ -275,7 +275,9 @@ CELLS = [
         print("boxes", boxes.shape, "scores", scores.shape, "labels", labels.shape, labels.dtype)
         print("valid rows:", int((labels[0] >= 0).sum()), "(untrained: scores near the prior)")
 
-        anchors_model = keras.Model(model.inputs, prediction_model.get_layer("anchors").output)
+        anchors_model = keras.Model(
+            prediction_model.inputs, prediction_model.get_layer("anchors").output
+        )
         graph_anchors = anchors_model.predict_on_batch(batch)[0]
         loader_anchors = anchors_for_shape(batch.shape[1:3], anchor_parameters)
         same = np.allclose(graph_anchors, loader_anchors)

@@ -28,7 +28,10 @@ def test_gpu_check_cpu_smoke_prints_one_row_per_measurement():
         capture_output=True,
         text=True,
         timeout=600,
-        env=dict(os.environ, PYTHON=JAX_PYTHON, TORCH_PYTHON=TORCH_PYTHON),
+        # The suite runs with KERAS_BACKEND=tensorflow; the script must set JAX itself.
+        env=dict(
+            os.environ, PYTHON=JAX_PYTHON, TORCH_PYTHON=TORCH_PYTHON, KERAS_BACKEND="tensorflow"
+        ),
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     rows = [line for line in completed.stdout.splitlines() if line.startswith("| ours")
