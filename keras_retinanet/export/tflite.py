@@ -133,10 +133,10 @@ def export_tflite(
         metadata: metadata of an in-memory model.
         allow_flex: fall back to TensorFlow ops when builtins are not enough; False raises.
         int8: quantise weights and activations to int8 (static, per-channel weights),
-            calibrated on ``calibration``. The NMS (a WHILE loop over float boxes and
-            scores) has no integer kernels, so the artifact is int8 from the network input
-            through the backbone, FPN and heads, and float from the box decoding on; its
-            input and outputs are those of the float artifact. About a quarter of the size.
+            calibrated on ``calibration``. Only the convolution stack (backbone, FPN, heads)
+            is quantised; the resize in front and the sigmoid, box decoding, clipping and NMS
+            after it stay float, so scores and pixel boxes keep float precision. Input and
+            outputs are those of the float artifact. About a quarter of the size.
             Its NMS is TensorFlow's op (a TFLite builtin) instead of the float artifact's
             loop, which TFLite's calibrator cannot run; both keep the same boxes.
         calibration: for ``int8``: a Pascal VOC folder or folder of images of the user's
