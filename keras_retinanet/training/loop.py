@@ -13,7 +13,7 @@ import keras
 from keras_retinanet import models
 from keras_retinanet.anchors import AnchorParameters
 from keras_retinanet.training import multi_worker
-from keras_retinanet.training.build import build_or_resume, compile_model
+from keras_retinanet.training.build import build_compiled_state, build_or_resume, compile_model
 from keras_retinanet.training.callbacks import CSVLog, JSONLogger, StopOnNaN, TimeLimit
 from keras_retinanet.training.config import TrainConfig, TrainingError
 from keras_retinanet.training.distribute import distribution_scope, replicas_in_sync
@@ -163,6 +163,7 @@ def _train(config: TrainConfig) -> dict:
     data, data_callbacks = fit_input(train_generator)
     callbacks = data_callbacks + callbacks
     if cluster_strategy is None:
+        build_compiled_state(model)
         history = model.fit(
             data,
             epochs=config.epochs,
