@@ -398,3 +398,37 @@ def test_empty_dataset_warns_and_has_no_batches(tmp_path):
     assert generator.size() == 0 and len(generator) == 0
     with pytest.raises(IndexError):
         generator[0]
+
+
+@needs_data
+def test_training_input_loads_ahead_across_passes_from_the_next_pass():
+    # tf.data loads batches ahead; a batch loaded before a pass's end is seen by the model in
+    # the next pass, so it must come from that pass (its order and augmentation draws), not
+    # repeat the pass that ends. Step k is batch k % n of pass k // n, also on resume.
+    pytest.importorskip("tensorflow")
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the tf.data input is TensorFlow's")
+    from keras_retinanet.training import fit_input
+
+    def make():
+        return voc2007(batch_size=2, shuffle=True, group_method="random", seed=5,
+                       image_min_side=64, image_max_side=96,
+                       transform=random_transform(scale=None, translate=0.2))  # fmt: skip
+
+    reference = make()  # steps through the passes as Keras' on_epoch_end would
+    expected = []
+    for _ in range(3):
+        expected += [reference[i][0] for i in range(len(reference))]  # 3 batches a pass
+        reference.on_epoch_end()
+    assert not np.array_equal(expected[0], expected[3])  # pass 1 differs from pass 0
+
+    data, callbacks = fit_input(make())
+    assert callbacks == []
+    loaded = [images.numpy() for images, _ in data.take(9)]
+    for step, (got, want) in enumerate(zip(loaded, expected, strict=True)):
+        np.testing.assert_array_equal(got, want, err_msg=f"step {step}")
+    resumed, _ = fit_input(make(), first_step=4)  # resuming after 4 steps
+    for step, (images, _) in enumerate(resumed.take(2), start=4):
+        np.testing.assert_array_equal(images.numpy(), expected[step])

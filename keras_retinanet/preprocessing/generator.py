@@ -18,7 +18,6 @@ Subclasses hold the dataset index
 
 from __future__ import annotations
 
-import inspect
 import threading
 import warnings
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ import keras
 import numpy as np
 
 from keras_retinanet.anchors import AnchorParameters, anchor_targets_bbox, anchors_for_shape
+from keras_retinanet.preprocessing.batching import accepts_seed, group_images
 from keras_retinanet.preprocessing.dataset import DetectionDataset
 from keras_retinanet.preprocessing.image import (
     DEFAULT_PAD_MULTIPLE,
@@ -146,9 +146,10 @@ class Generator(DetectionDataset, keras.utils.PyDataset):
             int(seed) if seed is not None else int(np.random.SeedSequence().generate_state(1)[0])
         )
         self._epoch = 0
+        self._other_groups: dict[int, list[np.ndarray]] = {}  # see epoch_groups
         self._lock = threading.Lock()
         self._bad_images: dict[int, str] = {}
-        self._transform_takes_seed = _accepts_seed(transform)
+        self._transform_takes_seed = accepts_seed(transform)
         self._index_dataset()
         if self.size() == 0:
             # Not an error: a CLI may build an optional validation set and check size().
@@ -160,7 +161,7 @@ class Generator(DetectionDataset, keras.utils.PyDataset):
                 f"{type(self).__name__} {self.dataset_info()} has {self.size()} images, too few "
                 f"to give each of {shard[1]} workers one; use fewer workers or more images"
             )
-        self.groups = self._group_images()
+        self.groups = group_images(self, 0)
 
     # Pickling, for use_multiprocessing with a spawn/forkserver start method.
     def __getstate__(self) -> dict:
@@ -220,7 +221,7 @@ class Generator(DetectionDataset, keras.utils.PyDataset):
         return kept
 
     def preprocess_group(
-        self, group: Sequence[int]
+        self, group: Sequence[int], epoch: int | None = None
     ) -> tuple[list[np.ndarray], list[dict[str, np.ndarray]], list[float]]:
         """Load, filter, augment and resize a group of images (no mean subtraction yet).
 
@@ -228,16 +229,20 @@ class Generator(DetectionDataset, keras.utils.PyDataset):
 
         Args:
             group: image indices.
+            epoch: the data pass whose augmentation draws to use; None: the current one.
 
         Returns:
             ``(images, annotations, scales)``: ``(H, W, 3)`` uint8 BGR images after
             augmentation and resizing, their annotations in the resized pixels, and the resize
             scale of each (resized = augmented * scale).
         """
-        images, annotations, scales, _ = self._preprocess_group(group)
+        images, annotations, scales, _ = self._preprocess_group(group, epoch)
         return images, annotations, scales
 
-    def _preprocess_group(self, group: Sequence[int]) -> tuple[list, list, list, list]:
+    def _preprocess_group(
+        self, group: Sequence[int], epoch: int | None = None
+    ) -> tuple[list, list, list, list]:
+        epoch = self._epoch if epoch is None else int(epoch)
         images, annotations_group, scales, kept = [], [], [], []
         for image_index in group:
             image_index = int(image_index)
@@ -249,7 +254,7 @@ class Generator(DetectionDataset, keras.utils.PyDataset):
             )
             if self.transform is not None:
                 if self._transform_takes_seed:
-                    seed = seed_for(self._base_seed, self._epoch, image_index)
+                    seed = seed_for(self._base_seed, epoch, image_index)
                     image, annotations = self.transform(image, annotations, seed=seed)
                 else:
                     image, annotations = self.transform(image, annotations)
@@ -322,10 +327,11 @@ class Generator(DetectionDataset, keras.utils.PyDataset):
         )
 
     def compute_input_output(
-        self, group: Sequence[int]
+        self, group: Sequence[int], epoch: int | None = None
     ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]] | None:
-        """The batch of a group of image indices, or None when no image of it is readable."""
-        images, annotations, _, _ = self._preprocess_group(group)
+        """The batch of a group of image indices (augmented as in data pass ``epoch``, None:
+        the current one), or None when no image of it is readable."""
+        images, annotations, _, _ = self._preprocess_group(group, epoch)
         if not images:
             return None
         if self.full_batches and len(images) < self.batch_size:
@@ -347,47 +353,40 @@ class Generator(DetectionDataset, keras.utils.PyDataset):
         With ``skip_bad_images``, a batch whose images are all unreadable is replaced by the
         next batch with a readable image, so that ``model.fit`` always gets data.
         """
-        if not 0 <= index < len(self.groups):
-            raise IndexError(f"batch index {index} out of range [0, {len(self.groups)})")
-        for offset in range(len(self.groups)):
-            batch = self.compute_input_output(self.groups[(index + offset) % len(self.groups)])
+        return self.epoch_batch(self._epoch, index)
+
+    def epoch_groups(self, epoch: int) -> list[np.ndarray]:
+        """The batches (groups of image indices) of data pass ``epoch``, a function of the
+        seed and ``epoch`` alone."""
+        if epoch == self._epoch:
+            return self.groups
+        with self._lock:
+            if epoch in self._other_groups:
+                return self._other_groups[epoch]
+        groups = group_images(self, epoch)
+        with self._lock:  # two passes are in use at most: the one ending and the next
+            self._other_groups = {e: g for e, g in self._other_groups.items() if e >= epoch - 1}
+            self._other_groups[epoch] = groups
+        return groups
+
+    def epoch_batch(self, epoch: int, index: int) -> tuple[np.ndarray, tuple]:
+        """Batch ``index`` of data pass ``epoch``, whatever pass the generator is on.
+
+        The ``tf.data`` input of training asks for batches by ``(pass, index)``, so a batch
+        loaded ahead across the end of a pass already comes from the next one (the next
+        order and augmentation draws), not from a repeat of the pass that ends.
+        """
+        groups = self.epoch_groups(epoch)
+        if not 0 <= index < len(groups):
+            raise IndexError(f"batch index {index} out of range [0, {len(groups)})")
+        for offset in range(len(groups)):
+            batch = self.compute_input_output(groups[(index + offset) % len(groups)], epoch)
             if batch is not None:
                 return batch
         raise ImageReadError(f"no image of the dataset can be read: {self.dataset_info()}")
 
     def on_epoch_end(self) -> None:
         """Advance the epoch (new augmentation draws) and reshuffle the batches."""
-        self._epoch += 1
         if self.shuffle or self.group_method == "random":
-            self.groups = self._group_images()
-
-    def _group_images(self) -> list[np.ndarray]:
-        rng = np.random.default_rng([self._base_seed, self._epoch])
-        order = np.arange(self.size())
-        if self.shard is not None:
-            order = order[self.shard[0] :: self.shard[1]]
-        if self.group_method == "random" or (self.group_method == "ratio" and self.shuffle):
-            order = rng.permutation(order)
-        if self.group_method == "ratio":
-            ratios = np.array([self.image_aspect_ratio(int(i)) for i in order])
-            order = order[np.argsort(ratios, kind="stable")]
-        groups = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        if self.full_batches and groups and len(groups[-1]) < self.batch_size:
-            # np.resize repeats the order when the dataset is smaller than one batch.
-            missing = np.resize(order, self.batch_size - len(groups[-1]))
-            groups[-1] = np.concatenate([groups[-1], missing])
-        if self.shuffle:
-            groups = [groups[i] for i in rng.permutation(len(groups))]
-        return groups
-
-
-def _accepts_seed(transform: Any) -> bool:
-    if transform is None:
-        return False
-    try:
-        parameters = inspect.signature(transform).parameters
-    except (TypeError, ValueError):
-        return False
-    return "seed" in parameters or any(
-        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
-    )
+            self.groups = self.epoch_groups(self._epoch + 1)
+        self._epoch += 1

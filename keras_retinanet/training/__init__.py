@@ -22,7 +22,7 @@ from keras_retinanet.training.build import build_or_resume, compile_model
 from keras_retinanet.training.callbacks import CSVLog, JSONLogger, StopOnNaN, TimeLimit
 from keras_retinanet.training.config import TrainConfig, TrainingError
 from keras_retinanet.training.distribute import distribution_scope, replicas_in_sync
-from keras_retinanet.training.inputs import ReshuffleEachEpoch, create_generators, fit_input
+from keras_retinanet.training.inputs import create_generators, fit_input
 from keras_retinanet.training.loop import train
 from keras_retinanet.training.snapshots import (
     SNAPSHOT_FORMAT_VERSION,
@@ -35,7 +35,6 @@ __all__ = [
     "SNAPSHOT_FORMAT_VERSION",
     "CSVLog",
     "JSONLogger",
-    "ReshuffleEachEpoch",
     "ShadowSnapshot",
     "Snapshot",
     "StopOnNaN",

@@ -11,26 +11,18 @@ from keras_retinanet.anchors import AnchorParameters
 from keras_retinanet.training.config import TrainConfig
 
 
-class ReshuffleEachEpoch(keras.callbacks.Callback):
-    """Call the generator's ``on_epoch_end`` (new shuffled groups) when it is fed through
-    ``tf.data``, which does not call it (see :func:`fit_input`)."""
-
-    def __init__(self, generator: Any) -> None:
-        super().__init__()
-        self.generator = generator
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self.generator.on_epoch_end()
-
-
-def fit_input(generator: Any) -> tuple[Any, list[keras.callbacks.Callback]]:
+def fit_input(generator: Any, first_step: int = 0) -> tuple[Any, list[keras.callbacks.Callback]]:
     """What to pass to ``model.fit`` for a generator, and the callbacks that go with it.
 
-    On JAX and PyTorch, the ``PyDataset`` itself. On TensorFlow, Keras' ``PyDataset`` adapter
-    fixes the input signature from the first two batches, so a later batch of another image
-    size fails ("yielded an element of shape ... where ... was expected"); detection batches
-    vary in size, so there the batches are fed through ``tf.data`` with a fully dynamic
-    signature instead, loaded by ``generator.workers`` parallel calls.
+    On JAX and PyTorch, the ``PyDataset`` itself (``fit`` calls its ``on_epoch_end``). On
+    TensorFlow, Keras' ``PyDataset`` adapter fixes the input signature from the first two
+    batches, so a later batch of another image size fails ("yielded an element of shape ...
+    where ... was expected"); detection batches vary in size, so there the batches are fed
+    through ``tf.data`` with a fully dynamic signature instead, loaded by
+    ``generator.workers`` parallel calls. Step ``k`` of training is batch ``k % n`` of data
+    pass ``k // n`` (``n`` batches a pass, :meth:`Generator.epoch_batch`), counted from
+    ``first_step`` (where a resumed training stopped): batches loaded ahead of a pass's end
+    come from the next pass, and a resumed run goes on with the data order it would have had.
     """
     if keras.backend.backend() != "tensorflow":
         return generator, []
@@ -38,18 +30,20 @@ def fit_input(generator: Any) -> tuple[Any, list[keras.callbacks.Callback]]:
     import tensorflow as tf
 
     num_classes = generator.num_classes()
+    batches = len(generator)
 
-    def load(index: Any) -> tuple[Any, Any, Any]:
-        images, (regression, classification) = generator[int(index)]
+    def load(step: Any) -> tuple[Any, Any, Any]:
+        epoch, index = divmod(int(step), batches)
+        images, (regression, classification) = generator.epoch_batch(epoch, index)
         return (
             np.asarray(images, dtype=np.float32),
             np.asarray(regression, dtype=np.float32),
             np.asarray(classification, dtype=np.float32),
         )
 
-    def load_tf(index: Any) -> tuple[Any, tuple[Any, Any]]:
+    def load_tf(step: Any) -> tuple[Any, tuple[Any, Any]]:
         images, regression, classification = tf.numpy_function(
-            load, [index], [tf.float32, tf.float32, tf.float32]
+            load, [step], [tf.float32, tf.float32, tf.float32]
         )
         images.set_shape((None, None, None, 3))
         regression.set_shape((None, None, 5))
@@ -57,12 +51,11 @@ def fit_input(generator: Any) -> tuple[Any, list[keras.callbacks.Callback]]:
         return images, (regression, classification)
 
     workers = int(getattr(generator, "workers", 1) or 0)
-    dataset = tf.data.Dataset.range(len(generator)).repeat()
+    dataset = tf.data.Dataset.counter(start=int(first_step))
     if workers == 0:  # one batch at a time, when asked for: nothing loads ahead
-        return dataset.map(load_tf), [ReshuffleEachEpoch(generator)]
+        return dataset.map(load_tf), []
     dataset = dataset.map(load_tf, num_parallel_calls=workers, deterministic=True)
-    dataset = dataset.prefetch(max(2, workers))
-    return dataset, [ReshuffleEachEpoch(generator)]
+    return dataset.prefetch(max(2, workers)), []
 
 
 def _generator_kwargs(config: TrainConfig, params: AnchorParameters) -> dict:

@@ -160,7 +160,11 @@ def _train(config: TrainConfig) -> dict:
     if shadow_snapshots:
         callbacks.append(ShadowSnapshot(nan_guard, extension=f".{config.snapshot_format}"))
 
-    data, data_callbacks = fit_input(train_generator)
+    if cluster_strategy is None:
+        steps_per_epoch = config.steps or len(train_generator)
+    else:  # the same number of steps on every worker: an epoch is the whole dataset over all
+        steps_per_epoch = config.steps or math.ceil(train_generator.size() / config.batch_size)
+    data, data_callbacks = fit_input(train_generator, first_step=initial_epoch * steps_per_epoch)
     callbacks = data_callbacks + callbacks
     if cluster_strategy is None:
         build_compiled_state(model)
@@ -168,21 +172,19 @@ def _train(config: TrainConfig) -> dict:
             data,
             epochs=config.epochs,
             initial_epoch=initial_epoch,
-            steps_per_epoch=config.steps or len(train_generator),
+            steps_per_epoch=steps_per_epoch,
             shuffle=False,  # the generator shuffles its own aspect-ratio groups
             callbacks=callbacks,
             verbose=config.verbose,
         )
     else:
-        # The same number of steps on every worker: an epoch is the whole dataset over all.
-        steps = config.steps or math.ceil(train_generator.size() / config.batch_size)
         try:
             history = multi_worker.fit(
                 model,
                 data,
                 epochs=config.epochs,
                 initial_epoch=initial_epoch,
-                steps_per_epoch=steps,
+                steps_per_epoch=steps_per_epoch,
                 callbacks=callbacks,
                 verbose=config.verbose,
                 strategy=cluster_strategy,
