@@ -31,6 +31,7 @@ setup(
         "export": ["tf2onnx>=1.17", "onnx>=1.16", "onnxruntime>=1.18"],
         "tests": [
             "pytest>=7",
+            "pytest-xdist>=3.5",  # scripts/run_tests.sh runs the suite on 2 processes
             "pycocotools>=2.0.7",
             "nbclient>=0.9",
             "nbformat>=5.9",

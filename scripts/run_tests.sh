@@ -26,7 +26,7 @@ if [ ! -d .sources/keras-resnet-0.2.0/keras_resnet ]; then  # what fizyr 1.0.0 i
     .venv/bin/pip install -q --no-deps --target .sources/keras-resnet-0.2.0 keras-resnet==0.2.0
 fi
 if [ ! -x .venv-jax/bin/python ]; then "$PYTHON" -m venv .venv-jax; fi
-.venv-jax/bin/pip install -q -e . "jax[cpu]" pytest
+.venv-jax/bin/pip install -q -e . "jax[cpu]" pytest pytest-xdist
 if .venv-jax/bin/python -c "import tensorflow" 2>/dev/null; then
     echo "TensorFlow must not be installed in .venv-jax" >&2; exit 1
 fi
@@ -35,11 +35,17 @@ export KERAS_RETINANET_JAX_PYTHON="$PWD/.venv-jax/bin/python"
 export KERAS_RETINANET_TORCH_PYTHON="$PWD/.venv-torch/bin/python"
 export KERAS_RETINANET_FIZYR_PATH="$PWD/.sources/fizyr"
 export KERAS_RETINANET_KERAS_RESNET_02="$PWD/.sources/keras-resnet-0.2.0"
+# Two test processes, a test file each at a time (module fixtures are built once): most of a
+# test's time is single-threaded Python (model building, tracing), so two share 2 cores well.
+# PYTEST_WORKERS=0 runs in one process.
+WORKERS=(-n "${PYTEST_WORKERS:-2}" --dist loadfile)
+[ "${PYTEST_WORKERS:-2}" = 0 ] && WORKERS=()
 echo "== TensorFlow backend: full suite"
-KERAS_BACKEND=tensorflow .venv/bin/python -m pytest -q -m "not slow" --durations=15 "$@"
+KERAS_BACKEND=tensorflow .venv/bin/python -m pytest -q -m "not slow" --durations=15 \
+    ${WORKERS[@]+"${WORKERS[@]}"} "$@"
 
 echo "== JAX backend without TensorFlow: core tests"
-KERAS_BACKEND=jax .venv-jax/bin/python -m pytest -q -m "not slow" \
+KERAS_BACKEND=jax .venv-jax/bin/python -m pytest -q -m "not slow" ${WORKERS[@]+"${WORKERS[@]}"} \
     tests/test_boxes.py tests/test_anchors.py tests/test_layers.py tests/test_losses.py \
     tests/test_models.py tests/test_backend_agnostic.py \
     "tests/test_fold.py::test_the_inference_model_is_folded_and_detects_the_same" "$@"
