@@ -112,17 +112,23 @@ def test_images(arrays) -> list:
     return [arrays[f"test_{i}"] for i in range(sum(k.startswith("test_") for k in arrays))]
 
 
-def normalised_rgb(images: list, side: int):
+def normalised_rgb(images: list, shape: tuple[int, int]):
     """KerasHub's input: RGB / 255 by ImageNet mean and std, zero-padded (the mean colour) to
-    ``side`` x ``side``. Its anchor generator needs the image size in the graph, so every batch
-    has the one square shape its preprocessor would give (``pad_to_aspect_ratio``)."""
+    ``shape``. Its anchor generator needs the image size in the graph, so every batch gets one
+    fixed shape, as its preprocessor gives (see :func:`fixed_shape`)."""
     import numpy as np
 
-    batch = np.zeros((len(images), side, side, 3), "float32")
+    batch = np.zeros((len(images), *shape, 3), "float32")
     for k, image in enumerate(images):
         rgb = image[..., ::-1].astype("float32") / 255.0
         batch[k, : image.shape[0], : image.shape[1]] = (rgb - MEAN_RGB) / STD_RGB
     return batch
+
+
+def fixed_shape(arrays, multiple: int = 32) -> tuple[int, int]:
+    """The smallest shape, in multiples of 32, that holds every training and test image."""
+    shapes = [a.shape for k, a in arrays.items() if k.startswith(("train_", "test_"))]
+    return tuple(-(-max(s[axis] for s in shapes) // multiple) * multiple for axis in (0, 1))
 
 
 # --------------------------------------------------------------------------- workers
@@ -190,7 +196,7 @@ def run_kerashub(spec: dict, arrays) -> tuple[dict, list]:
     keras.utils.set_random_seed(spec["seed"])
     detector = build_kerashub_detector(spec["num_classes"], seed=spec["seed"])
     detector.compile()  # KerasHub's defaults: Adam(5e-5), Huber(sum), focal
-    side = -(-spec["max_side"] // 128) * 128  # a multiple of P7's stride
+    shape = fixed_shape(arrays)
 
     def batches():
         for step in range(spec["steps"]):
@@ -200,10 +206,10 @@ def run_kerashub(spec: dict, arrays) -> tuple[dict, list]:
             padded_labels = np.full((len(images), most), -1, "float32")
             for k, (b, c) in enumerate(zip(boxes, labels, strict=True)):
                 padded_boxes[k, : len(b)], padded_labels[k, : len(c)] = b, c
-            yield normalised_rgb(images, side), {"boxes": padded_boxes, "labels": padded_labels}
+            yield normalised_rgb(images, shape), {"boxes": padded_boxes, "labels": padded_labels}
 
     signature = (
-        tf.TensorSpec((None, side, side, 3), tf.float32),
+        tf.TensorSpec((None, *shape, 3), tf.float32),
         {"boxes": tf.TensorSpec((None, None, 4), tf.float32),
          "labels": tf.TensorSpec((None, None), tf.float32)},
     )  # fmt: skip
@@ -213,7 +219,7 @@ def run_kerashub(spec: dict, arrays) -> tuple[dict, list]:
     predict = batch_caller(detector, "batch", kerashub_detector=True)
     detections = []
     for image in test_images(arrays):
-        out = predict(normalised_rgb([image], side))
+        out = predict(normalised_rgb([image], shape))
         count = int(out["num_detections"][0])
         detections.append(
             (out["boxes"][0][:count], out["confidence"][0][:count], out["labels"][0][:count])
@@ -319,6 +325,8 @@ def run_model(spec: dict, python: str) -> dict:
 
 
 def run(args: argparse.Namespace) -> list[dict]:
+    """Every model on every dataset and seed; with ``--json`` the rows so far are written
+    after each model, so a run stopped midway keeps what it measured."""
     rows = []
     pythons = {"ours": sys.executable, "kerashub": sys.executable, "torchvision": args.torch_python}
     with tempfile.TemporaryDirectory() as scratch:
@@ -342,6 +350,9 @@ def run(args: argparse.Namespace) -> list[dict]:
                     result = run_model(spec, pythons[model])
                     result.update(score(spec["detections"], truth))
                     rows.append(dict(result, dataset=name, seed=seed, model=model))
+                    if args.json:
+                        with open(args.json, "w") as f:
+                            json.dump(rows, f, indent=1)
                     print(f"    mAP07 {result['mAP_voc07']:.3f}", file=sys.stderr, flush=True)
     return rows
 
@@ -394,10 +405,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--datasets", nargs="+", default=datasets)
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
-    parser.add_argument("--steps", type=int, default=600, help="training steps, every model")
+    parser.add_argument("--steps", type=int, default=400, help="training steps, every model")
     parser.add_argument("--batch-size", type=int, default=2)
-    parser.add_argument("--image-min-side", type=int, default=384)
-    parser.add_argument("--image-max-side", type=int, default=512)
+    parser.add_argument("--image-min-side", type=int, default=256)
+    parser.add_argument("--image-max-side", type=int, default=352)
     parser.add_argument("--train-set", default="trainval")
     parser.add_argument("--test-set", default="test")
     parser.add_argument("--test-images", type=int, default=0, help="first N test images; 0: all")
@@ -407,10 +418,14 @@ def main(argv: list[str] | None = None) -> None:
         "TORCH_PYTHON", os.path.join(ROOT, ".venv-torch", "bin", "python")))  # fmt: skip
     quick = "raccoon, one seed, 2 steps of 1 image at 96-128 px, 3 test images"
     parser.add_argument("--quick", action="store_true", help=quick)
-    parser.add_argument("--json", help="also write the rows here")
+    parser.add_argument("--json", help="also write the rows here (after each model)")
+    parser.add_argument("--table", metavar="JSON", help="print the table of a --json file")
     args = parser.parse_args(argv)
     if args.worker:
         return worker(json.loads(args.worker))
+    if args.table:
+        with open(args.table) as f:
+            return print_table(json.load(f))
     if args.quick:
         args.datasets, args.seeds, args.steps, args.batch_size = (
             [os.path.join(DATA, "raccoon")],
@@ -427,11 +442,7 @@ def main(argv: list[str] | None = None) -> None:
             f"no Python for torchvision at {args.torch_python}: pass --torch-python (a venv "
             "with pip install torch==2.14.1 torchvision==0.29.1 numpy)"
         )
-    rows = run(args)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
-    print_table(rows)
+    print_table(run(args))
 
 
 if __name__ == "__main__":
