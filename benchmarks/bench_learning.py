@@ -10,7 +10,8 @@ and our devkit-exact VOC evaluator scores the detections in the original pixels.
 
 - ours: ``keras_retinanet.training.train`` (what ``retinanet-train`` runs), TensorFlow;
 - KerasHub: ``RetinaNetObjectDetector`` built from its classes, its ``compile()`` defaults
-  (Adam 5e-5, Huber box loss, focal loss) and ``fit``;
+  (Adam 5e-5, Huber box loss, focal loss) and ``fit``; its anchor generator needs the input
+  size in the graph, so its batches are padded to one shape that holds every image;
 - torchvision: ``retinanet_resnet50_fpn(weights=None, weights_backbone=None)`` in its own
   environment (``TORCH_PYTHON``, default ``.venv-torch/bin/python``), trained as its detection
   reference recipe does: SGD momentum 0.9, weight decay 1e-4, lr 0.01 per 16 images scaled to
@@ -308,6 +309,7 @@ def score(detection_file: str, truth: dict) -> dict:
     voc07 = evaluate_detections(detections, annotations, num_classes, use_07_metric=True)
     every = evaluate_detections(detections, annotations, num_classes, use_07_metric=False)
     return {
+        "detections": sum(len(found[f"scores_{i}"]) for i in range(len(truth["scales"]))),
         "mAP_voc07": mean_average_precision(voc07),
         "mAP_all_point": mean_average_precision(every),
         "per_class": {name: voc07[c][0] for c, name in enumerate(truth["classes"])},
@@ -377,14 +379,15 @@ def ratios(rows: list[dict]) -> dict:
 
 
 def print_table(rows: list[dict]) -> None:
-    print("| dataset | model | seed | steps | train s | img/s | peak MB | mAP@0.5 VOC07 | "
-          "all-point | per-class AP (VOC07) | recipe |")  # fmt: skip
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|")
+    print("| dataset | model | seed | steps | train s | img/s | peak MB | detections | "
+          "mAP@0.5 VOC07 | all-point | per-class AP (VOC07) | recipe |")  # fmt: skip
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
     for r in rows:
         per_class = ", ".join(f"{k} {v:.3f}" for k, v in r["per_class"].items())
         rate = f"{r['img_s']:.2f}" if r["img_s"] else "-"
         print(f"| {r['dataset']} | {r['model']} | {r['seed']} | {r['steps']} | "
               f"{r['train_seconds']:.0f} | {rate} | {r['peak_rss_mb']:.0f} | "
+              f"{r.get('detections', '-')} | "
               f"{r['mAP_voc07']:.3f} | {r['mAP_all_point']:.3f} | {per_class} | "
               f"{r['recipe']} |")  # fmt: skip
     print()

@@ -71,6 +71,7 @@ def test_scoring_takes_boxes_back_to_the_original_pixels(tmp_path):
     exact = write(0.0)
     assert exact["mAP_voc07"] == pytest.approx(1.0) and exact["mAP_all_point"] == 1.0
     assert exact["per_class"] == {"a": pytest.approx(1.0), "b": pytest.approx(1.0)}
+    assert exact["detections"] == 3
     assert write(12.0)["mAP_voc07"] < 0.5  # 12 px off in the original pixels: IoU below 0.5
 
 
