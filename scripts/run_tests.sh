@@ -25,6 +25,12 @@ fi
 if [ ! -d .sources/keras-resnet-0.2.0/keras_resnet ]; then  # what fizyr 1.0.0 itself installs
     .venv/bin/pip install -q --no-deps --target .sources/keras-resnet-0.2.0 keras-resnet==0.2.0
 fi
+# KerasHub for tests/test_bench_learning.py's quick run (the learning benchmark's peer), without
+# its dependencies: they would pull a second TensorFlow wheel (see benchmarks/README.md).
+if ! .venv/bin/python -c "import keras_hub" 2>/dev/null; then
+    .venv/bin/pip install -q --no-deps keras-hub==0.32.0
+    .venv/bin/pip install -q regex tokenizers sentencepiece kagglehub "kagglesdk==0.1.28"
+fi
 if [ ! -x .venv-jax/bin/python ]; then "$PYTHON" -m venv .venv-jax; fi
 .venv-jax/bin/pip install -q -e . "jax[cpu]" pytest pytest-xdist
 if .venv-jax/bin/python -c "import tensorflow" 2>/dev/null; then
