@@ -14,6 +14,13 @@ BACKBONES: dict[str, tuple[str, tuple[str, str, str]]] = {
     "resnet152": ("ResNet152", ("conv3_block8_out", "conv4_block36_out", "conv5_block3_out")),
 }
 
+# Momentum of the moving statistics of a BatchNormalization that trains (random start): PyTorch's
+# default (its 0.1 is 1 - momentum), which torchvision's and detectron2's from-scratch ResNets
+# use. Keras' 0.99 leaves the statistics 37% of the way from their start (mean 0, variance 1)
+# after 100 steps: a detector trained that long scored nothing with them in inference and 0.28
+# mAP@0.5 with statistics re-estimated (benchmarks/bench_learning.py, raccoon, seed 1).
+TRAINED_BATCH_NORM_MOMENTUM = 0.9
+
 
 def validate_backbone(name: str) -> str:
     """Return the canonical backbone name or raise a ValueError listing the choices."""
@@ -84,12 +91,20 @@ def backbone_features(
                 f"(include_top=False): {e}. Use the notop weights file of the same ResNet."
             ) from e
     model = without_conv_bias(model, inputs)
-    for layer in model.layers:
-        if freeze_backbone or (
-            freeze_batch_norm and isinstance(layer, keras.layers.BatchNormalization)
-        ):
-            layer.trainable = False
+    set_trainable(model.layers, freeze_backbone, freeze_batch_norm)
     return tuple(model.get_layer(tap).output for tap in taps)
+
+
+def set_trainable(layers: Any, freeze_backbone: bool, freeze_batch_norm: bool) -> None:
+    """Freeze a backbone's layers (``freeze_backbone``) or only its BatchNormalization layers
+    (``freeze_batch_norm``); a BatchNormalization left to train gets
+    :data:`TRAINED_BATCH_NORM_MOMENTUM`."""
+    for layer in layers:
+        is_batch_norm = isinstance(layer, keras.layers.BatchNormalization)
+        if freeze_backbone or (freeze_batch_norm and is_batch_norm):
+            layer.trainable = False
+        elif is_batch_norm:
+            layer.momentum = TRAINED_BATCH_NORM_MOMENTUM
 
 
 def without_conv_bias(model: keras.Model, inputs: Any) -> keras.Model:

@@ -72,7 +72,9 @@ def retinanet_model(
         freeze_batch_norm: keep the backbone's BatchNormalization frozen (see
             :func:`keras_retinanet.backbones.backbone_features`). None (default): frozen when
             loading pretrained weights, trained when starting from random weights, where frozen
-            statistics (mean 0, variance 1) would leave the 50-layer ResNet unnormalised.
+            statistics (mean 0, variance 1) would leave the 50-layer ResNet unnormalised; a
+            trained one's moving statistics use momentum 0.9 (PyTorch's default), not Keras'
+            0.99, so they catch up with the weights within tens of steps.
         name: model name.
         variant: the architecture, a name in :data:`keras_retinanet.variants.VARIANTS` (None:
             this package's own). Variants other than the default build their ResNet with
@@ -159,11 +161,7 @@ def _variant_backbone(
     if variant.input_normalisation != "caffe":
         x = layers_lib.NormalizeInput(variant.input_normalisation, name="normalize_input")(x)
     c3, c4, c5 = resnet_features(x, name, variant)
-    for layer in keras.Model(inputs, c5).layers:
-        if freeze_backbone or (
-            freeze_batch_norm and isinstance(layer, keras.layers.BatchNormalization)
-        ):
-            layer.trainable = False
+    backbones_lib.set_trainable(keras.Model(inputs, c5).layers, freeze_backbone, freeze_batch_norm)
     return c3, c4, c5
 
 

@@ -53,5 +53,5 @@ KERAS_BACKEND=tensorflow .venv/bin/python -m pytest -q -m "not slow" --durations
 echo "== JAX backend without TensorFlow: core tests"
 KERAS_BACKEND=jax .venv-jax/bin/python -m pytest -q -m "not slow" ${WORKERS[@]+"${WORKERS[@]}"} \
     tests/test_boxes.py tests/test_anchors.py tests/test_layers.py tests/test_losses.py \
-    tests/test_models.py tests/test_backend_agnostic.py \
+    tests/test_models.py tests/test_backend_agnostic.py tests/test_batch_norm.py \
     "tests/test_fold.py::test_the_inference_model_is_folded_and_detects_the_same" "$@"
