@@ -1,12 +1,15 @@
 """The backbone's BatchNormalization: frozen for a pretrained start, trained with momentum 0.9
 (PyTorch's default) from a random start, so the moving statistics used in inference catch up
 with the batches within tens of steps (Keras' 0.99 needs hundreds: a detector trained 100 steps
-found nothing with them, see keras_retinanet.backbones.TRAINED_BATCH_NORM_MOMENTUM).
+found nothing with them, see keras_retinanet.backbones.TRAINED_BATCH_NORM_MOMENTUM), and
+re-estimated over training batches at the end of each epoch (training.batch_norm).
 
 Runs on every backend.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -14,6 +17,15 @@ import pytest
 
 from keras_retinanet import models
 from keras_retinanet.backbones import TRAINED_BATCH_NORM_MOMENTUM
+from keras_retinanet.preprocessing.transform import random_transform
+from keras_retinanet.preprocessing.voc import PascalVocGenerator
+from keras_retinanet.training.batch_norm import (
+    PreciseBatchNorm,
+    trained_batch_norms,
+    update_batch_norm_statistics,
+)
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 SMALL = dict(pyramid_feature_size=16, classification_feature_size=16, regression_feature_size=16)
 
@@ -68,3 +80,67 @@ def test_momentum_survives_saving(from_scratch, tmp_path):
     models.save_model(from_scratch, path)
     loaded = batch_norms(models.load_model(path))
     assert {layer.momentum for layer in loaded} == {TRAINED_BATCH_NORM_MOMENTUM}
+
+
+def batch_statistics(model: keras.Model, layers: list, images: np.ndarray) -> list:
+    """Each layer's input mean and variance over ``images`` in training mode (batch
+    statistics in every BatchNormalization before it, as in a training step)."""
+    probe = keras.Model(model.input, [layer.input for layer in layers])
+    outputs = probe(images, training=True)
+    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    stats = []
+    for layer, output in zip(layers, outputs, strict=True):
+        values = np.asarray(output, "float64").reshape(-1, layer.gamma.shape[0])
+        stats.append((values.mean(0), values.var(0)))
+    return stats
+
+
+def test_update_sets_the_mean_of_the_batches_statistics(from_scratch):
+    layers = trained_batch_norms(from_scratch)
+    first, last = layers[0], layers[-1]
+    rng = np.random.default_rng(1)
+    batches = [rng.uniform(-120.0, 150.0, (2, 64, 96, 3)).astype("float32") for _ in range(4)]
+    per_batch = [batch_statistics(from_scratch, [first, last], b) for b in batches]
+    weights = [np.asarray(v) for v in from_scratch.trainable_weights]
+    for layer in (first, last):  # stale values, far from any batch's
+        layer.moving_mean.assign(np.full(layer.moving_mean.shape, 50.0, "float32"))
+        layer.moving_variance.assign(np.full(layer.moving_variance.shape, 1e4, "float32"))
+
+    assert update_batch_norm_statistics(from_scratch, iter(batches)) == 4
+
+    for k, layer in enumerate((first, last)):
+        mean = np.mean([stats[k][0] for stats in per_batch], axis=0)
+        variance = np.mean([stats[k][1] for stats in per_batch], axis=0)
+        np.testing.assert_allclose(layer.moving_mean, mean, rtol=1e-3, atol=1e-3)
+        np.testing.assert_allclose(layer.moving_variance, variance, rtol=1e-3, atol=1e-3)
+    assert {layer.momentum for layer in layers} == {TRAINED_BATCH_NORM_MOMENTUM}  # restored
+    for before, after in zip(weights, from_scratch.trainable_weights, strict=True):
+        np.testing.assert_array_equal(before, np.asarray(after))
+
+
+def test_frozen_batch_norm_is_left_alone():
+    model = models.retinanet_model(1, weights=None, freeze_batch_norm=True, **SMALL)
+    first = batch_norms(model)[0]
+    before = np.asarray(first.moving_mean).copy()
+    batches = [np.full((1, 64, 64, 3), 100.0, "float32")]
+    assert update_batch_norm_statistics(model, iter(batches)) == 0
+    np.testing.assert_array_equal(np.asarray(first.moving_mean), before)
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason=f"shared datasets not found at {DATA}")
+def test_precise_batch_norm_callback_uses_the_epochs_training_batches(from_scratch):
+    generator = PascalVocGenerator(
+        DATA / "voc2007_sample", "test", batch_size=2, image_min_side=64, image_max_side=96,
+        seed=3, transform=random_transform(),
+    )  # fmt: skip
+    first = trained_batch_norms(from_scratch)[0]
+    epoch = 2
+    expected = [
+        batch_statistics(from_scratch, [first], generator.epoch_batch(epoch, index)[0])[0][0]
+        for index in range(3)
+    ]
+    callback = PreciseBatchNorm(generator, batches=3)
+    callback.set_model(from_scratch)
+    callback.on_epoch_end(epoch)
+    assert callback.last_count == 3
+    np.testing.assert_allclose(first.moving_mean, np.mean(expected, axis=0), rtol=1e-3, atol=1e-3)

@@ -90,7 +90,7 @@ def test_csv_one_step(tmp_path):
 
     train_cli.main(
         SMALL
-        + ["--epochs", "1", "--steps", "1", "--snapshot-path", str(tmp_path / "s")]
+        + ["--epochs", "1", "--steps", "3", "--snapshot-path", str(tmp_path / "s")]
         + ["csv", str(annotations), str(classes)]
     )
     (snapshot,) = _snapshots(tmp_path / "s")
@@ -104,6 +104,28 @@ def test_csv_one_step(tmp_path):
     }
     model = keras.saving.load_model(str(snapshot))
     assert model.outputs[1].shape[-1] == 1  # one class
+
+    # From random weights the snapshot's BatchNormalization statistics are the ones
+    # re-estimated at the epoch's end over its 3 training batches (the 3 images, one per
+    # batch), not the moving averages of 3 steps (which would be 27% of the batch means).
+    from keras_retinanet.preprocessing.csv import CSVGenerator
+
+    data = CSVGenerator(
+        str(annotations), str(classes), image_min_side=96, image_max_side=128, shuffle=False
+    )
+    first = next(
+        layer
+        for layer in model._flatten_layers()
+        if isinstance(layer, keras.layers.BatchNormalization)
+    )
+    probe = keras.Model(model.input, first.input)
+    channels = first.gamma.shape[0]
+    means = [
+        np.asarray(probe(data[i][0], training=True)).reshape(-1, channels).mean(0)
+        for i in range(len(data))
+    ]
+    assert len(means) == 3
+    np.testing.assert_allclose(first.moving_mean, np.mean(means, axis=0), rtol=1e-3, atol=1e-4)
 
 
 def test_coco_one_step(tmp_path):

@@ -140,6 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop after this much wall-clock time (the epoch ends early, its snapshot and "
         "evaluation still happen)",
     )
+    parser.add_argument(
+        "--batch-norm-batches",
+        type=_non_negative_int,
+        default=20,
+        help="from random weights, re-estimate the backbone's BatchNormalization statistics "
+        "over this many training batches at the end of each epoch (0: keep the moving "
+        "averages); frozen BatchNormalization (pretrained weights) is never changed",
+    )
     parser.add_argument("--multiprocessing", action="store_true")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--mixed-precision", action="store_true")
@@ -279,6 +287,7 @@ def config_from_args(args: argparse.Namespace):
         metric=args.metric,
         workers=args.workers,
         max_minutes=args.max_minutes,
+        batch_norm_batches=args.batch_norm_batches,
         multiprocessing=args.multiprocessing,
         seed=args.seed,
         mixed_precision=args.mixed_precision,

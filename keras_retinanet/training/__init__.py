@@ -7,6 +7,8 @@
 * :mod:`~keras_retinanet.training.inputs`: the training and validation generators of a config,
   and :func:`fit_input`, the ``tf.data`` pipeline that feeds them to ``fit`` on TensorFlow.
 * :mod:`~keras_retinanet.training.callbacks`: stop on NaN, time limit, JSON and CSV logs.
+* :mod:`~keras_retinanet.training.batch_norm`: :class:`PreciseBatchNorm`, the statistics of a
+  trained BatchNormalization re-estimated at the end of each epoch.
 * :mod:`~keras_retinanet.training.snapshots`: the metadata of a snapshot and the callbacks
   that write one every epoch (atomically) plus the best one.
 * :mod:`~keras_retinanet.training.distribute`: the ``mirrored`` / ``multi_worker`` /

@@ -48,6 +48,9 @@ class TrainConfig:
     task_index: int | None = None  # "multi_worker": this machine's position in ``cluster``
     skip_bad_images: bool = False
     max_minutes: float | None = None  # stop after this much wall-clock time
+    # Trained BatchNormalization (a random start): re-estimate its statistics over this many
+    # training batches before each epoch's evaluation and snapshot (training.batch_norm); 0: off.
+    batch_norm_batches: int = 20
     callbacks: list = dataclasses.field(default_factory=list)  # extra Keras callbacks, run first
     # The model variant (keras_retinanet.variants); None: this package's own, or the one of the
     # snapshot that ``weights`` or ``snapshot`` names (train() fills it in from its metadata).

@@ -13,6 +13,7 @@ import keras
 from keras_retinanet import models
 from keras_retinanet.anchors import AnchorParameters
 from keras_retinanet.training import multi_worker
+from keras_retinanet.training.batch_norm import PreciseBatchNorm
 from keras_retinanet.training.build import build_compiled_state, build_or_resume, compile_model
 from keras_retinanet.training.callbacks import CSVLog, JSONLogger, StopOnNaN, TimeLimit
 from keras_retinanet.training.config import TrainConfig, TrainingError
@@ -118,6 +119,12 @@ def _train(config: TrainConfig) -> dict:
     callbacks: list[keras.callbacks.Callback] = [*config.callbacks, nan_guard]
     if config.max_minutes:
         callbacks.append(TimeLimit(config.max_minutes))
+    if config.batch_norm_batches and cluster_strategy is None:
+        # Before the evaluation and the snapshots, so both use the re-estimated statistics.
+        # Under a cluster each worker would estimate its own; the moving averages stay.
+        callbacks.append(
+            PreciseBatchNorm(train_generator, config.batch_norm_batches, config.verbose)
+        )
     if validation_generator is not None and validation_generator.size() > 0:
         from keras_retinanet.evaluation.callback import Evaluate
 
