@@ -16,7 +16,7 @@ BACKBONES: dict[str, tuple[str, tuple[str, str, str]]] = {
 
 # Momentum of the moving statistics of a BatchNormalization that trains (random start): PyTorch's
 # default (its 0.1 is 1 - momentum), which torchvision's and detectron2's from-scratch ResNets
-# use. Keras' 0.99 leaves the statistics 37% of the way from their start (mean 0, variance 1)
+# use. Keras' 0.99 leaves 0.99^100 = 37% of the starting values (mean 0, variance 1) in them
 # after 100 steps: a detector trained that long scored nothing with them in inference and 0.28
 # mAP@0.5 with statistics re-estimated (benchmarks/bench_learning.py, raccoon, seed 1).
 TRAINED_BATCH_NORM_MOMENTUM = 0.9
