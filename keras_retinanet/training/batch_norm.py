@@ -13,7 +13,7 @@ Frozen BatchNormalization (a pretrained start) is left alone: there is nothing t
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import keras
@@ -52,9 +52,9 @@ def update_batch_norm_statistics(model: keras.Model, batches: Iterable[Any]) -> 
 
 
 class PreciseBatchNorm(keras.callbacks.Callback):
-    """At the end of epoch ``e``, :func:`update_batch_norm_statistics` over the first
-    ``batches`` training batches of data pass ``e`` (``generator.epoch_batch``: augmented as
-    in training), so that the evaluation and the snapshot after it use them.
+    """At the end of epoch ``e``, :func:`update_batch_norm_statistics` over the images of the
+    first ``batches`` training batches of data pass ``e`` (augmented as in training), so that
+    the evaluation and the snapshot after it use them.
 
     At most as many batches as the epoch has steps. Each costs an eager forward pass and
     loading its images, about half a training step (2 CPU cores, 256-352 px: 20 batches took
@@ -73,13 +73,19 @@ class PreciseBatchNorm(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if self.batches <= 0 or not trained_batch_norms(self.model):
             return
-        count = min(
-            self.batches, len(self.generator), (self.params or {}).get("steps") or self.batches
-        )
-        images = (self.generator.epoch_batch(epoch, index)[0] for index in range(count))
-        self.last_count = update_batch_norm_statistics(self.model, images)
+        steps = (self.params or {}).get("steps") or self.batches
+        groups = self.generator.epoch_groups(epoch)[: min(self.batches, steps)]
+        self.last_count = update_batch_norm_statistics(self.model, self._inputs(groups, epoch))
         if self.verbose:
             print(
                 f"BatchNormalization statistics re-estimated over {self.last_count} batches",
                 flush=True,
             )
+
+    def _inputs(self, groups: list, epoch: int) -> Iterator[Any]:
+        """The model inputs of ``groups`` as augmented in data pass ``epoch``: the images of
+        ``epoch_batch`` without its anchor targets; unreadable images are left out."""
+        for group in groups:
+            images, _, _ = self.generator.preprocess_group(group, epoch)
+            if images:
+                yield self.generator.compute_inputs(images)
