@@ -37,6 +37,9 @@ setup(
             "nbformat>=5.9",
             "ipykernel>=6.25",
             "ruff>=0.6",
+            # tests/test_benchmark_tools.py profiles a tiny ONNX graph (no tf2onnx needed).
+            "onnx>=1.16",
+            "onnxruntime>=1.18",
         ],
     },
     entry_points={

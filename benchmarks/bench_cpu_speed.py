@@ -2,9 +2,10 @@
 
 Every model is built once; each round then calls every model once on the same batch, in a
 rotating order, so that a change of load on the machine hits all of them alike. Also
-measures this CPU's float32 matmul peak in the same process and reports each model's
-achieved GFLOP/s against it, and lists the ops TensorFlow's graph optimiser leaves in the
-forward graph (which convolutions it fused with their bias and ReLU, and what it did not).
+measures this CPU's float32 matmul peak in the same process (TensorFlow's, and NumPy's BLAS,
+which is what a tuned GEMM reaches) and reports each model's achieved GFLOP/s against both,
+and lists the ops TensorFlow's graph optimiser leaves in the forward graph (which
+convolutions it fused with their bias and ReLU, and what it did not).
 
     .venv/bin/python benchmarks/bench_cpu_speed.py                 # 512x512 and 800x1344
     .venv/bin/python benchmarks/bench_cpu_speed.py --cases 1:256x256 --runs 3 --no-kerashub
@@ -41,6 +42,16 @@ def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
     matmul = tf.function(lambda x, y: tf.linalg.matmul(x, y))
     matmul(a, b).numpy()
     best = min(timed(lambda: matmul(a, b).numpy()) for _ in range(repeats))
+    return 2 * size**3 / best / 1e9
+
+
+def blas_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """The same with NumPy's BLAS: the float32 peak a tuned GEMM reaches on this CPU."""
+    import numpy as np
+
+    a = np.random.default_rng(0).random((size, size), dtype=np.float32)
+    a @ a
+    best = min(timed(lambda: a @ a) for _ in range(repeats))
     return 2 * size**3 / best / 1e9
 
 
@@ -154,9 +165,16 @@ def main(argv: list[str] | None = None) -> None:
     )
     rows = build_models(args)
     peak = matmul_peak_gflops()
-    print(f"float32 matmul peak (2048^3, best of 5): {peak:.1f} GFLOP/s\n")
-    print("| case | model | median s | min s | ratio to KerasHub | GFLOP | GFLOP/s | of peak |")
-    print("|---|---|---|---|---|---|---|---|")
+    blas = blas_peak_gflops()
+    print(
+        f"float32 matmul peak (2048^3, best of 5): TensorFlow {peak:.1f} GFLOP/s, "
+        f"NumPy's BLAS {blas:.1f} GFLOP/s\n"
+    )
+    print(
+        "| case | model | median s | min s | ratio to KerasHub | GFLOP | GFLOP/s "
+        "| of TF matmul | of BLAS |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for case in args.cases:
         times = run_case(rows, case, args)
         reference = statistics.median(times["KerasHub"]) if "KerasHub" in times else None
@@ -167,7 +185,8 @@ def main(argv: list[str] | None = None) -> None:
             rate = flops / median / 1e9
             print(
                 f"| {case[0]}:{case[1]}x{case[2]} | {label} | {median:.3f} | {min(values):.3f} "
-                f"| {ratio} | {flops / 1e9:.1f} | {rate:.1f} | {rate / peak:.0%} |",
+                f"| {ratio} | {flops / 1e9:.1f} | {rate:.1f} | {rate / peak:.0%} "
+                f"| {rate / blas:.0%} |",
                 flush=True,
             )
     peak_after = matmul_peak_gflops()

@@ -57,10 +57,61 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dataset", help="with --snapshot: its VOC-layout dataset folder")
     parser.add_argument("--test-split", default="test", help="split scored for mAP")
     parser.add_argument("--calibration-images", type=int, default=100)
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also print where onnxruntime spends each ONNX artifact's time, by op type",
+    )
     args = parser.parse_args(argv)
     if bool(args.snapshot) != bool(args.dataset):
         parser.error("--snapshot and --dataset go together")
     return args
+
+
+def onnx_op_times(path: str, images, threads: int, runs: int = 3) -> dict[str, float]:
+    """Milliseconds per call that onnxruntime spends in each op type (its own profiler),
+    and under ``"call"`` the whole call's. A ``Loop`` (the NMS) counts its body's ops too."""
+    import json
+
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.enable_profiling = True
+    options.profile_file_prefix = os.path.join(tempfile.mkdtemp(prefix="ort_profile_"), "run")
+    session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    for _ in range(1 + runs):  # the first call is a warm-up, left out below
+        session.run(None, {"images": images})
+    with open(session.end_profiling()) as f:
+        events = json.load(f)
+    calls = [e for e in events if e.get("cat") == "Session" and e["name"] == "model_run"]
+    if len(calls) != 1 + runs:
+        raise RuntimeError(f"expected {1 + runs} model_run events in onnxruntime's profile")
+    warm_up_ends = calls[0]["ts"] + calls[0]["dur"]
+    times = {"call": sum(e["dur"] for e in calls[1:]) / 1000 / runs}
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            if event["ts"] >= warm_up_ends:
+                op = event["args"]["op_name"]
+                times[op] = times.get(op, 0.0) + event["dur"] / 1000 / runs
+    return times
+
+
+def print_onnx_profile(paths: dict[str, str], images, threads: int, top: int = 8) -> None:
+    profiles = {name: onnx_op_times(path, images, threads) for name, path in paths.items()}
+    ranked: list[str] = []
+    for times in profiles.values():
+        ops = sorted((op for op in times if op != "call"), key=times.get, reverse=True)
+        ranked += [op for op in ops[:top] if op not in ranked]
+    print("\nonnxruntime's profile: ms per call by op type (share of the call)\n")
+    print("| op type | " + " | ".join(profiles) + " |")
+    print("|---|" + "---:|" * len(profiles))
+    for op in [*ranked, "call"]:
+        cells = [
+            f"{times[op]:.1f} ({times[op] / times['call']:.0%})" if op in times else "-"
+            for times in profiles.values()
+        ]
+        print(f"| {'whole call' if op == 'call' else op} | " + " | ".join(cells) + " |")
 
 
 def interleaved_medians(runners: dict[str, Callable[[], object]], runs: int, warmup: int) -> dict:
@@ -275,6 +326,9 @@ def main(argv: list[str] | None = None) -> int:
             f"| {name} | {sizes[name] / 2**20:.1f} | {1000 * seconds:.0f} | {ratio} | {score} "
             f"| {notes[name]} |"
         )
+    if args.profile:
+        onnx_paths = {n: os.path.join(directory, f"{n}.onnx") for n in runners if "onnx" in n}
+        print_onnx_profile(onnx_paths, image_rgb, args.threads)
     print(f"\nartifacts in {directory}")
     return 0
 
