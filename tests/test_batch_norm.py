@@ -118,6 +118,27 @@ def test_update_sets_the_mean_of_the_batches_statistics(from_scratch):
         np.testing.assert_array_equal(before, np.asarray(after))
 
 
+def test_a_failing_batch_puts_the_statistics_back(from_scratch):
+    layers = trained_batch_norms(from_scratch)
+    before = [np.asarray(layer.moving_mean).copy() for layer in layers]
+    calls = []
+
+    def forward(images):
+        calls.append(images.shape)
+        return from_scratch(images, training=True)
+
+    def batches():
+        yield np.full((1, 64, 64, 3), 100.0, "float32")
+        raise OSError("unreadable image")
+
+    with pytest.raises(OSError, match="unreadable"):
+        update_batch_norm_statistics(from_scratch, batches(), forward)
+    assert calls == [(1, 64, 64, 3)]  # the given forward ran, and changed the statistics ...
+    for layer, mean in zip(layers, before, strict=True):  # ... which are back as they were
+        np.testing.assert_array_equal(np.asarray(layer.moving_mean), mean)
+    assert {layer.momentum for layer in layers} == {TRAINED_BATCH_NORM_MOMENTUM}
+
+
 def test_frozen_batch_norm_is_left_alone():
     model = models.retinanet_model(1, weights=None, freeze_batch_norm=True, **SMALL)
     first = batch_norms(model)[0]
@@ -143,4 +164,13 @@ def test_precise_batch_norm_callback_uses_the_epochs_training_batches(from_scrat
     callback.set_model(from_scratch)
     callback.on_epoch_end(epoch)
     assert callback.last_count == 3
+    np.testing.assert_allclose(first.moving_mean, np.mean(expected, axis=0), rtol=1e-3, atol=1e-3)
+    # The next epoch: its own batches, through the same compiled forward pass.
+    forward = callback._forward
+    expected = [
+        batch_statistics(from_scratch, [first], generator.epoch_batch(epoch + 1, index)[0])[0][0]
+        for index in range(3)
+    ]
+    callback.on_epoch_end(epoch + 1)
+    assert callback._forward is forward
     np.testing.assert_allclose(first.moving_mean, np.mean(expected, axis=0), rtol=1e-3, atol=1e-3)
