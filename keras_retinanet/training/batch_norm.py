@@ -106,9 +106,9 @@ class PreciseBatchNorm(keras.callbacks.Callback):
     the evaluation and the snapshot after it use them.
 
     At most as many batches as the epoch has steps. Each costs a forward pass (compiled on
-    TensorFlow, traced once per training run) and loading its images. Put it before the
-    evaluation and snapshot callbacks. A model without trained BatchNormalization costs
-    nothing.
+    TensorFlow, where the same function serves every epoch) and loading its images. Put it
+    before the evaluation and snapshot callbacks. A model without trained BatchNormalization
+    costs nothing.
     """
 
     def __init__(self, generator: Any, batches: int = 20, verbose: int = 0) -> None:
