@@ -22,9 +22,12 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from bench_cpu_speed import blas_peak_gflops, timed  # noqa: E402
 
 # Winograd F(2x2, 3x3) (Lavin & Gray 2016): output tile = A^T [(G g G^T) * (B^T d B)] A.
 B_T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]
@@ -74,24 +77,6 @@ def winograd_conv(x: Any, u: Any, bias: Any) -> Any:
     return tf.nn.relu(y + bias)
 
 
-def best_and_median(function: Callable[[], Any], runs: int) -> tuple[float, float]:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times), statistics.median(times)
-
-
-def numpy_peak(size: int = 2048, repeats: int = 10) -> float:
-    import numpy as np
-
-    a = np.random.default_rng(0).random((size, size), dtype=np.float32)
-    a @ a
-    best = min(best_and_median(lambda: a @ a, 1)[0] for _ in range(repeats))
-    return 2 * size**3 / best / 1e9
-
-
 def onednn_child(height: int, width: int, runs: int) -> None:
     """Runs in a process started with TF_ENABLE_ONEDNN_OPTS=1; prints one JSON line."""
     import tensorflow as tf
@@ -104,8 +89,8 @@ def onednn_child(height: int, width: int, runs: int) -> None:
     )
     for _ in range(3):
         conv(x).numpy()
-    best, median = best_and_median(lambda: conv(x).numpy(), runs)
-    print(json.dumps({"best": best, "median": median}))
+    times = [timed(lambda: conv(x).numpy()) for _ in range(runs)]
+    print(json.dumps({"best": min(times), "median": statistics.median(times)}))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -168,8 +153,8 @@ def main(argv: list[str] | None = None) -> None:
     labels = list(candidates)
     for run in range(args.runs):  # interleaved, rotating order
         for label in labels[run % len(labels) :] + labels[: run % len(labels)]:
-            times[label].append(best_and_median(lambda f=candidates[label][0]: f().numpy(), 1)[0])
-    blas = numpy_peak()
+            times[label].append(timed(lambda f=candidates[label][0]: f().numpy()))
+    blas = blas_peak_gflops(repeats=10)
 
     child = subprocess.run(
         [
