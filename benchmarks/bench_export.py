@@ -135,7 +135,8 @@ def interleaved_medians(runners: dict[str, Callable[[], object]], runs: int, war
 def build_model(num_classes: int):
     import keras
 
-    from keras_retinanet import layers, models
+    from keras_retinanet import models
+    from keras_retinanet.model import layers
 
     keras.utils.set_random_seed(0)
     training = models.retinanet_model(num_classes, weights=None)

@@ -68,7 +68,7 @@ def write_batches(spec: dict, path: str) -> dict:
     test set's original-pixel annotations and resize scales, for scoring."""
     import numpy as np
 
-    from keras_retinanet.anchors import AnchorParameters
+    from keras_retinanet.model.anchors import AnchorParameters
     from keras_retinanet.preprocessing.voc import PascalVocGenerator
     from keras_retinanet.training import create_generators
 
@@ -173,9 +173,9 @@ def _keras_clock():
 
 def run_ours(spec: dict, arrays) -> tuple[dict, list]:
     from keras_retinanet import models
+    from keras_retinanet.model.variants import get_variant
     from keras_retinanet.preprocessing.image import pad_batch
     from keras_retinanet.training import train
-    from keras_retinanet.variants import get_variant
 
     clock, tick = _keras_clock()
     config = _config(spec)

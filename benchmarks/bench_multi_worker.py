@@ -58,8 +58,8 @@ def worker(spec: dict) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from keras_retinanet import anchors as anchors_lib
     from keras_retinanet import models, training
+    from keras_retinanet.model import anchors as anchors_lib
     from keras_retinanet.training import multi_worker
 
     keras.utils.set_random_seed(0)

@@ -98,8 +98,8 @@ def train_worker(spec: dict) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from keras_retinanet import anchors as anchors_lib
     from keras_retinanet import models, training
+    from keras_retinanet.model import anchors as anchors_lib
 
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)

@@ -49,7 +49,7 @@ def run_ours(args: argparse.Namespace) -> list[dict]:
     import numpy as np
 
     from keras_retinanet import models
-    from keras_retinanet.anchors import anchor_targets_bbox, anchors_for_shape
+    from keras_retinanet.model.anchors import anchor_targets_bbox, anchors_for_shape
     from keras_retinanet.training.build import compile_model
 
     if args.mixed_precision:

@@ -16,7 +16,6 @@ from typing import Any
 import cv2
 import numpy as np
 
-from keras_retinanet.anchors import AnchorParameters
 from keras_retinanet.coverage import (  # noqa: F401  (re-exported: retinanet-debug's names)
     UNCOVERED_COLOR,
     ImageCoverage,
@@ -24,6 +23,7 @@ from keras_retinanet.coverage import (  # noqa: F401  (re-exported: retinanet-de
     draw_coverage,
     image_coverage,
 )
+from keras_retinanet.model.anchors import AnchorParameters
 
 COVERAGE_FILE = "coverage.json"
 

@@ -62,10 +62,10 @@ def run_demo(args: argparse.Namespace) -> dict:
     """Write the data, train, evaluate, draw. Returns a summary dict (also written as JSON)."""
     import cv2
 
-    from keras_retinanet import models
     from keras_retinanet.datasets.shapes import write_shapes_dataset
     from keras_retinanet.evaluation.runner import evaluate
     from keras_retinanet.inference import detect
+    from keras_retinanet.model import retinanet as models
     from keras_retinanet.preprocessing.voc import PascalVocGenerator
     from keras_retinanet.training import TrainConfig, train
 

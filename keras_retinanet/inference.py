@@ -12,13 +12,20 @@ from typing import Any
 
 import numpy as np
 
-from keras_retinanet.preprocessing.image import (  # noqa: F401  (pad_to_multiple re-exported)
+from keras_retinanet.model.settings import (
     DEFAULT_PAD_MULTIPLE,
+    DetectionSettings,
+    check_threshold,
+    graph_settings,
+    keep_scores,
+    settings_of_model,
+)
+from keras_retinanet.model.variants import get_variant
+from keras_retinanet.preprocessing.image import (  # noqa: F401  (pad_to_multiple re-exported)
     pad_batch,
     pad_to_multiple,
     resize_image,
 )
-from keras_retinanet.variants import get_variant
 
 
 @dataclass
@@ -75,8 +82,9 @@ def detect(
     images: Sequence[np.ndarray],
     min_side: float = 800,
     max_side: float = 1333,
-    score_threshold: float = 0.0,
-    pad_multiple: int = DEFAULT_PAD_MULTIPLE,
+    score_threshold: float | None = None,
+    pad_multiple: int | None = None,
+    settings: DetectionSettings | None = None,
 ) -> list[Detections]:
     """Run an inference model (from ``retinanet_box``) on one batch of BGR images.
 
@@ -85,25 +93,36 @@ def detect(
         images: BGR uint8 images of any sizes.
         min_side: resize target of the shorter side.
         max_side: bound on the longer side.
-        score_threshold: drop detections at or below this (on top of the model's own).
-        pad_multiple: see :func:`prepare_batch`.
+        score_threshold: keep detections scoring above this; None: the settings'.
+        pad_multiple: see :func:`prepare_batch`; None: the settings'.
+        settings: the detection settings; None: the model's own (``detection_settings``, which
+            ``retinanet_box`` and ``load_model`` set, else its graph's), else the defaults.
 
     The images are resized and padded by the rule of the model's variant (its ``variant``
-    attribute, which :func:`keras_retinanet.models.retinanet_box` and
-    :func:`keras_retinanet.models.load_model` set; this package's own when absent).
+    attribute, which :func:`keras_retinanet.model.retinanet.retinanet_box` and
+    :func:`keras_retinanet.model.retinanet.load_model` set; this package's own when absent).
 
     Returns:
         One :class:`Detections` per image, boxes in that image's original pixels and clipped
         to it, padding rows removed. A box that lies wholly outside the image (in the
         padding) has no area left after clipping and is dropped, never returned.
+
+    Raises:
+        ThresholdError: a score threshold below the one the model's graph applied.
     """
     variant = getattr(model, "variant", None)  # set by retinanet_box / load_model
-    batch, scales = prepare_batch(images, min_side, max_side, pad_multiple, variant)
+    settings = (settings or settings_of_model(model) or DetectionSettings()).with_options(
+        score_threshold=score_threshold, pad_multiple=pad_multiple
+    )
+    baked = graph_settings(model)
+    if baked is not None:
+        check_threshold(settings.score_threshold, baked.score_threshold)
+    batch, scales = prepare_batch(images, min_side, max_side, settings.pad_multiple, variant)
     boxes, scores, labels = model.predict_on_batch(batch)
     boxes, scores, labels = np.asarray(boxes), np.asarray(scores), np.asarray(labels)
     results = []
     for index, (image, scale) in enumerate(zip(images, scales)):
-        keep = (labels[index] >= 0) & (scores[index] > score_threshold)
+        keep = (labels[index] >= 0) & keep_scores(scores[index], settings.score_threshold)
         image_boxes = boxes[index][keep] / scale
         height, width = image.shape[:2]
         image_boxes[:, [0, 2]] = np.clip(image_boxes[:, [0, 2]], 0, width)

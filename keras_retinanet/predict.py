@@ -39,6 +39,8 @@ import cv2
 import numpy as np
 
 from keras_retinanet.inference import Detections, batched, detect
+from keras_retinanet.model import retinanet as models
+from keras_retinanet.model.settings import DetectionSettings, settings_of_model
 from keras_retinanet.preprocessing.image import ImageReadError, read_image_bgr
 from keras_retinanet.visualization import draw_detections
 
@@ -108,7 +110,7 @@ def load_class_names(
     """Class names by label: from ``classes_file`` if given, else from the snapshot metadata.
 
     Args:
-        model_path: a snapshot written by :func:`keras_retinanet.models.save_model`.
+        model_path: a snapshot written by :func:`keras_retinanet.model.retinanet.save_model`.
         classes_file: a text file with one class name per line (label = line index, blank
             lines ignored), for models saved without metadata.
 
@@ -129,8 +131,6 @@ def load_class_names(
         if not names:
             raise ValueError(f"no class names in {classes_file} (expected one name per line)")
         return names
-    from keras_retinanet import models
-
     names = models.read_metadata(os.fspath(model_path)).get("classes")
     return [str(n) for n in names] if names else None
 
@@ -221,7 +221,7 @@ def predict_images(
     image_paths: Sequence[str],
     output_dir: str | os.PathLike | None = None,
     class_names: Sequence[str] | None = None,
-    score_threshold: float = 0.5,
+    score_threshold: float | None = None,
     image_min_side: float = DEFAULT_MIN_SIDE,
     image_max_side: float = DEFAULT_MAX_SIDE,
     batch_size: int = 1,
@@ -232,12 +232,13 @@ def predict_images(
     """Detect objects in image files, draw them and write ``detections.json``.
 
     Args:
-        model: an inference model (:func:`keras_retinanet.models.retinanet_box`).
+        model: an inference model (:func:`keras_retinanet.model.retinanet.retinanet_box`).
         image_paths: image files, in the order they are processed.
         output_dir: where the drawn images and ``detections.json`` go (created if needed);
             None writes nothing and only returns the records.
         class_names: names by label for captions and the JSON; None shows label numbers.
-        score_threshold: keep detections scoring above this.
+        score_threshold: keep detections scoring above this; None: the model's detection
+            settings' ``display_threshold`` (0.5 by default).
         image_min_side: resize target of the shorter side (use the training value).
         image_max_side: bound on the longer side.
         batch_size: images per forward pass.
@@ -253,6 +254,8 @@ def predict_images(
     if output_dir is not None:
         output_dir = os.fspath(output_dir)
         os.makedirs(output_dir, exist_ok=True)
+    if score_threshold is None:
+        score_threshold = (settings_of_model(model) or DetectionSettings()).display_threshold
     result = PredictionResult()
     used_names: set[str] = set()
     bar = None
@@ -324,13 +327,13 @@ def predict(
     model_path: str | os.PathLike,
     inputs: Sequence[str | os.PathLike],
     output_dir: str | os.PathLike = "predictions",
-    score_threshold: float = 0.5,
+    score_threshold: float | None = None,
     image_min_side: float | None = None,
     image_max_side: float | None = None,
     batch_size: int = 1,
     classes_file: str | os.PathLike | None = None,
-    nms_threshold: float = 0.5,
-    max_detections: int = 300,
+    nms_threshold: float | None = None,
+    max_detections: int | None = None,
     draw: bool = True,
     progress: bool = True,
 ) -> PredictionResult:
@@ -340,14 +343,15 @@ def predict(
         model_path: a ``.keras`` / ``.h5`` snapshot (training or inference model).
         inputs: see :func:`collect_images`.
         output_dir: see :func:`predict_images`.
-        score_threshold: keep detections scoring above this.
+        score_threshold: keep detections scoring above this; None: the snapshot's detection
+            settings' ``display_threshold`` (0.5 unless it records another).
         image_min_side: resize target; by default the snapshot's training value, else 800.
         image_max_side: bound on the longer side; by default the snapshot's, else 1333.
         batch_size: images per forward pass.
         classes_file: class names, one per line, when the snapshot has none.
-        nms_threshold: IoU above which NMS suppresses a lower-scoring box (used when the
-            snapshot holds a training model that is converted here).
-        max_detections: most detections per image (likewise).
+        nms_threshold: IoU above which NMS suppresses a lower-scoring box; None: the
+            snapshot's settings (an inference file's graph must already use it).
+        max_detections: most detections per image; None: likewise.
         draw: write the drawn images.
         progress: show a progress bar.
 
@@ -357,8 +361,6 @@ def predict(
     Raises:
         FileNotFoundError: the snapshot, the classes file or an input does not exist.
     """
-    from keras_retinanet import models
-
     model_path = os.fspath(model_path)
     image_paths = collect_images(inputs)  # before the slow model load: fail fast on typos
     metadata = models.read_metadata(model_path)
@@ -374,13 +376,14 @@ def predict(
         image_min_side = metadata.get("image_min_side", DEFAULT_MIN_SIDE)
     if image_max_side is None:
         image_max_side = metadata.get("image_max_side", DEFAULT_MAX_SIDE)
-    model = models.load_model(
-        model_path,
-        convert=True,
-        score_threshold=score_threshold,
-        nms_threshold=nms_threshold,
-        max_detections=max_detections,
-    )
+    recorded = DetectionSettings.from_dict(metadata.get("detection_settings"))
+    if score_threshold is None:
+        score_threshold = recorded.display_threshold
+    asked = {"nms_threshold": nms_threshold, "max_detections": max_detections}
+    if score_threshold < recorded.score_threshold:  # a training model's graph must keep more
+        asked["score_threshold"] = score_threshold
+    asked = {k: v for k, v in asked.items() if v is not None}
+    model = models.load_model(model_path, convert=True, **asked)
     return predict_images(
         model,
         image_paths,

@@ -83,7 +83,7 @@ CELLS = [
         import os
         from pathlib import Path
 
-        from keras_retinanet.anchors import AnchorParameters
+        from keras_retinanet.model.anchors import AnchorParameters
 
         SMALL = os.environ.get("RETINANET_NOTEBOOK_SMALL") == "1"
         VOC2007_PATH = None  # e.g. "/content/VOCdevkit/VOC2007" to train on Pascal VOC2007
@@ -164,7 +164,7 @@ CELLS = [
         """
         import keras
 
-        from keras_retinanet import backbones
+        from keras_retinanet.model import backbones
 
         inputs = keras.Input(shape=(IMAGE_MAX_SIDE, IMAGE_MAX_SIDE, 3))
         c3, c4, c5 = backbones.backbone_features(inputs, "resnet50", weights=None)
@@ -189,7 +189,7 @@ CELLS = [
     code(
         """
         from keras_retinanet import models
-        from keras_retinanet.anchors import num_anchors_for_shape
+        from keras_retinanet.model.anchors import num_anchors_for_shape
 
         model = models.retinanet_model(
             num_classes=len(CLASSES),
@@ -225,7 +225,7 @@ CELLS = [
         """
         import cv2
 
-        from keras_retinanet.anchors import generate_anchors
+        from keras_retinanet.model.anchors import generate_anchors
         from keras_retinanet.visualization import draw_box, label_color
 
         canvas = np.full((512, 512, 3), 235, dtype=np.uint8)
@@ -246,7 +246,7 @@ CELLS = [
     ),
     code(
         """
-        from keras_retinanet.boxes import bbox_transform, bbox_transform_inv, clip_boxes
+        from keras_retinanet.model.boxes import bbox_transform, bbox_transform_inv, clip_boxes
 
         anchor = np.array([[100.0, 100.0, 164.0, 164.0]], dtype=np.float32)
         box = np.array([[90.0, 110.0, 180.0, 150.0]], dtype=np.float32)
@@ -266,7 +266,7 @@ CELLS = [
     ),
     code(
         """
-        from keras_retinanet.anchors import anchors_for_shape
+        from keras_retinanet.model.anchors import anchors_for_shape
 
         prediction_model = models.retinanet_box(
             model, anchor_parameters=anchor_parameters, score_threshold=0.05, max_detections=100
@@ -297,7 +297,7 @@ CELLS = [
     ),
     code(
         """
-        from keras_retinanet import losses
+        from keras_retinanet.model import losses
         from keras_retinanet.visualization import plot_focal_loss
 
         plot_focal_loss(WORK_DIR / "focal_loss.png")

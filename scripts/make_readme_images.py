@@ -48,8 +48,8 @@ def _write(path: Path, image: np.ndarray) -> None:
 
 def anchor_pictures(data_dir: Path, image_id: str, output_dir: Path, width: int) -> None:
     """Draw the anchor coverage of one image with the default and with too-large anchors."""
-    from keras_retinanet.anchors import AnchorParameters
     from keras_retinanet.debug import draw_coverage, image_coverage
+    from keras_retinanet.model.anchors import AnchorParameters
     from keras_retinanet.preprocessing.voc import VOC_CLASSES, PascalVocGenerator
 
     default = AnchorParameters()

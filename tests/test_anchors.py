@@ -1,4 +1,4 @@
-"""Tests for keras_retinanet.anchors: base anchors, the grid, counts, the Anchors layer agreeing
+"""Tests for keras_retinanet.model.anchors: base anchors, the grid, counts, the Anchors layer agreeing
 with anchors_for_shape, parameter files and anchor target assignment."""
 
 import json
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from keras import ops
 
-from keras_retinanet.anchor_config import read_anchor_parameters
-from keras_retinanet.anchors import (
+from keras_retinanet.model.anchor_config import read_anchor_parameters
+from keras_retinanet.model.anchors import (
     IGNORE,
     NEGATIVE,
     POSITIVE,
@@ -21,8 +21,8 @@ from keras_retinanet.anchors import (
     num_anchors_for_shape,
     shift,
 )
-from keras_retinanet.boxes import bbox_transform_inv, compute_overlap
-from keras_retinanet.layers import Anchors
+from keras_retinanet.model.boxes import bbox_transform_inv, compute_overlap
+from keras_retinanet.model.layers import Anchors
 
 # sqrt(2048) and sqrt(512): the sides of a 32^2-area anchor with h / w = 0.5 or 2.
 S2048 = math.sqrt(2048.0)  # 45.2548

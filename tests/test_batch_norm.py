@@ -1,7 +1,7 @@
 """The backbone's BatchNormalization: frozen for a pretrained start, trained with momentum 0.9
 (PyTorch's default) from a random start, so the moving statistics used in inference catch up
 with the batches within tens of steps (Keras' 0.99 needs hundreds: a detector trained 100 steps
-found nothing with them, see keras_retinanet.backbones.TRAINED_BATCH_NORM_MOMENTUM), and
+found nothing with them, see keras_retinanet.model.backbones.TRAINED_BATCH_NORM_MOMENTUM), and
 re-estimated over training batches at the end of each epoch (training.batch_norm).
 
 Runs on every backend.
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from keras_retinanet import models
-from keras_retinanet.backbones import TRAINED_BATCH_NORM_MOMENTUM
+from keras_retinanet.model.backbones import TRAINED_BATCH_NORM_MOMENTUM
 from keras_retinanet.preprocessing.transform import random_transform
 from keras_retinanet.preprocessing.voc import PascalVocGenerator
 from keras_retinanet.training.batch_norm import (

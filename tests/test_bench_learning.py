@@ -35,7 +35,7 @@ def test_the_peers_get_the_batches_ours_trains_on(tmp_path):
 
     if keras.backend.backend() != "tensorflow":
         pytest.skip("ours trains through tf.data on TensorFlow")
-    from keras_retinanet.anchors import AnchorParameters
+    from keras_retinanet.model.anchors import AnchorParameters
     from keras_retinanet.preprocessing.image import pad_batch
     from keras_retinanet.training import create_generators, fit_input
 

@@ -1,10 +1,10 @@
-"""Tests for keras_retinanet.boxes: IoU of known pairs, the delta transforms and clipping."""
+"""Tests for keras_retinanet.model.boxes: IoU of known pairs, the delta transforms and clipping."""
 
 import numpy as np
 import pytest
 from keras import ops
 
-from keras_retinanet.boxes import (
+from keras_retinanet.model.boxes import (
     DEFAULT_STD,
     bbox_transform,
     bbox_transform_inv,
@@ -204,7 +204,7 @@ def test_compute_overlap_on_many_anchors_matches_the_plain_formula(num_queries):
     # Enough anchors for several blocks, so that the skipping of blocks a box cannot reach is
     # exercised: the anchors of a 512 x 512 image (49104), boxes in one corner and a few
     # zero-area and border boxes among them.
-    from keras_retinanet.anchors import anchors_for_shape
+    from keras_retinanet.model.anchors import anchors_for_shape
 
     anchors = anchors_for_shape((512, 512))
     rng = np.random.default_rng(num_queries)

@@ -6,10 +6,11 @@ import keras
 import numpy as np
 import pytest
 
-from keras_retinanet import layers, models
-from keras_retinanet.anchors import AnchorParameters
+from keras_retinanet import models
 from keras_retinanet.cli.convert import main
 from keras_retinanet.inference import prepare_batch
+from keras_retinanet.model import layers
+from keras_retinanet.model.anchors import AnchorParameters
 
 # Six anchors per location instead of nine: the converted model decodes correctly only if
 # convert reads the anchors from the snapshot's metadata.
@@ -72,12 +73,10 @@ def test_convert_defaults_match_retinanet_box(snapshot, tmp_path, capsys):
     metadata = models.read_metadata(str(output))
     assert metadata["model"] == "inference"
     assert metadata["classes"] == ["a", "b", "c"]  # the snapshot's record is kept
-    assert metadata["filter_detections"] == {
-        "nms": True,
-        "class_specific_filter": True,
-        "nms_threshold": 0.5,
-        "score_threshold": 0.05,
-        "max_detections": 300,
+    # The defaults, with the per-level budget resolved to this variant's (1000).
+    assert metadata["detection_settings"] == {
+        **models.DetectionSettings().to_dict(),
+        "pre_nms_top_k_per_level": 1000,
     }
     converted = keras.saving.load_model(str(output))  # no custom_objects needed
     assert models.is_inference_model(converted)
@@ -112,7 +111,8 @@ def test_convert_flags_reach_filter_detections(snapshot, tmp_path):
         "score_threshold": 0.2,
         "max_detections": 50,
     }
-    assert models.read_metadata(str(output))["filter_detections"] == settings
+    stored = models.read_metadata(str(output))["detection_settings"]
+    assert {k: stored[k] for k in settings} == settings
     converted = keras.saving.load_model(str(output))
     config = converted.get_layer("filtered_detections").get_config()
     assert {k: config[k] for k in settings} == settings
@@ -131,7 +131,7 @@ def test_convert_flags_reach_filter_detections(snapshot, tmp_path):
 
     # An inference model cannot be converted again with other settings.
     again = tmp_path / "again.keras"
-    with pytest.raises(ValueError, match="already an inference model"):
+    with pytest.raises(ValueError, match="is an inference model built with nms False"):
         from keras_retinanet.export import convert_model
 
         convert_model(str(output), str(again), nms=True)

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from keras_retinanet import models
-from keras_retinanet.anchors import AnchorParameters
 from keras_retinanet.cli import evaluate as evaluate_cli
+from keras_retinanet.model.anchors import AnchorParameters
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 VOC2007 = DATA / "voc2007_sample"

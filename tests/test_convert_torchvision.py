@@ -17,11 +17,11 @@ from sources.common import (
     torch_python,
 )
 
-from keras_retinanet import anchors as anchors_lib
 from keras_retinanet import models
 from keras_retinanet.cli import convert as convert_cli
 from keras_retinanet.convert import ConversionError, convert_torchvision
 from keras_retinanet.inference import detect
+from keras_retinanet.model import anchors as anchors_lib
 
 
 def reference(tmp_path, image_npy: str, *args: str) -> tuple[str, dict]:

@@ -8,7 +8,6 @@ import cv2
 import numpy as np
 import pytest
 
-from keras_retinanet.anchors import AnchorParameters, anchors_for_shape
 from keras_retinanet.cli import debug as debug_cli
 from keras_retinanet.debug import (
     UNCOVERED_COLOR,
@@ -16,6 +15,7 @@ from keras_retinanet.debug import (
     draw_coverage,
     image_coverage,
 )
+from keras_retinanet.model.anchors import AnchorParameters, anchors_for_shape
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SMALL = ["--image-min-side", "240", "--image-max-side", "320", "--no-progress"]

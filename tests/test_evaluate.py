@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_retinanet import losses, models
+from keras_retinanet import models
 from keras_retinanet.evaluation.callback import Evaluate
 from keras_retinanet.evaluation.reports import (
     format_table,
@@ -22,6 +22,7 @@ from keras_retinanet.evaluation.reports import (
     write_json_report,
 )
 from keras_retinanet.evaluation.runner import evaluate
+from keras_retinanet.model import losses
 from keras_retinanet.preprocessing.image import compute_resize_scale
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from keras_retinanet.boxes import compute_overlap
 from keras_retinanet.evaluation.voc import (
     VOC07_RECALL_THRESHOLDS,
     average_precision,
@@ -12,6 +11,7 @@ from keras_retinanet.evaluation.voc import (
     plot_precision_recall,
     precision_recall,
 )
+from keras_retinanet.model.boxes import compute_overlap
 
 
 def dets(*rows):

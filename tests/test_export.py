@@ -229,7 +229,7 @@ def test_saved_model_matches_keras(detector, tmp_path):
     stored = json.loads((path / "assets.extra" / export.METADATA_FILE).read_text())
     assert stored["classes"] == ["rectangle", "circle"]
     assert stored["image_min_side"] == MIN_SIDE
-    assert stored["filter_detections"]["score_threshold"] == pytest.approx(0.3)
+    assert stored["detection_settings"]["score_threshold"] == pytest.approx(0.3)
 
     # One batch of two images of the same size: the image and its mirror image.
     mirrored = np.ascontiguousarray(image[:, ::-1])

@@ -149,7 +149,7 @@ def test_calibration_errors_name_the_folder_and_the_fix(tmp_path, capsys):
 def test_tensorflow_nms_keeps_what_the_tiled_nms_keeps(class_specific):
     import tensorflow as tf
 
-    from keras_retinanet.layers import FilterDetections
+    from keras_retinanet.model.layers import FilterDetections
 
     rng = np.random.default_rng(3)
     # 600 anchors crowded on a 100 x 100 image: many overlaps, several classes.

@@ -11,8 +11,8 @@ import pytest
 from keras import ops
 
 from keras_retinanet import models
-from keras_retinanet.anchors import AnchorParameters, feature_shape
-from keras_retinanet.layers import FilterDetections
+from keras_retinanet.model.anchors import AnchorParameters, feature_shape
+from keras_retinanet.model.layers import FilterDetections
 
 
 def to_numpy(x):

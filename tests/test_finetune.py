@@ -20,7 +20,7 @@ from keras_retinanet.cli import train as train_cli
 from keras_retinanet.convert import convert_torchvision, read_state_dict
 from keras_retinanet.convert.common import conv_kernel, find_layer
 from keras_retinanet.inference import detect
-from keras_retinanet.layers import prior_bias
+from keras_retinanet.model.layers import prior_bias
 
 
 def test_fine_tune_converted_torchvision_model_on_raccoon(tmp_path):

@@ -1,4 +1,4 @@
-"""Batch normalisation folding (keras_retinanet.fold): the same outputs without the BN layers.
+"""Batch normalisation folding (keras_retinanet.model.fold): the same outputs without the BN layers.
 
 Runs on every backend (the JAX job too): folding is Keras-level weight arithmetic.
 """
@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from heads import spread_out_heads
 
-from keras_retinanet import fold, models
+from keras_retinanet import models
+from keras_retinanet.model import fold
 
 SMALL = dict(pyramid_feature_size=32, classification_feature_size=32, regression_feature_size=32)
 

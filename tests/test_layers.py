@@ -1,4 +1,4 @@
-"""Tests for keras_retinanet.layers: exact outputs of the small layers, FilterDetections against
+"""Tests for keras_retinanet.model.layers: exact outputs of the small layers, FilterDetections against
 a NumPy greedy NMS reference, and config round trips."""
 
 import math
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from keras import ops
 
-from keras_retinanet.boxes import compute_overlap
-from keras_retinanet.layers import (
+from keras_retinanet.model.boxes import compute_overlap
+from keras_retinanet.model.layers import (
     Anchors,
     ClipBoxes,
     FilterDetections,

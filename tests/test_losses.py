@@ -1,4 +1,4 @@
-"""Tests for keras_retinanet.losses: hand-computed focal and smooth L1 values, ignored anchors,
+"""Tests for keras_retinanet.model.losses: hand-computed focal and smooth L1 values, ignored anchors,
 normalisation by the number of positives, config round trips."""
 
 import math
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from keras_retinanet.losses import FocalLoss, SmoothL1Loss, focal, smooth_l1
+from keras_retinanet.model.losses import FocalLoss, SmoothL1Loss, focal, smooth_l1
 
 
 def value(loss, y_true, y_pred):

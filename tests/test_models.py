@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from keras_retinanet import models
-from keras_retinanet.anchors import AnchorParameters, anchors_for_shape, num_anchors_for_shape
-from keras_retinanet.backbones import resolve_weights
-from keras_retinanet.boxes import bbox_transform_inv, clip_boxes
+from keras_retinanet.model.anchors import AnchorParameters, anchors_for_shape, num_anchors_for_shape
+from keras_retinanet.model.backbones import resolve_weights
+from keras_retinanet.model.boxes import bbox_transform_inv, clip_boxes
 
 NUM_CLASSES = 3
 HEIGHT, WIDTH = 96, 128
@@ -275,7 +275,7 @@ def test_compiled_snapshot_loads_after_importing_models_only(tmp_path):
     import subprocess
     import sys
 
-    from keras_retinanet import losses
+    from keras_retinanet.model import losses
 
     inputs = keras.Input((3,))
     model = keras.Model(
@@ -406,7 +406,7 @@ def test_backbone_without_conv_bias_computes_what_keras_applications_does(tmp_pa
     """Our C3..C5, built from a keras.applications weights file (conv biases and all), equal
     keras.applications' ResNet50 with that file, in inference and in training mode, although
     our convolutions have no bias (folded into the batch norms)."""
-    from keras_retinanet.backbones import backbone_features
+    from keras_retinanet.model.backbones import backbone_features
 
     rng = np.random.default_rng(0)
     keras.utils.set_random_seed(0)  # the same kernels on every run
@@ -478,8 +478,8 @@ def test_imagenet_weights_use_keras_applications_download(marked_resnet50_weight
 @pytest.mark.slow
 def test_one_training_step_with_the_losses():
     """A compiled training step with focal and smooth L1 on loader targets runs and learns."""
-    from keras_retinanet.anchors import anchor_targets_bbox
-    from keras_retinanet.losses import focal, smooth_l1
+    from keras_retinanet.model.anchors import anchor_targets_bbox
+    from keras_retinanet.model.losses import focal, smooth_l1
 
     model = models.retinanet_model(NUM_CLASSES, weights=None)
     model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=[smooth_l1(), focal()])

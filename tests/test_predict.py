@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from keras_retinanet import models
-from keras_retinanet.anchors import AnchorParameters
 from keras_retinanet.cli import predict as predict_cli
+from keras_retinanet.model.anchors import AnchorParameters
 from keras_retinanet.predict import DETECTIONS_FILE, collect_images
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

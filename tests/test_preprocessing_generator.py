@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_retinanet.anchors import (
+from keras_retinanet.model.anchors import (
     IGNORE,
     NEGATIVE,
     POSITIVE,
@@ -17,7 +17,7 @@ from keras_retinanet.anchors import (
     anchors_for_shape,
     num_anchors_for_shape,
 )
-from keras_retinanet.boxes import bbox_transform_inv, compute_overlap
+from keras_retinanet.model.boxes import bbox_transform_inv, compute_overlap
 from keras_retinanet.preprocessing.csv import CSVGenerator
 from keras_retinanet.preprocessing.image import ImageReadError
 from keras_retinanet.preprocessing.transform import flip_boxes_horizontally, random_transform

@@ -168,11 +168,20 @@ def test_draw_detections_below_threshold_draws_nothing():
     assert np.array_equal(image, before)
 
 
-def test_draw_detections_at_threshold_draws_in_label_color():
+def test_draw_detections_above_threshold_draws_in_label_color():
     image = _gray_image()
-    vis.draw_detections(image, BOXES, np.array([0.5, 0.2]), np.array([3, 1]))
+    vis.draw_detections(image, BOXES, np.array([0.51, 0.2]), np.array([3, 1]))
     assert tuple(image[60, 10]) == vis.label_color(3)  # left edge of the first box
     assert tuple(image[60, 60]) == (100, 100, 100)  # second box is below the threshold
+
+
+def test_draw_detections_keeps_what_the_model_keeps_at_the_threshold():
+    # One rule for a score everywhere (DetectionSettings): kept when strictly above. A score
+    # of exactly the default 0.5 is not drawn, as the graph and detect() would not keep it.
+    image = _gray_image()
+    before = image.copy()
+    vis.draw_detections(image, BOXES[:1], np.array([0.5]), np.array([3]))
+    assert np.array_equal(image, before)
 
 
 def test_draw_detections_skips_padding_whatever_the_threshold():

@@ -20,6 +20,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from keras_retinanet.model.settings import DetectionSettings
+
+DEFAULT = DetectionSettings()
+
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
@@ -94,20 +98,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--nms-threshold",
         type=float,
-        default=0.5,
-        help="IoU above which NMS suppresses a box (default: %(default)s)",
+        default=None,
+        help="IoU above which NMS suppresses a box (default: the snapshot's, "
+        f"{DEFAULT.nms_threshold} unless it records another)",
     )
     parser.add_argument(
         "--score-threshold",
         type=float,
-        default=0.05,
-        help="keep detections scoring above this (default: %(default)s)",
+        default=None,
+        help="keep detections scoring above this (default: the snapshot's, "
+        f"{DEFAULT.score_threshold} unless it records another)",
     )
     parser.add_argument(
         "--max-detections",
         type=int,
-        default=300,
-        help="detections per image, padded with -1 (default: %(default)s)",
+        default=None,
+        help="detections per image, padded with -1 (default: the snapshot's, "
+        f"{DEFAULT.max_detections} unless it records another)",
     )
     args = parser.parse_args(argv)
     if args.pretrained:
@@ -115,13 +122,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             parser.error("--pretrained takes at most one path: the snapshot to write")
     elif not (args.model_in and args.model_out):
         parser.error("MODEL_IN and MODEL_OUT are required (or --pretrained NAME)")
-    if not 0.0 <= args.nms_threshold <= 1.0:
-        parser.error(f"--nms-threshold must be in [0, 1], got {args.nms_threshold}")
-    if not 0.0 <= args.score_threshold <= 1.0:
-        parser.error(f"--score-threshold must be in [0, 1], got {args.score_threshold}")
-    if args.max_detections < 1:
-        parser.error(f"--max-detections must be at least 1, got {args.max_detections}")
+    try:
+        DEFAULT.with_options(**_setting_options(args))
+    except ValueError as error:  # the message names the setting and its range
+        parser.error(str(error))
     return args
+
+
+def _setting_options(args: argparse.Namespace) -> dict:
+    """The detection settings given on the command line (unset ones are left out)."""
+    options = {
+        "nms_threshold": args.nms_threshold,
+        "score_threshold": args.score_threshold,
+        "max_detections": args.max_detections,
+        "nms": None if args.nms else False,
+        "class_specific_filter": None if args.class_specific_filter else False,
+    }
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -134,15 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from keras_retinanet.export import convert_model
 
     try:
-        path = convert_model(
-            args.model_in,
-            args.model_out,
-            nms=args.nms,
-            class_specific_filter=args.class_specific_filter,
-            nms_threshold=args.nms_threshold,
-            score_threshold=args.score_threshold,
-            max_detections=args.max_detections,
-        )
+        path = convert_model(args.model_in, args.model_out, **_setting_options(args))
     except (FileNotFoundError, ValueError) as e:
         print(f"retinanet-convert: error: {e}", file=sys.stderr)
         return 2

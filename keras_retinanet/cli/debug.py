@@ -90,12 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _settings(args: argparse.Namespace) -> tuple:
     """Anchor parameters, image sizes and the model variant from --config/--snapshot/
     --image-*-side."""
-    from keras_retinanet.anchor_config import read_anchor_parameters
-    from keras_retinanet.anchors import AnchorParameters
+    from keras_retinanet.model.anchor_config import read_anchor_parameters
+    from keras_retinanet.model.anchors import AnchorParameters
 
     params, min_side, max_side, variant = None, 800, 1333, None
     if args.snapshot:
-        from keras_retinanet.models import read_metadata
+        from keras_retinanet.model.retinanet import read_metadata
 
         metadata = read_metadata(args.snapshot)
         variant = metadata.get("variant")  # a converted model's anchor rule

@@ -20,6 +20,8 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+from keras_retinanet.model.settings import DetectionSettings
+
 DATASET_TYPES = ("voc", "csv", "coco")
 # detectron2 / torchvision defaults, used when the snapshot records no image sizes.
 DEFAULT_MIN_SIDE = 800
@@ -54,8 +56,9 @@ def _add_common_options(parser: argparse.ArgumentParser, suppress: bool = False)
     parser.add_argument(
         "--score-threshold",
         type=float,
-        default=default(0.05),
-        help="keep detections scoring above this (default 0.05)",
+        default=default(None),
+        help="keep detections scoring above this (default: the model's detection settings, "
+        f"{DetectionSettings().score_threshold} unless converted otherwise)",
     )
     parser.add_argument(
         "--iou-threshold",
@@ -100,8 +103,9 @@ def _add_common_options(parser: argparse.ArgumentParser, suppress: bool = False)
     parser.add_argument(
         "--draw-score-threshold",
         type=float,
-        default=default(0.5),
-        help="with --save-path, draw detections scoring at least this (default 0.5)",
+        default=default(DetectionSettings().display_threshold),
+        help="with --save-path, draw detections scoring above this (default "
+        f"{DetectionSettings().display_threshold})",
     )
     parser.add_argument(
         "--skip-bad-images",
@@ -234,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> None:
     """Evaluate as the parsed arguments say: build the data, load the model, report."""
     from keras_retinanet.evaluation import inputs, reports, runner
-    from keras_retinanet.models import load_model, read_metadata
+    from keras_retinanet.model.retinanet import load_model, read_metadata
 
     model_path = args.model
     metadata = read_metadata(model_path)
@@ -289,19 +293,14 @@ def run(args: argparse.Namespace) -> None:
             stacklevel=2,
         )
 
-    model = load_model(
-        model_path,
-        convert=True,
-        score_threshold=args.score_threshold,
-        max_detections=args.max_detections,
-    )
+    asked = {} if args.score_threshold is None else {"score_threshold": args.score_threshold}
+    model = load_model(model_path, convert=True, **asked)
     inputs.check_num_classes(inputs.model_num_classes(model), generator, model_path)
 
     metric = args.metric or inputs.default_metric(generator.dataset_info())
     result = runner.evaluate(
         generator,
         model,
-        score_threshold=args.score_threshold,
         max_detections=args.max_detections,
         iou_threshold=args.iou_threshold,
         metric=metric,

@@ -15,6 +15,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from keras_retinanet.model.settings import DetectionSettings
+
+DEFAULT = DetectionSettings()
+
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
@@ -37,8 +41,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--score-threshold",
         type=float,
-        default=0.5,
-        help="keep detections scoring above this (default: %(default)s)",
+        default=None,
+        help="keep detections scoring above this (default: the snapshot's display threshold, "
+        f"{DEFAULT.display_threshold} unless it records another)",
     )
     parser.add_argument(
         "--image-min-side",
@@ -63,14 +68,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--nms-threshold",
         type=float,
-        default=0.5,
-        help="IoU above which NMS suppresses a box (default: %(default)s)",
+        default=None,
+        help="IoU above which NMS suppresses a box (default: the snapshot's, "
+        f"{DEFAULT.nms_threshold} unless it records another)",
     )
     parser.add_argument(
         "--max-detections",
         type=int,
-        default=300,
-        help="most detections per image (default: %(default)s)",
+        default=None,
+        help="most detections per image (default: the snapshot's, "
+        f"{DEFAULT.max_detections} unless it records another)",
     )
     parser.add_argument(
         "--no-draw", action="store_true", help="only write detections.json, no drawn images"
@@ -79,7 +86,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
-    if not 0.0 <= args.score_threshold <= 1.0:
+    if args.score_threshold is not None and not 0.0 <= args.score_threshold <= 1.0:
         parser.error(f"--score-threshold must be in [0, 1], got {args.score_threshold}")
     return args
 

@@ -14,7 +14,7 @@ import argparse
 import os
 import sys
 
-from keras_retinanet.backbones import BACKBONES
+from keras_retinanet.model.backbones import BACKBONES
 
 
 def _int_at_least(minimum: int):
@@ -248,7 +248,7 @@ def dataset_record(args: argparse.Namespace) -> dict:
 
 
 def config_from_args(args: argparse.Namespace):
-    from keras_retinanet.anchor_config import read_anchor_parameters
+    from keras_retinanet.model.anchor_config import read_anchor_parameters
     from keras_retinanet.training import TrainConfig
 
     distribute = args.distribute

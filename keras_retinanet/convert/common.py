@@ -10,8 +10,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_retinanet.anchors import AnchorParameters
-from keras_retinanet.variants import ModelVariant
+from keras_retinanet.model.anchors import AnchorParameters
+from keras_retinanet.model.variants import ModelVariant
 
 # The 80 COCO categories in the order of their ids (1..90 with 10 ids unused); fizyr's COCO
 # snapshot labels them 0..79 in this order.

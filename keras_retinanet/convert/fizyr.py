@@ -4,7 +4,7 @@ of this package (variant ``fizyr``).
 Reads the weights with h5py only (no fizyr code, no Keras 2): a training or an inference
 snapshot, written by Keras 2 (weights named ``kernel:0``) or by Keras 3 (``kernel``). The FPN
 and head layers have the same names here; the backbone's keras-resnet names map to
-:mod:`keras_retinanet.resnet`'s (``res3b_branch2a`` -> ``layer2_1_conv1``, ``bn3b_branch2a``
+:mod:`keras_retinanet.model.resnet`'s (``res3b_branch2a`` -> ``layer2_1_conv1``, ``bn3b_branch2a``
 -> ``layer2_1_bn1``; ResNet101/152 number blocks ``b1``, ``b2``...).
 """
 
@@ -18,7 +18,6 @@ import time
 import h5py
 import numpy as np
 
-from keras_retinanet import models
 from keras_retinanet.convert.common import (
     COCO_CLASSES,
     ConversionError,
@@ -26,8 +25,9 @@ from keras_retinanet.convert.common import (
     set_layer,
     snapshot_metadata,
 )
-from keras_retinanet.resnet import DEPTHS
-from keras_retinanet.variants import VARIANTS
+from keras_retinanet.model import retinanet as models
+from keras_retinanet.model.resnet import DEPTHS
+from keras_retinanet.model.variants import VARIANTS
 
 _BACKBONE_LAYER = re.compile(r"^(res|bn)(\d)([a-z]|b\d+)_branch(2a|2b|2c|1)$")
 _PART = {"2a": "1", "2b": "2", "2c": "3"}

@@ -14,7 +14,6 @@ import time
 
 import numpy as np
 
-from keras_retinanet import models
 from keras_retinanet.convert.common import (
     ConversionError,
     batch_norm_weights,
@@ -25,7 +24,8 @@ from keras_retinanet.convert.common import (
     snapshot_metadata,
 )
 from keras_retinanet.convert.pth import read_state_dict
-from keras_retinanet.variants import VARIANTS
+from keras_retinanet.model import retinanet as models
+from keras_retinanet.model.variants import VARIANTS
 
 # BatchNorm epsilon the source ran with: torchvision's COCO_V1 weights are used with
 # FrozenBatchNorm2d at eps 0 (``overwrite_eps(model, 0.0)`` in retinanet_resnet50_fpn);

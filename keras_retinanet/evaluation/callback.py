@@ -9,7 +9,8 @@ from typing import Any
 import keras
 
 from keras_retinanet.evaluation.runner import METRICS, EvaluationResult, evaluate
-from keras_retinanet.training import multi_worker
+from keras_retinanet.model.retinanet import retinanet_box
+from keras_retinanet.model.settings import DetectionSettings
 
 
 class Evaluate(keras.callbacks.Callback):
@@ -21,16 +22,17 @@ class Evaluate(keras.callbacks.Callback):
     epochs that are skipped (``every > 1``) the key is absent.
 
     The inference model is built once, in ``on_train_begin``, with
-    :func:`keras_retinanet.models.retinanet_box`: it shares the training model's layers and
-    weights, so it always predicts with the current weights. Under a multi-worker strategy it
-    is called directly on this worker
-    (:class:`keras_retinanet.training.multi_worker.DirectPredictor`).
+    :func:`keras_retinanet.model.retinanet.retinanet_box`: it shares the training model's layers and
+    weights, so it always predicts with the current weights. ``wrap_model`` adapts it to the
+    way training runs (training passes a multi-worker strategy's direct predictor).
 
     Args:
         generator: the validation data (a
             :class:`keras_retinanet.preprocessing.generator.Generator`, best with
             ``shuffle=False``).
-        score_threshold: see :func:`keras_retinanet.evaluation.runner.evaluate`.
+        settings: the detection settings (its score threshold; see
+            :func:`keras_retinanet.evaluation.runner.evaluate`); None: the defaults.
+        score_threshold: the settings' score threshold, changed (None: as it is).
         max_detections: see :func:`keras_retinanet.evaluation.runner.evaluate`.
         iou_threshold: see :func:`keras_retinanet.evaluation.runner.evaluate`.
         metric: ``"voc07"``, ``"voc12"`` or ``"coco"``.
@@ -42,12 +44,15 @@ class Evaluate(keras.callbacks.Callback):
             generator's.
         batch_size: images per model call during evaluation.
         verbose: 0 silent, 1 a progress bar and the mAP, 2 also the AP of every class.
+        wrap_model: called on the inference model once it is built; what it returns is what
+            evaluation predicts with. None: the model itself.
     """
 
     def __init__(
         self,
         generator: Any,
-        score_threshold: float = 0.05,
+        settings: DetectionSettings | None = None,
+        score_threshold: float | None = None,
         max_detections: int = 100,
         iou_threshold: float = 0.5,
         metric: str = "voc07",
@@ -56,6 +61,7 @@ class Evaluate(keras.callbacks.Callback):
         anchor_parameters: Any = None,
         batch_size: int = 1,
         verbose: int = 1,
+        wrap_model: Any = None,
     ) -> None:
         super().__init__()
         if metric not in METRICS:
@@ -63,7 +69,11 @@ class Evaluate(keras.callbacks.Callback):
         if every < 1:
             raise ValueError(f"every must be at least 1, got {every}")
         self.generator = generator
-        self.score_threshold = score_threshold
+        self.settings = (settings or DetectionSettings()).with_options(
+            score_threshold=score_threshold
+        )
+        self.score_threshold = self.settings.score_threshold
+        self.wrap_model = wrap_model
         self.max_detections = max_detections
         self.iou_threshold = iou_threshold
         self.metric = metric
@@ -79,23 +89,17 @@ class Evaluate(keras.callbacks.Callback):
         self._tensorboard_checked = False
 
     def _build_inference_model(self) -> Any:
-        from keras_retinanet.models import retinanet_box
-
         anchor_parameters = self.anchor_parameters or getattr(
             self.generator, "anchor_parameters", None
         )
         model = retinanet_box(
             self.model,
             anchor_parameters=anchor_parameters,
-            score_threshold=self.score_threshold,
-            max_detections=self.max_detections,
+            settings=self.settings.replace(max_detections=self.max_detections),
             variant=getattr(self.generator, "variant", None),
             fold_batch_norm=False,  # share the training model's layers, which keep changing
         )
-        if multi_worker.active_strategy() is not None:
-            # The strategy's predict_on_batch would gather every worker's batch into one.
-            model = multi_worker.DirectPredictor(model)
-        return model
+        return self.wrap_model(model) if self.wrap_model is not None else model
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self._inference_model = self._build_inference_model()

@@ -57,43 +57,12 @@ def _dataset_description(generator: Any) -> str:
     return json.dumps(info, default=str)
 
 
-def as_inference_model(
-    model: Any,
-    anchor_parameters: Any = None,
-    score_threshold: float = 0.05,
-    max_detections: int = 100,
-) -> Any:
-    """The inference model of ``model``, converting a training model with ``retinanet_box``.
-
-    An inference model (or any object with a ``predict_on_batch`` returning ``boxes``,
-    ``scores``, ``labels``) is returned as it is.
-
-    Args:
-        model: a training model from ``retinanet_model``, or an inference model.
-        anchor_parameters: anchors the training model was trained with (defaults if None).
-        score_threshold: the converted model's score filter.
-        max_detections: the converted model's detections per image.
-    """
-    import keras
-
-    from keras_retinanet.models import is_inference_model, retinanet_box
-
-    if isinstance(model, keras.Model) and not is_inference_model(model):
-        return retinanet_box(
-            model,
-            anchor_parameters=anchor_parameters,
-            score_threshold=score_threshold,
-            max_detections=max_detections,
-        )
-    return model
-
-
 def generator_from_snapshot(model_path: str, metadata: dict | None = None, **kwargs: Any) -> Any:
     """The validation generator of the data set a snapshot was trained on.
 
     Args:
         model_path: a ``.keras``/``.h5`` snapshot written by ``retinanet-train``.
-        metadata: its metadata, if already read (:func:`keras_retinanet.models.read_metadata`).
+        metadata: its metadata, if already read (:func:`keras_retinanet.model.retinanet.read_metadata`).
         **kwargs: generator options (``image_min_side``, ``shuffle``...).
 
     Returns:
@@ -105,7 +74,7 @@ def generator_from_snapshot(model_path: str, metadata: dict | None = None, **kwa
     from keras_retinanet.preprocessing.factory import create_generator
 
     if metadata is None:
-        from keras_retinanet.models import read_metadata
+        from keras_retinanet.model.retinanet import read_metadata
 
         metadata = read_metadata(model_path)
     record = metadata.get("dataset")

@@ -8,8 +8,7 @@ of :mod:`keras_retinanet.evaluation.voc` (and optionally COCOeval through
 per-image detections, so reports (:mod:`keras_retinanet.evaluation.reports`) need no second
 pass of the model.
 
-Keras and the inference model are imported only when a model is converted or loaded; the
-metric maths stays NumPy.
+The metric maths is NumPy (:mod:`keras_retinanet.evaluation.voc`).
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ import numpy as np
 
 from keras_retinanet.evaluation.inputs import (
     _dataset_description,
-    as_inference_model,
     check_num_classes,
     model_num_classes,
 )
@@ -34,6 +32,8 @@ from keras_retinanet.evaluation.voc import (
     precision_recall,
 )
 from keras_retinanet.inference import Detections, batched, detect
+from keras_retinanet.model.retinanet import as_inference_model
+from keras_retinanet.model.settings import DetectionSettings, settings_of_model
 
 __all__ = ["METRICS", "ClassResult", "EvaluationResult", "evaluate"]
 
@@ -166,6 +166,9 @@ class _TimedModel:
     def __init__(self, model: Any) -> None:
         self.model = model
         self.variant = getattr(model, "variant", None)  # the resize rule detect() applies
+        # What detect() reads to check a threshold against the graph's.
+        self.layers = getattr(model, "layers", [])
+        self.detection_settings = getattr(model, "detection_settings", None)
         self.calls: list[tuple[float, int]] = []
 
     def predict_on_batch(self, batch: np.ndarray) -> list[np.ndarray]:
@@ -232,7 +235,7 @@ def _load_image(generator: Any, index: int) -> np.ndarray | None:
 def evaluate(
     generator: Any,
     model: Any,
-    score_threshold: float = 0.05,  # Lin et al. 2017, sec. 5.1: detections above 0.05
+    score_threshold: float | None = None,
     max_detections: int = 100,  # per image; also COCO's maxDets for AP
     iou_threshold: float = 0.5,  # Pascal VOC (Everingham et al. 2010, sec. 4.4)
     metric: str = "voc07",
@@ -242,6 +245,7 @@ def evaluate(
     image_max_side: float | None = None,
     class_names: Sequence[str] | None = None,
     verbose: int = 1,
+    settings: DetectionSettings | None = None,
 ) -> EvaluationResult:
     """Run a model over every image of a generator and score its detections.
 
@@ -259,8 +263,9 @@ def evaluate(
         model: an inference model from ``retinanet_box`` (``predict_on_batch`` of a
             ``(B, H, W, 3)`` float32 batch returns ``boxes (B, D, 4)``, ``scores (B, D)``,
             ``labels (B, D)`` padded with -1), or a training model, converted here.
-        score_threshold: keep detections scoring strictly above this.
-        max_detections: detections kept per image.
+        score_threshold: keep detections scoring strictly above this; None: the settings'
+            (0.05 by default, Lin et al. 2017, sec. 5.1).
+        max_detections: detections kept per image (COCO's maxDets).
         iou_threshold: a detection matches a box when their IoU is strictly greater.
         metric: ``"voc07"`` (11-point AP), ``"voc12"`` (all-point AP) or ``"coco"``
             (per-class all-point AP at ``iou_threshold`` plus COCOeval; the headline is
@@ -272,6 +277,7 @@ def evaluate(
         image_max_side: bound on the longer side; by default the generator's.
         class_names: names by label for the results; by default ``generator.classes``.
         verbose: 1 for a progress bar, 0 for none.
+        settings: the detection settings; None: the model's own, else the defaults.
 
     Returns:
         An :class:`EvaluationResult`.
@@ -297,7 +303,13 @@ def evaluate(
         )
     if anchor_parameters is None:
         anchor_parameters = getattr(generator, "anchor_parameters", None)
-    model = as_inference_model(model, anchor_parameters, score_threshold, max_detections)
+    settings = (settings or settings_of_model(model) or DetectionSettings()).with_options(
+        score_threshold=score_threshold
+    )
+    score_threshold = settings.score_threshold
+    model = as_inference_model(
+        model, settings, anchor_parameters, variant=getattr(generator, "variant", None)
+    )
     check_num_classes(model_num_classes(model), generator, getattr(model, "name", "the model"))
     min_side = image_min_side if image_min_side is not None else generator.image_min_side
     max_side = image_max_side if image_max_side is not None else generator.image_max_side
@@ -322,7 +334,7 @@ def evaluate(
                 kept.append(index)
         if images:
             batch_detections = detect(
-                timed, images, min_side=min_side, max_side=max_side, score_threshold=score_threshold
+                timed, images, min_side=min_side, max_side=max_side, settings=settings
             )
             for index, image, detections in zip(kept, images, batch_detections):
                 ground_truth = generator.filter_annotations(

@@ -17,7 +17,7 @@ with no ``+ 1``. The VOC loader turns the 1-based inclusive ``[xmin, xmax]`` of 
 into ``x1 = xmin - 1, x2 = xmax``, so the IoU computed here equals the devkit's IoU with its
 ``+ 1`` widths.
 
-IoU comes from :func:`keras_retinanet.boxes.compute_overlap` (NumPy only); matplotlib is
+IoU comes from :func:`keras_retinanet.model.boxes.compute_overlap` (NumPy only); matplotlib is
 imported inside :func:`plot_precision_recall` alone.
 """
 
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_retinanet.boxes import compute_overlap
+from keras_retinanet.model.boxes import compute_overlap
 
 __all__ = [
     "VOC07_RECALL_THRESHOLDS",

@@ -1,7 +1,7 @@
 """Turning snapshots into deployable detectors: inference ``.keras`` models, SavedModel, TFLite
 and ONNX.
 
-* :mod:`~keras_retinanet.export.convert`: :func:`convert_model`, a training snapshot -> an
+* :mod:`~keras_retinanet.export.inference_model`: :func:`convert_model`, a training snapshot -> an
   inference model file (anchors, box decoding and NMS in the graph).
 * :mod:`~keras_retinanet.export.common`: names and defaults, :func:`load_detector` (the model
   and its resize sizes), the artifact metadata and :class:`ExportResult`.
@@ -38,8 +38,8 @@ from keras_retinanet.export.common import (
     LoadedDetector,
     load_detector,
 )
-from keras_retinanet.export.convert import convert_model
 from keras_retinanet.export.graph import detection_function, input_spec, network_input
+from keras_retinanet.export.inference_model import convert_model
 from keras_retinanet.export.onnx import OnnxExportError, export_onnx
 from keras_retinanet.export.saved_model import export_saved_model
 from keras_retinanet.export.tflite import export_tflite, int8_convolutions, tflite_ops

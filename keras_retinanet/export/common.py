@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from keras_retinanet import models
+from keras_retinanet.model import retinanet as models
+from keras_retinanet.model.settings import DetectionSettings, settings_of_model
 
 FORMATS = ("saved_model", "tflite", "onnx")
 SIGNATURE_KEY = "serving_default"
@@ -70,7 +71,7 @@ def load_detector(
         if not models.is_inference_model(model):
             raise ValueError(
                 "export needs an inference model: pass a snapshot path, or wrap the training "
-                "model with keras_retinanet.models.retinanet_box"
+                "model with keras_retinanet.model.retinanet.retinanet_box"
             )
         metadata = metadata or {}
         source = "the model's metadata"
@@ -135,7 +136,7 @@ def _disk_size(path: str) -> int:
 
 def _export_metadata(detector: LoadedDetector, image_size: Sequence[int] | None) -> dict:
     """The snapshot's metadata plus what a caller of the artifact needs to know."""
-    filter_layer = detector.model.get_layer("filtered_detections").get_config()
+    settings = settings_of_model(detector.model) or DetectionSettings()
     record = dict(detector.metadata)
     record.update(
         {
@@ -144,16 +145,7 @@ def _export_metadata(detector: LoadedDetector, image_size: Sequence[int] | None)
             "image_min_side": detector.min_side,
             "image_max_side": detector.max_side,
             "image_size": None if image_size is None else [int(s) for s in image_size],
-            "filter_detections": {
-                k: filter_layer[k]
-                for k in (
-                    "nms",
-                    "class_specific_filter",
-                    "nms_threshold",
-                    "score_threshold",
-                    "max_detections",
-                )
-            },
+            "detection_settings": settings.to_dict(),
         }
     )
     return record

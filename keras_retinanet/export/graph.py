@@ -34,12 +34,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from keras_retinanet.export.common import INPUT_NAME
+from keras_retinanet.model.variants import get_variant
 from keras_retinanet.preprocessing.image import (
     CAFFE_MEAN_BGR,
     DEFAULT_PAD_MULTIPLE,
     compute_resize_scale,
 )
-from keras_retinanet.variants import get_variant
 
 
 def _resize_matrix(in_size: Any, out_size: Any, shrink: Any, step: Any = None) -> Any:

@@ -8,7 +8,6 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any
 
-from keras_retinanet import models
 from keras_retinanet.export.calibration import DEFAULT_CALIBRATION_IMAGES
 from keras_retinanet.export.calibration import calibration_images as calibration_batches
 from keras_retinanet.export.common import (
@@ -19,6 +18,7 @@ from keras_retinanet.export.common import (
     load_detector,
 )
 from keras_retinanet.export.graph import detection_function, input_spec
+from keras_retinanet.model import retinanet as models
 
 
 class OnnxExportError(RuntimeError):

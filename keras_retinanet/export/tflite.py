@@ -47,7 +47,7 @@ def int8_convolutions(model_content: bytes) -> tuple[int, int]:
 def _float_layer_names(model: Any) -> tuple[str, tuple[str, ...]]:
     """``(model name, names of its layers that stay float)``: everything after the heads'
     last convolutions (sigmoid, anchors, box decoding, clipping, NMS)."""
-    from keras_retinanet import layers as layers_lib
+    from keras_retinanet.model import layers as layers_lib
 
     post = (
         layers_lib.Anchors,
@@ -88,10 +88,10 @@ def _quantise_network(calibrated: bytes, float_layers: tuple[str, tuple[str, ...
 def with_tensorflow_nms(model: Any) -> Any:
     """``model`` (sharing its layers and weights) with FilterDetections running TensorFlow's
     NMS op instead of the tiled NMS loop: TFLite's int8 calibrator crashes on the loop
-    (:func:`keras_retinanet.nms.tensorflow_nms_mask`)."""
+    (:func:`keras_retinanet.model.nms.tensorflow_nms_mask`)."""
     import keras
 
-    from keras_retinanet.layers import FilterDetections
+    from keras_retinanet.model.layers import FilterDetections
 
     def clone(layer: Any) -> Any:
         if isinstance(layer, FilterDetections):

@@ -26,7 +26,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_retinanet.anchors import AnchorParameters, anchor_targets_bbox, anchors_for_shape
+from keras_retinanet.model.anchors import AnchorParameters, anchor_targets_bbox, anchors_for_shape
+from keras_retinanet.model.variants import get_variant
 from keras_retinanet.preprocessing.batching import accepts_seed, group_images
 from keras_retinanet.preprocessing.dataset import DetectionDataset
 from keras_retinanet.preprocessing.image import (
@@ -37,7 +38,6 @@ from keras_retinanet.preprocessing.image import (
     resize_image,
 )
 from keras_retinanet.preprocessing.transform import filter_boxes, seed_for
-from keras_retinanet.variants import get_variant
 
 GROUP_METHODS = ("none", "random", "ratio")
 
@@ -309,7 +309,7 @@ class Generator(DetectionDataset, keras.utils.PyDataset):
         """Anchor targets of a group, for the anchors of the padded batch shape.
 
         Difficult boxes are passed on with their flag: their anchors are ignored, neither
-        positive nor negative (see :func:`keras_retinanet.anchors.anchor_targets_bbox`).
+        positive nor negative (see :func:`keras_retinanet.model.anchors.anchor_targets_bbox`).
 
         Returns:
             ``regression`` ``(B, N, 5)`` and ``classification`` ``(B, N, K + 1)`` float32, the

@@ -16,22 +16,13 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-# ImageNet channel means in BGR order, as used by Caffe's ResNet and keras.applications'
-# "caffe" preprocessing mode.
-CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
-# torchvision's input: RGB in [0, 1], normalised by ImageNet's mean and std.
-TORCH_MEAN_RGB = (0.485, 0.456, 0.406)
-TORCH_STD_RGB = (0.229, 0.224, 0.225)
-
-
-def padding_value(normalisation: str = "caffe") -> np.ndarray:
-    """The caffe-style BGR value of a padding pixel for a model variant's input normalisation:
-    0 (the mean colour) for ``"caffe"``; for ``"torch"`` the value whose normalised form is 0
-    (``255 * mean_torch - mean_caffe``, about -0.4, -0.5, 0.1), PyTorch's zero padding."""
-    if normalisation == "torch":
-        torch_bgr = np.asarray(TORCH_MEAN_RGB[::-1], dtype=np.float64) * 255.0
-        return (torch_bgr - np.asarray(CAFFE_MEAN_BGR)).astype(np.float32)
-    return np.zeros(3, dtype=np.float32)
+from keras_retinanet.model.normalisation import (  # noqa: F401  (re-exported)
+    CAFFE_MEAN_BGR,
+    TORCH_MEAN_RGB,
+    TORCH_STD_RGB,
+    padding_value,
+)
+from keras_retinanet.model.settings import DEFAULT_PAD_MULTIPLE  # noqa: F401  (re-exported)
 
 
 class ImageReadError(OSError):
@@ -151,12 +142,6 @@ def try_read_image_bgr(path: str) -> np.ndarray | None:
         return None
 
 
-# One padding rule for training, evaluation, prediction and the exported graphs: pad the
-# resized image at the bottom and right up to a multiple of 32, the stride of C5. Every
-# backbone level then divides the input exactly and FPN's upsampled maps line up, and the model
-# never meets more padding at inference than it was trained on (a multiple of 128 would add
-# up to 127 never-seen rows and columns, and 17 % more pixels at 800x1333).
-DEFAULT_PAD_MULTIPLE = 32
 
 
 def pad_to_multiple(size: int, multiple: int) -> int:
@@ -173,7 +158,7 @@ def pad_batch(
         images: ``(H_i, W_i, 3)`` BGR images, already resized (uint8 or float).
         pad_multiple: pad height and width up to a multiple of this (1: to the largest image).
         pad_value: the padding's value after mean subtraction (a model variant's
-            :meth:`~keras_retinanet.variants.ModelVariant.pad_value`; 0 is the mean colour).
+            :meth:`~keras_retinanet.model.variants.ModelVariant.pad_value`; 0 is the mean colour).
 
     Returns:
         ``(B, H, W, 3)`` float32: each image minus :data:`CAFFE_MEAN_BGR` in the top-left

@@ -6,8 +6,9 @@ import warnings
 
 import keras
 
-from keras_retinanet import losses, models
-from keras_retinanet.anchors import AnchorParameters
+from keras_retinanet.model import losses
+from keras_retinanet.model import retinanet as models
+from keras_retinanet.model.anchors import AnchorParameters
 from keras_retinanet.training.config import TrainConfig, TrainingError
 
 

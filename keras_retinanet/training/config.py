@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from keras_retinanet.anchors import AnchorParameters
+from keras_retinanet.model.anchors import AnchorParameters
 
 
 class TrainingError(RuntimeError):
@@ -52,7 +52,7 @@ class TrainConfig:
     # training batches before each epoch's evaluation and snapshot (training.batch_norm); 0: off.
     batch_norm_batches: int = 20
     callbacks: list = dataclasses.field(default_factory=list)  # extra Keras callbacks, run first
-    # The model variant (keras_retinanet.variants); None: this package's own, or the one of the
+    # The model variant (keras_retinanet.model.variants); None: this package's own, or the one of the
     # snapshot that ``weights`` or ``snapshot`` names (train() fills it in from its metadata).
     variant: dict | None = None
     initial_weights: dict | None = None  # filled in by train(): where a fine-tuning started

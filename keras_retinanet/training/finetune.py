@@ -14,10 +14,10 @@ from collections.abc import Iterator, Sequence
 
 import keras
 
-from keras_retinanet import models
-from keras_retinanet.anchors import AnchorParameters
 from keras_retinanet.convert.common import find_layer
-from keras_retinanet.variants import variant_from_metadata
+from keras_retinanet.model import retinanet as models
+from keras_retinanet.model.anchors import AnchorParameters
+from keras_retinanet.model.variants import variant_from_metadata
 
 _CLASS_OUTPUT = "pyramid_classification"
 

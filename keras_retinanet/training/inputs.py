@@ -7,7 +7,7 @@ from typing import Any
 
 import keras
 
-from keras_retinanet.anchors import AnchorParameters
+from keras_retinanet.model.anchors import AnchorParameters
 from keras_retinanet.training.config import TrainConfig
 
 

@@ -10,8 +10,10 @@ import os
 
 import keras
 
-from keras_retinanet import models
-from keras_retinanet.anchors import AnchorParameters
+from keras_retinanet.evaluation.callback import Evaluate
+from keras_retinanet.model import retinanet as models
+from keras_retinanet.model.anchors import AnchorParameters
+from keras_retinanet.model.variants import variant_from_metadata
 from keras_retinanet.training import multi_worker
 from keras_retinanet.training.batch_norm import PreciseBatchNorm
 from keras_retinanet.training.build import build_compiled_state, build_or_resume, compile_model
@@ -21,7 +23,14 @@ from keras_retinanet.training.distribute import distribution_scope, replicas_in_
 from keras_retinanet.training.finetune import fine_tune_model, snapshot_start, start_record
 from keras_retinanet.training.inputs import create_generators, fit_input
 from keras_retinanet.training.snapshots import ShadowSnapshot, Snapshot, snapshot_metadata
-from keras_retinanet.variants import variant_from_metadata
+
+
+def _direct_predictor_under_a_cluster(model: keras.Model) -> keras.Model:
+    """The evaluation's inference model, called directly on this worker under a multi-worker
+    strategy, whose ``predict_on_batch`` would gather every worker's batch into one."""
+    if multi_worker.active_strategy() is not None:
+        return multi_worker.DirectPredictor(model)
+    return model
 
 
 def train(config: TrainConfig) -> dict:
@@ -126,8 +135,6 @@ def _train(config: TrainConfig) -> dict:
             PreciseBatchNorm(train_generator, config.batch_norm_batches, config.verbose)
         )
     if validation_generator is not None and validation_generator.size() > 0:
-        from keras_retinanet.evaluation.callback import Evaluate
-
         # Before the loggers, the LR schedule and the snapshots, so they all see logs["mAP"].
         callbacks.append(
             Evaluate(
@@ -136,6 +143,7 @@ def _train(config: TrainConfig) -> dict:
                 anchor_parameters=params,
                 tensorboard_dir=config.tensorboard_dir,
                 verbose=config.verbose,
+                wrap_model=_direct_predictor_under_a_cluster,
             )
         )
     callbacks.append(

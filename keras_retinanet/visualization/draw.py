@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 from numpy.typing import ArrayLike
 
+from keras_retinanet.model.settings import DetectionSettings, keep_scores
 from keras_retinanet.visualization.colors import Color, _text_color, label_color
 
 LabelToName = Callable[[int], str] | Mapping[int, str]
@@ -236,12 +237,13 @@ def draw_detections(
     scores: ArrayLike,
     labels: ArrayLike,
     label_to_name: LabelToName | None = None,
-    score_threshold: float = 0.5,
+    score_threshold: float | None = None,
     color: Color | None = None,
 ) -> None:
     """Draws the detections of one image with a ``"name: score"`` caption each, in place.
 
-    Detections are drawn when ``score >= score_threshold``. Padding entries of
+    Detections are drawn when ``score > score_threshold``, the rule of every other consumer
+    (:func:`keras_retinanet.model.settings.keep_scores`). Padding entries of
     ``FilterDetections`` (``label == -1`` or ``score < 0``) are never drawn, whatever the
     threshold. Outlines are drawn before captions, and both from the lowest to the highest
     score, so no outline crosses a caption and where captions overlap the most confident one
@@ -255,7 +257,8 @@ def draw_detections(
         labels: ``(D,)`` int array of class indices, or ``-1`` for padding.
         label_to_name: Callable or mapping from class index to name; when ``None``, or when a
             mapping lacks the label, the caption shows the label number.
-        score_threshold: Minimum score to draw (inclusive).
+        score_threshold: draw detections scoring above this; None: the detection settings'
+            ``display_threshold`` (0.5).
         color: BGR colour for every detection; ``None`` colours each by
             :func:`label_color`.
 
@@ -273,7 +276,9 @@ def draw_detections(
             f"{boxes.shape[0]} boxes, {scores.shape[0]} scores and {labels.shape[0]} labels."
         )
 
-    keep = (scores >= score_threshold) & (scores >= 0) & (labels >= 0)
+    if score_threshold is None:
+        score_threshold = DetectionSettings().display_threshold
+    keep = keep_scores(scores, score_threshold) & (labels >= 0)
     order = np.flatnonzero(keep)[np.argsort(scores[keep], kind="stable")]
     colors = [label_color(int(labels[i])) if color is None else color for i in order]
     # All outlines first, then all captions, so that no outline crosses a caption's text.

@@ -144,7 +144,7 @@ def plot_focal_loss(
     Reproduces Fig. 1 of Lin et al. 2017, "Focal Loss for Dense Object Detection": for each
     ``gamma``, ``FL(p_t) = -(1 - p_t) ** gamma * log(p_t)`` over ``p_t`` in ``(0, 1]``, where
     ``gamma = 0`` is the cross-entropy loss. The curve is computed here in NumPy rather than
-    with ``keras_retinanet.losses`` so that plotting does not import a Keras backend.
+    with ``keras_retinanet.model.losses`` so that plotting does not import a Keras backend.
 
     Args:
         path: Where to save a PNG; ``None`` saves nothing.

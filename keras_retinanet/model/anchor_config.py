@@ -6,7 +6,7 @@ import configparser
 import json
 import os
 
-from keras_retinanet.anchors import AnchorParameters
+from keras_retinanet.model.anchors import AnchorParameters
 
 
 def read_anchor_parameters(path: str) -> AnchorParameters:

@@ -13,7 +13,7 @@ Keras' batch normalisation, which is a chain of element-wise ops over the whole 
 ``benchmarks/bench_inference.py`` measures the gain.
 
 Invariant (tested): ``fold_batch_norm(model)(x) == model(x, training=False)`` within float
-rounding, for every model of :func:`keras_retinanet.models.retinanet_model` and every variant.
+rounding, for every model of :func:`keras_retinanet.model.retinanet.retinanet_model` and every variant.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def fold_batch_norm(model: keras.Model) -> keras.Model:
 
     Args:
         model: a functional Keras model (e.g. from
-            :func:`keras_retinanet.models.retinanet_model`).
+            :func:`keras_retinanet.model.retinanet.retinanet_model`).
 
     Returns:
         The folded copy, or ``model`` itself when it has nothing to fold.

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_retinanet.boxes import (
+from keras_retinanet.model.boxes import (
     DEFAULT_MEAN,
     DEFAULT_STD,
     bbox_transform,
@@ -223,7 +223,7 @@ def anchors_for_shape(
         image_shape: ``(H, W)`` or ``(H, W, C)`` of the network input.
         anchor_parameters: defaults to ``AnchorParameters()``.
         rule: the model variant's anchor rule (``"centred"`` or ``"torchvision"``, see
-            :class:`keras_retinanet.variants.ModelVariant`).
+            :class:`keras_retinanet.model.variants.ModelVariant`).
 
     Returns:
         ``(N, 4)`` float32 ``(x1, y1, x2, y2)`` anchors in the order of the model's outputs.
@@ -296,11 +296,11 @@ def anchor_targets_bbox(
         negative_overlap: IoU below which an anchor is background.
         positive_overlap: IoU at or above which an anchor is foreground.
         allow_low_quality_matches: also match each box to its highest-IoU anchor(s).
-        mean: regression target mean, see :func:`keras_retinanet.boxes.bbox_transform`.
+        mean: regression target mean, see :func:`keras_retinanet.model.boxes.bbox_transform`.
         std: regression target std.
         coder: the model variant's box coder: ``"corners"`` (:func:`bbox_transform` with
             ``mean``/``std``) or ``"centre_size"``
-            (:func:`keras_retinanet.boxes.bbox_transform_centre_size`, positives only: the
+            (:func:`keras_retinanet.model.boxes.bbox_transform_centre_size`, positives only: the
             log of a zero-size box is not a number).
 
     Returns:

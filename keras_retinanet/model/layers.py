@@ -5,7 +5,7 @@ argument under its own name and return it from ``get_config()``, so
 ``keras.saving.load_model(path)`` needs no ``custom_objects``.
 
 :class:`FilterDetections` (score threshold, NMS, top detections) has a module of its own,
-:mod:`keras_retinanet.filter_detections`; it is re-exported here.
+:mod:`keras_retinanet.model.filter_detections`; it is re-exported here.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_retinanet import anchors as anchors_lib
-from keras_retinanet import boxes as boxes_lib
-from keras_retinanet.filter_detections import FilterDetections
-from keras_retinanet.nms import greedy_nms_mask
+from keras_retinanet.model import anchors as anchors_lib
+from keras_retinanet.model import boxes as boxes_lib
+from keras_retinanet.model.filter_detections import FilterDetections
+from keras_retinanet.model.nms import greedy_nms_mask
+from keras_retinanet.model.normalisation import CAFFE_MEAN_BGR, TORCH_MEAN_RGB, TORCH_STD_RGB
 
 __all__ = [
     "Anchors",
@@ -64,8 +65,8 @@ class UpsampleLike(keras.layers.Layer):
 class Anchors(keras.layers.Layer):
     """Anchors of one pyramid level for a feature map, in input-image pixels.
 
-    Uses :func:`keras_retinanet.anchors.generate_anchors` and
-    :func:`keras_retinanet.anchors.shift`, the same code the data loader uses.
+    Uses :func:`keras_retinanet.model.anchors.generate_anchors` and
+    :func:`keras_retinanet.model.anchors.shift`, the same code the data loader uses.
 
     Args:
         size: base anchor side in pixels.
@@ -140,14 +141,14 @@ class Anchors(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class RegressBoxes(keras.layers.Layer):
-    """Apply regression deltas to anchors (:func:`keras_retinanet.boxes.bbox_transform_inv`).
+    """Apply regression deltas to anchors (:func:`keras_retinanet.model.boxes.bbox_transform_inv`).
 
     Args:
         mean: mean of the regression targets (scalar or 4 values).
         std: std of the regression targets (scalar or 4 values).
-        coder: ``"corners"`` (:func:`~keras_retinanet.boxes.bbox_transform_inv` with
+        coder: ``"corners"`` (:func:`~keras_retinanet.model.boxes.bbox_transform_inv` with
             ``mean``/``std``) or ``"centre_size"`` (torchvision's,
-            :func:`~keras_retinanet.boxes.bbox_transform_inv_centre_size`; ignores them).
+            :func:`~keras_retinanet.model.boxes.bbox_transform_inv_centre_size`; ignores them).
 
     Call: ``RegressBoxes()([anchors, regression])`` with both ``(B, N, 4)``; returns
     ``(B, N, 4)`` float32 ``(x1, y1, x2, y2)`` boxes.
@@ -221,7 +222,7 @@ class NormalizeInput(keras.layers.Layer):
 
     Call: ``(B, H, W, 3)`` float caffe-style images; returns ``(B, H, W, 3)``. The loaders pad
     such a model's batches with the value this maps to 0
-    (:meth:`keras_retinanet.variants.ModelVariant.pad_value`), as PyTorch pads.
+    (:meth:`keras_retinanet.model.variants.ModelVariant.pad_value`), as PyTorch pads.
     """
 
     def __init__(self, mode: str = "torch", **kwargs: Any) -> None:
@@ -231,12 +232,6 @@ class NormalizeInput(keras.layers.Layer):
         self.mode = mode
 
     def call(self, images: Any) -> Any:
-        from keras_retinanet.preprocessing.image import (
-            CAFFE_MEAN_BGR,
-            TORCH_MEAN_RGB,
-            TORCH_STD_RGB,
-        )
-
         rgb = ops.flip(images + ops.convert_to_tensor(CAFFE_MEAN_BGR, images.dtype), axis=-1)
         mean = ops.convert_to_tensor(TORCH_MEAN_RGB, images.dtype)
         std = ops.convert_to_tensor(TORCH_STD_RGB, images.dtype)

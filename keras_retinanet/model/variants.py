@@ -1,7 +1,7 @@
 """Named model variants: every architectural choice in which other RetinaNets differ from ours.
 
-A variant is one frozen :class:`ModelVariant`. The builders (:func:`keras_retinanet.models.
-retinanet_model`, :func:`keras_retinanet.models.retinanet_box`, the data loader's anchors and
+A variant is one frozen :class:`ModelVariant`. The builders (:func:`keras_retinanet.model.retinanet.
+retinanet_model`, :func:`keras_retinanet.model.retinanet.retinanet_box`, the data loader's anchors and
 box targets) read it; none of them grows a keyword argument per quirk. The variant's name is
 stored in a snapshot's metadata (``"variant"``), so a file rebuilds its own model, as
 KerasHub's presets and detectron2's configs do.
@@ -33,6 +33,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from keras_retinanet.model.normalisation import padding_value
+
 # keras.applications' ResNets; keras-resnet and torchvision use PyTorch's default 1e-5.
 APPLICATIONS_BN_EPSILON = 1.001e-5
 
@@ -44,7 +46,7 @@ class ModelVariant:
     Attributes:
         name: the key in :data:`VARIANTS`.
         backbone: ``"applications"`` (keras.applications' ResNets, weights by name) or
-            ``"resnet"`` (:mod:`keras_retinanet.resnet`, every padding explicit).
+            ``"resnet"`` (:mod:`keras_retinanet.model.resnet`, every padding explicit).
         stem_conv: the 7x7/2 stem convolution: ``"pad"`` (zero-pad 3 on every side) or
             ``"same"`` (TensorFlow's ``"same"``: on an even size 2 before, 3 after; keras-resnet
             0.2.0).
@@ -126,10 +128,8 @@ class ModelVariant:
 
     def pad_value(self) -> Any:
         """The caffe-style value of a padding pixel: 0 (the mean colour) for caffe input; for
-        torch input the value :class:`~keras_retinanet.layers.NormalizeInput` maps to 0, as
+        torch input the value :class:`~keras_retinanet.model.layers.NormalizeInput` maps to 0, as
         PyTorch pads its normalised batch with zeros."""
-        from keras_retinanet.preprocessing.image import padding_value
-
         return padding_value(self.input_normalisation)
 
     @classmethod

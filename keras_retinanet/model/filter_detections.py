@@ -1,9 +1,9 @@
 """The last layer of the inference model: score threshold, pre-NMS budget, (per-class) greedy
-NMS (:mod:`keras_retinanet.nms`) and the top detections, padded with -1
+NMS (:mod:`keras_retinanet.model.nms`) and the top detections, padded with -1
 (:class:`FilterDetections`).
 
 Registered under the package name ``keras_retinanet`` like every layer of
-:mod:`keras_retinanet.layers`, which re-exports it.
+:mod:`keras_retinanet.model.layers`, which re-exports it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from keras_retinanet.nms import tensorflow_nms_mask, tiled_nms_mask
+from keras_retinanet.model.nms import tensorflow_nms_mask, tiled_nms_mask
 
 _PACKAGE = "keras_retinanet"
 
@@ -40,7 +40,7 @@ class FilterDetections(keras.layers.Layer):
     fixed-shape tensor operation over all classes at once (no loop over classes); NMS runs in
     tiles of candidates, best first, and stops at the first tile with no candidate above the
     threshold or once ``max_detections`` are kept
-    (:func:`keras_retinanet.nms.tiled_nms_mask`), so its cost follows the candidates that pass
+    (:func:`keras_retinanet.model.nms.tiled_nms_mask`), so its cost follows the candidates that pass
     the threshold, not the budget.
 
     Args:
@@ -64,7 +64,7 @@ class FilterDetections(keras.layers.Layer):
             whole image counts as one level.
         nms_implementation: ``"keras"`` (the tiled NMS above, every backend) or
             ``"tensorflow"``: TensorFlow's own NMS op, for batch-1 TFLite graphs that must not
-            contain a loop (:func:`keras_retinanet.nms.tensorflow_nms_mask`; the int8 TFLite
+            contain a loop (:func:`keras_retinanet.model.nms.tensorflow_nms_mask`; the int8 TFLite
             export uses it). Both keep the same boxes.
 
     Call: ``FilterDetections(...)([boxes, classification])`` with ``boxes`` ``(B, N, 4)`` and

@@ -3,7 +3,7 @@
 :func:`greedy_nms_mask` decides a set of sorted candidates at once (a fixed-point iteration
 over their IoU matrix); :func:`tiled_nms_mask` takes the candidates a tile at a time against a
 buffer of the boxes kept so far, and stops once enough are kept, which is what
-:class:`~keras_retinanet.filter_detections.FilterDetections` runs.
+:class:`~keras_retinanet.model.filter_detections.FilterDetections` runs.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 from keras import ops
 
-from keras_retinanet import boxes as boxes_lib
+from keras_retinanet.model import boxes as boxes_lib
 
 
 def greedy_nms_mask(boxes: Any, valid: Any, labels: Any | None, iou_threshold: float) -> Any:

@@ -14,7 +14,7 @@ from typing import Any
 
 import keras
 
-from keras_retinanet.variants import ModelVariant
+from keras_retinanet.model.variants import ModelVariant
 
 # Bottleneck blocks per stage (He et al. 2016, table 1).
 DEPTHS: dict[str, tuple[int, int, int, int]] = {

@@ -3,7 +3,7 @@
 Snapshots carry a small JSON metadata record (class names, anchor parameters, backbone, image
 sizes, dataset, epoch) inside the model file: an attribute of the root group of an ``.h5`` file,
 an extra ``keras_retinanet.json`` entry in a ``.keras`` zip. Keras ignores both when loading,
-so a snapshot is still an ordinary Keras model file. :mod:`keras_retinanet.models` re-exports
+so a snapshot is still an ordinary Keras model file. :mod:`keras_retinanet.model.retinanet` re-exports
 these names and adds ``load_model``, which can also convert a training model for inference.
 """
 

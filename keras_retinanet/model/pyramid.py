@@ -10,8 +10,8 @@ from typing import Any
 
 import keras
 
-from keras_retinanet import layers as layers_lib
-from keras_retinanet.variants import DEFAULT, ModelVariant
+from keras_retinanet.model import layers as layers_lib
+from keras_retinanet.model.variants import DEFAULT, ModelVariant
 
 # The subnets' hidden and last convolutions start as N(0, 0.01) (Lin et al. 2017, sec. 4.1).
 _HEAD_INIT = {"mean": 0.0, "stddev": 0.01}
