@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from keras_retinanet.coverage import (  # noqa: F401  (re-exported: retinanet-debug's names)
     UNCOVERED_COLOR,
@@ -24,6 +26,7 @@ from keras_retinanet.coverage import (  # noqa: F401  (re-exported: retinanet-de
     image_coverage,
 )
 from keras_retinanet.model.anchors import AnchorParameters
+from keras_retinanet.preprocessing.image import ImageReadError
 
 COVERAGE_FILE = "coverage.json"
 
@@ -195,7 +198,6 @@ def analyze_coverage(
     Returns:
         A :class:`CoverageReport`.
     """
-    from keras_retinanet.preprocessing.image import ImageReadError
 
     count = generator.size() if limit is None else min(int(limit), generator.size())
     report = CoverageReport(
@@ -209,16 +211,12 @@ def analyze_coverage(
     used: set[str] = set()
     indices: Any = range(count)
     if progress:
-        from tqdm import tqdm
-
         indices = tqdm(indices, unit="image", desc="anchors")
     for index in indices:
         path = generator.image_path(index)
         try:
             images, annotations, _ = generator.preprocess_group([index])
         except ImageReadError as e:
-            import warnings
-
             warnings.warn(f"skipping {path}: {e}", stacklevel=2)
             report.skipped.append(path)
             continue

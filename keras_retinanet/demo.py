@@ -16,7 +16,16 @@ import os
 import warnings
 from typing import Any
 
+import cv2
 import numpy as np
+
+from keras_retinanet.datasets.shapes import write_shapes_dataset
+from keras_retinanet.evaluation.runner import evaluate
+from keras_retinanet.inference import detect
+from keras_retinanet.model import retinanet as models
+from keras_retinanet.preprocessing.voc import PascalVocGenerator
+from keras_retinanet.training import TrainConfig, train
+from keras_retinanet.visualization import draw_annotations, draw_detections
 
 # Demo defaults, sized for a laptop CPU: small images (160 px: shapes of 28-72 px sit on the
 # P3..P5 anchors, and a step costs 40% of one at 256 px), batch 4, and a larger learning rate
@@ -60,14 +69,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_demo(args: argparse.Namespace) -> dict:
     """Write the data, train, evaluate, draw. Returns a summary dict (also written as JSON)."""
-    import cv2
-
-    from keras_retinanet.datasets.shapes import write_shapes_dataset
-    from keras_retinanet.evaluation.runner import evaluate
-    from keras_retinanet.inference import detect
-    from keras_retinanet.model import retinanet as models
-    from keras_retinanet.preprocessing.voc import PascalVocGenerator
-    from keras_retinanet.training import TrainConfig, train
 
     output_dir = os.path.abspath(args.output_dir)
     # The dataset is written at the training size; shapes span 12%..45% of the image side but
@@ -175,9 +176,6 @@ def detections_picture(
     Returns:
         The BGR uint8 picture.
     """
-    import cv2
-
-    from keras_retinanet.visualization import draw_annotations, draw_detections
 
     tiles = []
     for image, truth, found in zip(images, annotations, detections):

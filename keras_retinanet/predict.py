@@ -37,6 +37,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from keras_retinanet.inference import Detections, batched, detect
 from keras_retinanet.model import retinanet as models
@@ -260,8 +261,6 @@ def predict_images(
     used_names: set[str] = set()
     bar = None
     if progress:
-        from tqdm import tqdm
-
         bar = tqdm(total=len(image_paths), unit="image", desc="predict")
     try:
         for paths in batched(image_paths, batch_size):

@@ -13,6 +13,7 @@ and says so. Python errors are not affected: an import that fails still raises.
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import sys
 
@@ -38,7 +39,6 @@ def quiet_tensorflow_start() -> bool:
         return False
     if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
         return False
-    import importlib.util
 
     if importlib.util.find_spec("tensorflow") is None:
         return False

@@ -1,4 +1,4 @@
-"""Tests for keras_retinanet.model.anchors: base anchors, the grid, counts, the Anchors layer agreeing
+"""Tests for model/anchors.py: base anchors, the grid, counts, the Anchors layer agreeing
 with anchors_for_shape, parameter files and anchor target assignment."""
 
 import json

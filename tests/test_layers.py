@@ -1,4 +1,4 @@
-"""Tests for keras_retinanet.model.layers: exact outputs of the small layers, FilterDetections against
+"""Tests for model/layers.py: exact outputs of the small layers, FilterDetections against
 a NumPy greedy NMS reference, and config round trips."""
 
 import math

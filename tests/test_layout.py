@@ -47,7 +47,8 @@ def _tier(parts: tuple[str, ...]) -> str | None:
 
 def _imports(tree: ast.AST):
     """(node, dotted name below keras_retinanet, inside a function?) for each package import."""
-    functions = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    kinds = (ast.FunctionDef, ast.AsyncFunctionDef)
+    functions = [n for n in ast.walk(tree) if isinstance(n, kinds)]
     inside = {id(n) for f in functions for n in ast.walk(f) if n is not f}
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -105,9 +106,7 @@ def test_every_import_inside_a_function_says_why():
                 text = "\n".join(lines[node.lineno - 1 : node.end_lineno])
                 if "#" not in text and not before.startswith("#"):
                     silent.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
-    assert not silent, "imports inside functions without a one-line reason:\n" + "\n".join(
-        silent
-    )
+    assert not silent, "imports inside functions without a one-line reason:\n" + "\n".join(silent)
 
 
 def test_no_module_is_over_400_lines():

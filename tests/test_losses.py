@@ -1,4 +1,4 @@
-"""Tests for keras_retinanet.model.losses: hand-computed focal and smooth L1 values, ignored anchors,
+"""Tests for model/losses.py: hand-computed focal and smooth L1 values, ignored anchors,
 normalisation by the number of positives, config round trips."""
 
 import math

@@ -20,6 +20,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from keras_retinanet.convert import convert_fizyr, convert_torchvision
+from keras_retinanet.convert.pretrained import download_pretrained
+from keras_retinanet.export import convert_model
 from keras_retinanet.model.settings import DetectionSettings
 
 DEFAULT = DetectionSettings()
@@ -148,7 +151,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _pretrained(args)
     if args.source:
         return _import(args)
-    from keras_retinanet.export import convert_model
 
     try:
         path = convert_model(args.model_in, args.model_out, **_setting_options(args))
@@ -160,7 +162,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _pretrained(args: argparse.Namespace) -> int:
-    from keras_retinanet.convert.pretrained import download_pretrained
 
     try:
         path = download_pretrained(args.pretrained, output=args.model_in, url=args.url)
@@ -172,7 +173,6 @@ def _pretrained(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from keras_retinanet.convert import convert_fizyr, convert_torchvision
 
     try:
         if args.source == "fizyr":

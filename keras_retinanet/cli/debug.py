@@ -17,6 +17,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from keras_retinanet.debug import analyze_coverage
+from keras_retinanet.model.anchor_config import read_anchor_parameters
+from keras_retinanet.model.anchors import AnchorParameters
+from keras_retinanet.model.retinanet import read_metadata
+from keras_retinanet.preprocessing.csv import CSVGenerator
+from keras_retinanet.preprocessing.transform import random_transform
+from keras_retinanet.preprocessing.voc import PascalVocGenerator
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser."""
@@ -90,13 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _settings(args: argparse.Namespace) -> tuple:
     """Anchor parameters, image sizes and the model variant from --config/--snapshot/
     --image-*-side."""
-    from keras_retinanet.model.anchor_config import read_anchor_parameters
-    from keras_retinanet.model.anchors import AnchorParameters
 
     params, min_side, max_side, variant = None, 800, 1333, None
     if args.snapshot:
-        from keras_retinanet.model.retinanet import read_metadata
-
         metadata = read_metadata(args.snapshot)
         variant = metadata.get("variant")  # a converted model's anchor rule
         recorded = metadata.get("anchor_parameters")
@@ -117,8 +121,6 @@ def create_generator(args: argparse.Namespace):
     params, min_side, max_side, variant = _settings(args)
     transform = None
     if args.random_transform:
-        from keras_retinanet.preprocessing.transform import random_transform
-
         transform = random_transform(seed=args.seed)
     kwargs = dict(
         batch_size=1,
@@ -133,11 +135,8 @@ def create_generator(args: argparse.Namespace):
         variant=variant,
     )
     if args.dataset_type == "voc":
-        from keras_retinanet.preprocessing.voc import PascalVocGenerator
-
         # classes None: DATA_DIR/classes.txt, else the annotations' names (or VOC's).
         return PascalVocGenerator(args.data_dir, args.set, classes=args.classes, **kwargs)
-    from keras_retinanet.preprocessing.csv import CSVGenerator
 
     return CSVGenerator(args.annotations, args.classes, **kwargs)
 
@@ -153,8 +152,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Neither flag: draw both, the useful default.
     draw_anchors = args.anchors or not args.annotations
     draw_ground_truth = args.annotations or not args.anchors
-
-    from keras_retinanet.debug import analyze_coverage
 
     try:
         generator = create_generator(args)

@@ -20,7 +20,12 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+from keras_retinanet.evaluation import inputs, reports, runner
+from keras_retinanet.model.retinanet import load_model, read_metadata
 from keras_retinanet.model.settings import DetectionSettings
+from keras_retinanet.preprocessing.coco import CocoGenerator
+from keras_retinanet.preprocessing.csv import CSVGenerator
+from keras_retinanet.preprocessing.voc import PascalVocGenerator
 
 DATASET_TYPES = ("voc", "csv", "coco")
 # detectron2 / torchvision defaults, used when the snapshot records no image sizes.
@@ -237,8 +242,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> None:
     """Evaluate as the parsed arguments say: build the data, load the model, report."""
-    from keras_retinanet.evaluation import inputs, reports, runner
-    from keras_retinanet.model.retinanet import load_model, read_metadata
 
     model_path = args.model
     metadata = read_metadata(model_path)
@@ -262,8 +265,6 @@ def run(args: argparse.Namespace) -> None:
     if args.dataset_type is None:
         generator = inputs.generator_from_snapshot(model_path, metadata, **generator_kwargs)
     elif args.dataset_type == "voc":
-        from keras_retinanet.preprocessing.voc import PascalVocGenerator
-
         classes = args.classes or recorded_classes  # None: classes.txt, the XMLs' or VOC's
         generator = PascalVocGenerator(
             args.data_dir,
@@ -273,12 +274,8 @@ def run(args: argparse.Namespace) -> None:
             **generator_kwargs,
         )
     elif args.dataset_type == "csv":
-        from keras_retinanet.preprocessing.csv import CSVGenerator
-
         generator = CSVGenerator(args.annotations, args.classes, **generator_kwargs)
     else:
-        from keras_retinanet.preprocessing.coco import CocoGenerator
-
         generator = CocoGenerator(args.data_dir, args.set, **generator_kwargs)
 
     # The recorded class count is checked before the (slow) model load.

@@ -22,6 +22,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from keras_retinanet.export import export_model
+
 FORMATS = ("saved_model", "tflite", "onnx")  # keras_retinanet.export.FORMATS, without TF
 
 
@@ -105,7 +107,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``retinanet-export``; returns the exit status."""
     args = parse_args(argv)
-    from keras_retinanet.export import export_model
 
     try:
         result = export_model(

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from keras_retinanet.model.settings import DetectionSettings
+from keras_retinanet.predict import predict
 
 DEFAULT = DetectionSettings()
 
@@ -94,7 +95,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``retinanet-predict``; returns the exit status (1 if no image was read)."""
     args = parse_args(argv)
-    from keras_retinanet.predict import predict
 
     try:
         result = predict(

@@ -14,7 +14,12 @@ import argparse
 import os
 import sys
 
+import keras
+
+from keras_retinanet.model.anchor_config import read_anchor_parameters
 from keras_retinanet.model.backbones import BACKBONES
+from keras_retinanet.preprocessing import voc, voc_layout
+from keras_retinanet.training import TrainConfig, TrainingError, train
 
 
 def _int_at_least(minimum: int):
@@ -194,7 +199,6 @@ def _none_if_none(value: str | None) -> str | None:
 def voc_record(args: argparse.Namespace) -> dict:
     """The record of a VOC-style folder; says what was found where the user gave no split
     files or class list (classes read from the annotations are stored in the record)."""
-    from keras_retinanet.preprocessing import voc, voc_layout
 
     layout = voc_layout.find_layout(args.data_dir)
     classes = os.path.abspath(args.classes) if args.classes else None
@@ -248,8 +252,6 @@ def dataset_record(args: argparse.Namespace) -> dict:
 
 
 def config_from_args(args: argparse.Namespace):
-    from keras_retinanet.model.anchor_config import read_anchor_parameters
-    from keras_retinanet.training import TrainConfig
 
     distribute = args.distribute
     if args.cluster and distribute is None:
@@ -262,8 +264,6 @@ def config_from_args(args: argparse.Namespace):
             "GPUs (choose them with CUDA_VISIBLE_DEVICES)"
         )
     if args.multi_gpu and args.multi_gpu > 1 and distribute is None:
-        import keras
-
         distribute = "data_parallel" if keras.backend.backend() == "jax" else "mirrored"
     return TrainConfig(
         dataset=dataset_record(args),
@@ -306,7 +306,6 @@ def main(argv: list[str] | None = None) -> None:
     error (missing files, NaN loss, mismatched snapshot). The work is done by
     :func:`keras_retinanet.training.train`, which returns the history and snapshot paths."""
     args = build_parser().parse_args(argv)
-    from keras_retinanet.training import TrainingError, train
 
     try:
         config = config_from_args(args)

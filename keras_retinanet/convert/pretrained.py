@@ -11,7 +11,11 @@ import dataclasses
 import hashlib
 import os
 
+import keras
+
 from keras_retinanet.convert.common import ConversionError
+from keras_retinanet.convert.fizyr import convert_fizyr
+from keras_retinanet.convert.torchvision import convert_torchvision
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,10 +106,6 @@ def download_pretrained(
         ValueError: an unknown name (the message lists them).
         ConversionError: the download's hash differs (the file is deleted; download again).
     """
-    import keras
-
-    from keras_retinanet.convert.fizyr import convert_fizyr
-    from keras_retinanet.convert.torchvision import convert_torchvision
 
     if name not in PRETRAINED:
         raise ValueError(f"unknown pretrained model {name!r}; choose one of {sorted(PRETRAINED)}")

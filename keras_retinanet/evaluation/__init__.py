@@ -24,8 +24,8 @@ _PUBLIC = {
     "plot_precision_recall": "voc",
     "evaluate_coco": "coco",
     "evaluate": "runner",
-    "EvaluationResult": "runner",
-    "ClassResult": "runner",
+    "EvaluationResult": "results",
+    "ClassResult": "results",
     "format_table": "reports",
     "Evaluate": "callback",
 }

@@ -148,6 +148,7 @@ class Evaluate(keras.callbacks.Callback):
                     f"to TensorBoard ({self.tensorboard_dir}); it is still in the logs"
                 )
             else:
+                # TensorFlow only here: the package imports and runs on JAX without it
                 import tensorflow as tf
 
                 self._writer = tf.summary.create_file_writer(
@@ -155,6 +156,7 @@ class Evaluate(keras.callbacks.Callback):
                 )
         if self._writer is None:
             return
+        # TensorFlow only here: the package imports and runs on JAX without it
         import tensorflow as tf
 
         with self._writer.as_default():

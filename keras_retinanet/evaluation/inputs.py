@@ -9,6 +9,9 @@ import os
 import re
 from typing import Any
 
+from keras_retinanet.model.retinanet import read_metadata
+from keras_retinanet.preprocessing.factory import create_generator
+
 
 def model_num_classes(model: Any) -> int | None:
     """Number of classes K of a training or inference RetinaNet model, or None if unknown.
@@ -62,7 +65,7 @@ def generator_from_snapshot(model_path: str, metadata: dict | None = None, **kwa
 
     Args:
         model_path: a ``.keras``/``.h5`` snapshot written by ``retinanet-train``.
-        metadata: its metadata, if already read (:func:`keras_retinanet.model.retinanet.read_metadata`).
+        metadata: its metadata, if already read (:func:`~keras_retinanet.models.read_metadata`).
         **kwargs: generator options (``image_min_side``, ``shuffle``...).
 
     Returns:
@@ -71,11 +74,8 @@ def generator_from_snapshot(model_path: str, metadata: dict | None = None, **kwa
     Raises:
         ValueError: the snapshot has no dataset record, or the record has no validation split.
     """
-    from keras_retinanet.preprocessing.factory import create_generator
 
     if metadata is None:
-        from keras_retinanet.model.retinanet import read_metadata
-
         metadata = read_metadata(model_path)
     record = metadata.get("dataset")
     if not record:

@@ -8,10 +8,12 @@ import os
 import re
 from typing import Any
 
+import cv2
 import numpy as np
 
 from keras_retinanet.evaluation.runner import EvaluationResult
 from keras_retinanet.evaluation.voc import mean_average_precision, plot_precision_recall
+from keras_retinanet.visualization import draw_annotations, draw_detections
 
 
 def format_table(result: EvaluationResult) -> str:
@@ -84,6 +86,7 @@ def write_coco_results(generator: Any, result: EvaluationResult, path: str | os.
     Returns:
         ``path`` as a string.
     """
+    # pycocotools (the optional [coco] extra) loads only for COCO data
     from keras_retinanet.evaluation.coco import dataset_results
 
     path = os.fspath(path)
@@ -141,9 +144,6 @@ def save_detection_images(
     Returns:
         The paths written, in the order of ``result.image_indices``.
     """
-    import cv2
-
-    from keras_retinanet.visualization import draw_annotations, draw_detections
 
     directory = os.fspath(directory)
     os.makedirs(directory, exist_ok=True)

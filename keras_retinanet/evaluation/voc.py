@@ -348,6 +348,8 @@ def plot_precision_recall(
     # Lazy import, and a Figure with its own Agg canvas rather than pyplot: evaluation does not
     # pay for matplotlib unless it plots, and the global backend (e.g. a notebook's) is untouched.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    # matplotlib loads only when a plot is drawn (it is slow to import)
     from matplotlib.figure import Figure
 
     recall = np.asarray(recall, dtype=np.float64).reshape(-1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
@@ -84,7 +85,6 @@ def calibration_images(
         FileNotFoundError: see :func:`calibration_paths`.
         ValueError: an image file cannot be read.
     """
-    import cv2
 
     if isinstance(source, (str, os.PathLike)):
         images = []

@@ -33,6 +33,8 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import keras
+
 from keras_retinanet.export.common import INPUT_NAME
 from keras_retinanet.model.variants import get_variant
 from keras_retinanet.preprocessing.image import (
@@ -59,6 +61,7 @@ def _resize_matrix(in_size: Any, out_size: Any, shrink: Any, step: Any = None) -
             output size, PyTorch's interpolate); fizyr's ``cv2.resize(fx=scale)`` steps by
             ``1 / scale``.
     """
+    # TensorFlow only here: the package imports and runs on JAX without it
     import tensorflow as tf
 
     in_f = tf.cast(in_size, tf.float64)
@@ -84,6 +87,7 @@ def _resize_plan(
     rule), so the sizes equal those of
     :func:`keras_retinanet.preprocessing.image.resize_image`.
     """
+    # TensorFlow only here: the package imports and runs on JAX without it
     import tensorflow as tf
 
     h = tf.cast(height, tf.float64)
@@ -99,6 +103,7 @@ def _resize_plan(
 
 def input_spec(image_size: Sequence[int] | None = None, batch_size: int | None = None) -> Any:
     """``tf.TensorSpec`` of the artifacts' input: ``(B, H, W, 3)`` uint8 named ``images``."""
+    # TensorFlow only here: the package imports and runs on JAX without it
     import tensorflow as tf
 
     shape = [batch_size, *(image_size or (None, None)), 3]
@@ -136,6 +141,7 @@ def network_input(
         (a Python float for a static size, else a float64 scalar tensor; under torchvision's
         rule ``(s_x, s_y, s_x, s_y)``, as ``resize_image`` returns it).
     """
+    # TensorFlow only here: the package imports and runs on JAX without it
     import tensorflow as tf
 
     variant = get_variant(variant)
@@ -200,7 +206,7 @@ def detection_function(
         float32, ``labels`` ``(B, D)`` int32 and ``num_detections`` ``(B,)`` int32; rows past
         ``num_detections`` are -1.
     """
-    import keras
+    # TensorFlow only here: the package imports and runs on JAX without it
     import tensorflow as tf
 
     if keras.backend.backend() != "tensorflow":

@@ -68,7 +68,10 @@ def export_onnx(
     if int8 and calibration is None:
         raise ValueError("int8 needs calibration images: --calibration DATASET")
     try:
+        # optional ([export] extra): only the ONNX export needs it
         import onnx
+
+        # optional ([export] extra): only the ONNX export needs it
         import tf2onnx
 
         if int8:
@@ -78,6 +81,7 @@ def export_onnx(
             f"ONNX export needs tf2onnx and onnx, and int8 also onnxruntime ({error}); "
             "install them with `pip install tf2onnx onnx onnxruntime`"
         ) from error
+    # TensorFlow only here: the package imports and runs on JAX without it
     import tensorflow as tf
 
     detector = load_detector(model, min_side, max_side, metadata)
@@ -124,7 +128,10 @@ def export_onnx(
 
 def _quantise(proto: Any, batches: list[Any]) -> Any:
     """``proto`` with its convolutions statically quantised to int8 by onnxruntime."""
+    # optional ([export] extra): only the ONNX export needs it
     import onnx
+
+    # optional ([export] extra): only the int8 ONNX export needs it
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,

@@ -9,6 +9,8 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any
 
+import keras
+
 from keras_retinanet.export.common import (
     METADATA_FILE,
     SIGNATURE_KEY,
@@ -29,7 +31,6 @@ def _write_saved_model(
     batch_size: int | None = None,
 ) -> None:
     """SavedModel with the ``serving_default`` signature, metadata in ``assets.extra``."""
-    import keras
 
     function = detection_function(detector.model, detector.min_side, detector.max_side, image_size)
     # ExportArchive rather than a tf.Module holding the Keras model: it saves just the

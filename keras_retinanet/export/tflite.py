@@ -9,14 +9,20 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+import keras
+import numpy as np
+
 from keras_retinanet.export.calibration import DEFAULT_CALIBRATION_IMAGES
 from keras_retinanet.export.calibration import calibration_images as calibration_batches
 from keras_retinanet.export.common import INPUT_NAME, SIGNATURE_KEY, ExportResult, load_detector
 from keras_retinanet.export.saved_model import _write_saved_model
+from keras_retinanet.model import layers as layers_lib
+from keras_retinanet.model.layers import FilterDetections
 
 
 def tflite_ops(model_content: bytes) -> list[str]:
     """Names of the operators a TFLite flatbuffer uses (Flex ops start with ``Flex``)."""
+    # TensorFlow only here: the package imports and runs on JAX without it
     import tensorflow as tf
 
     with warnings.catch_warnings():
@@ -28,7 +34,7 @@ def tflite_ops(model_content: bytes) -> list[str]:
 def int8_convolutions(model_content: bytes) -> tuple[int, int]:
     """``(int8, all)``: how many CONV_2D / DEPTHWISE_CONV_2D ops of a TFLite flatbuffer take
     int8 inputs, and how many there are."""
-    import numpy as np
+    # TensorFlow only here: the package imports and runs on JAX without it
     import tensorflow as tf
 
     with warnings.catch_warnings():
@@ -47,7 +53,6 @@ def int8_convolutions(model_content: bytes) -> tuple[int, int]:
 def _float_layer_names(model: Any) -> tuple[str, tuple[str, ...]]:
     """``(model name, names of its layers that stay float)``: everything after the heads'
     last convolutions (sigmoid, anchors, box decoding, clipping, NMS)."""
-    from keras_retinanet.model import layers as layers_lib
 
     post = (
         layers_lib.Anchors,
@@ -67,7 +72,10 @@ def _quantise_network(calibrated: bytes, float_layers: tuple[str, tuple[str, ...
     the float layers after its heads stay float, so the scores and pixel boxes keep their
     float precision and only the convolution stack runs in int8.
     """
+    # TensorFlow only here: the package imports and runs on JAX without it
     import tensorflow as tf
+
+    # TensorFlow only here: the package imports and runs on JAX without it
     from tensorflow.lite.python import convert as lite_convert
 
     model_name, post = float_layers
@@ -89,9 +97,6 @@ def with_tensorflow_nms(model: Any) -> Any:
     """``model`` (sharing its layers and weights) with FilterDetections running TensorFlow's
     NMS op instead of the tiled NMS loop: TFLite's int8 calibrator crashes on the loop
     (:func:`keras_retinanet.model.nms.tensorflow_nms_mask`)."""
-    import keras
-
-    from keras_retinanet.model.layers import FilterDetections
 
     def clone(layer: Any) -> Any:
         if isinstance(layer, FilterDetections):
@@ -152,6 +157,7 @@ def export_tflite(
         FileNotFoundError: the calibration folder is missing or holds no image.
         RuntimeError: the conversion failed (the converter's message is included).
     """
+    # TensorFlow only here: the package imports and runs on JAX without it
     import tensorflow as tf
 
     if image_size is None:

@@ -13,7 +13,7 @@ Keras' batch normalisation, which is a chain of element-wise ops over the whole 
 ``benchmarks/bench_inference.py`` measures the gain.
 
 Invariant (tested): ``fold_batch_norm(model)(x) == model(x, training=False)`` within float
-rounding, for every model of :func:`keras_retinanet.model.retinanet.retinanet_model` and every variant.
+rounding, for every model of :func:`~keras_retinanet.models.retinanet_model` and every variant.
 """
 
 from __future__ import annotations

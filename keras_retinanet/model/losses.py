@@ -1,6 +1,6 @@
 """Focal loss and smooth L1 loss over anchor targets, in ``keras.ops``.
 
-Both take the targets of :func:`keras_retinanet.model.anchors.anchor_targets_bbox`, whose last column
+Both take the targets of :func:`~.anchors.anchor_targets_bbox`, whose last column
 is the anchor state (-1 ignore, 0 negative, 1 positive), leave ignored anchors out, and
 normalise the sum over the batch by ``max(1, number of positive anchors)`` (Lin et al. 2017,
 sec. 3.3: normalising by the positives, not all anchors, because the easy negatives carry

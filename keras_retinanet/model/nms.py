@@ -189,6 +189,7 @@ def tensorflow_nms_mask(
     Raises:
         ValueError: a batch other than 1.
     """
+    # TensorFlow only here: the package imports and runs on JAX without it
     import tensorflow as tf
 
     if boxes.shape[0] != 1:

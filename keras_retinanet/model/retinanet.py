@@ -262,9 +262,9 @@ def retinanet_box(
     # The per-level anchors tell FilterDetections where each level's rows start; only the
     # per-level selection needs them, so the default graph keeps the two-input call.
     level_inputs = level_anchors if settings.pre_nms_top_k_per_level is not None else []
-    detections = layers_lib.FilterDetections(
-        **settings.graph_kwargs(), name="filtered_detections"
-    )([boxes, classification, *level_inputs])
+    detections = layers_lib.FilterDetections(**settings.graph_kwargs(), name="filtered_detections")(
+        [boxes, classification, *level_inputs]
+    )
     prediction_model = keras.Model(inputs=model.inputs, outputs=list(detections), name=name)
     # Not saved with the model (load_model sets it again from the metadata): the variant's
     # resize rule and padding, which inference.detect applies before the graph.

@@ -3,7 +3,7 @@
 Snapshots carry a small JSON metadata record (class names, anchor parameters, backbone, image
 sizes, dataset, epoch) inside the model file: an attribute of the root group of an ``.h5`` file,
 an extra ``keras_retinanet.json`` entry in a ``.keras`` zip. Keras ignores both when loading,
-so a snapshot is still an ordinary Keras model file. :mod:`keras_retinanet.model.retinanet` re-exports
+so a snapshot is still an ordinary Keras model file. :mod:`keras_retinanet.models` re-exports
 these names and adds ``load_model``, which can also convert a training model for inference.
 """
 
@@ -32,6 +32,7 @@ def write_metadata(path: str, metadata: dict) -> None:
     path = _check_model_path(path)
     text = json.dumps(metadata, sort_keys=True)
     if path.endswith(".h5"):
+        # only .h5 files need it (Keras' own dependency, loaded on demand)
         import h5py
 
         with h5py.File(path, "a") as f:
@@ -53,6 +54,7 @@ def read_metadata(path: str) -> dict:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"model file not found: {path}")
     if path.endswith(".h5"):
+        # only .h5 files need it (Keras' own dependency, loaded on demand)
         import h5py
 
         with h5py.File(path, "r") as f:

@@ -1,7 +1,7 @@
 """Named model variants: every architectural choice in which other RetinaNets differ from ours.
 
 A variant is one frozen :class:`ModelVariant`. The builders (:func:`keras_retinanet.model.retinanet.
-retinanet_model`, :func:`keras_retinanet.model.retinanet.retinanet_box`, the data loader's anchors and
+retinanet_model`, :func:`~keras_retinanet.models.retinanet_box`, the data loader's anchors and
 box targets) read it; none of them grows a keyword argument per quirk. The variant's name is
 stored in a snapshot's metadata (``"variant"``), so a file rebuilds its own model, as
 KerasHub's presets and detectron2's configs do.

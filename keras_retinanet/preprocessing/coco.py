@@ -39,6 +39,7 @@ class CocoGenerator(Generator):
     """
 
     def __init__(self, data_dir: str | os.PathLike, set_name: str, **kwargs: Any) -> None:
+        # optional ([coco] extra): only COCO data needs it
         from pycocotools.coco import COCO
 
         self.data_dir = os.fspath(data_dir)

@@ -12,6 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from keras_retinanet.preprocessing.coco import CocoGenerator
+from keras_retinanet.preprocessing.csv import CSVGenerator
+from keras_retinanet.preprocessing.voc import PascalVocGenerator
+from keras_retinanet.preprocessing.voc_layout import (
+    DEFAULT_SPLIT_SEED,
+    DEFAULT_VAL_FRACTION,
+)
+
 DATASET_TYPES = ("voc", "csv", "coco")
 
 
@@ -33,12 +41,6 @@ def create_generator(dataset: dict, split: str = "train", **generator_kwargs: An
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
     kind = dataset.get("type")
     if kind == "voc":
-        from keras_retinanet.preprocessing.voc import PascalVocGenerator
-        from keras_retinanet.preprocessing.voc_layout import (
-            DEFAULT_SPLIT_SEED,
-            DEFAULT_VAL_FRACTION,
-        )
-
         set_name = dataset.get("train_set" if split == "train" else "val_set")
         if set_name is None:
             return None
@@ -51,15 +53,11 @@ def create_generator(dataset: dict, split: str = "train", **generator_kwargs: An
             **generator_kwargs,
         )
     if kind == "csv":
-        from keras_retinanet.preprocessing.csv import CSVGenerator
-
         annotations = dataset["annotations"] if split == "train" else dataset.get("val_annotations")
         if annotations is None:
             return None
         return CSVGenerator(annotations, dataset["classes"], **generator_kwargs)
     if kind == "coco":
-        from keras_retinanet.preprocessing.coco import CocoGenerator
-
         set_name = dataset.get("train_set" if split == "train" else "val_set")
         if set_name is None:
             return None

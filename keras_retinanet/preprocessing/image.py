@@ -142,8 +142,6 @@ def try_read_image_bgr(path: str) -> np.ndarray | None:
         return None
 
 
-
-
 def pad_to_multiple(size: int, multiple: int) -> int:
     """Smallest multiple of ``multiple`` that is ``>= size``."""
     return -(-int(size) // multiple) * multiple

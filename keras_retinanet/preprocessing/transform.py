@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import cv2
 import numpy as np
 
 from keras_retinanet.preprocessing.image import CAFFE_MEAN_BGR
@@ -176,8 +177,8 @@ class RandomTransform:
         # Training should not reach for the network: albumentations checks PyPI on import
         # unless told not to. A value the user set is left alone.
         os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+        # optional: only --augment albumentations needs it
         import albumentations as A
-        import cv2
 
         ops = []
         if self.flip_prob > 0:

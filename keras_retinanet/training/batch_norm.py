@@ -34,6 +34,7 @@ def training_forward(model: keras.Model) -> Callable[[Any], Any]:
     with relaxed shapes: 3x faster than eager there, 0.42 vs 1.29 s per batch of 4 at
     160 px); eager on the other backends, whose eager calls cost little."""
     if keras.backend.backend() == "tensorflow":
+        # TensorFlow only here: the package imports and runs on JAX without it
         import tensorflow as tf
 
         return tf.function(lambda images: model(images, training=True), reduce_retracing=True)

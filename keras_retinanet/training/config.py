@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from keras_retinanet.evaluation.inputs import default_metric
 from keras_retinanet.model.anchors import AnchorParameters
 
 
@@ -52,8 +53,8 @@ class TrainConfig:
     # training batches before each epoch's evaluation and snapshot (training.batch_norm); 0: off.
     batch_norm_batches: int = 20
     callbacks: list = dataclasses.field(default_factory=list)  # extra Keras callbacks, run first
-    # The model variant (keras_retinanet.model.variants); None: this package's own, or the one of the
-    # snapshot that ``weights`` or ``snapshot`` names (train() fills it in from its metadata).
+    # The model variant (keras_retinanet.model.variants); None: this package's own, or the one of
+    # the snapshot that ``weights`` or ``snapshot`` names (train() fills it in from its metadata).
     variant: dict | None = None
     initial_weights: dict | None = None  # filled in by train(): where a fine-tuning started
     verbose: int = 1
@@ -61,6 +62,5 @@ class TrainConfig:
     def evaluation_metric(self) -> str:
         """The per-epoch evaluation's metric: ``metric``, else the dataset's own
         (:func:`keras_retinanet.evaluation.inputs.default_metric`)."""
-        from keras_retinanet.evaluation.inputs import default_metric
 
         return self.metric or default_metric(self.dataset)

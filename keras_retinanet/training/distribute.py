@@ -41,6 +41,7 @@ def distribution_scope(
                 f"--distribute {strategy} needs the TensorFlow backend (KERAS_BACKEND is "
                 f"{backend!r}); on JAX use --distribute data_parallel"
             )
+        # TensorFlow only here: the package imports and runs on JAX without it
         import tensorflow as tf
 
         if strategy == "multi_worker":
@@ -79,6 +80,7 @@ def distribution_scope(
 def replicas_in_sync() -> int:
     """How many devices share each batch under the current distribution (1 when none)."""
     if keras.backend.backend() == "tensorflow":
+        # TensorFlow only here: the package imports and runs on JAX without it
         import tensorflow as tf
 
         if tf.distribute.has_strategy():

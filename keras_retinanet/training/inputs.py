@@ -6,8 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+import numpy as np
 
 from keras_retinanet.model.anchors import AnchorParameters
+from keras_retinanet.preprocessing.factory import create_generator
+from keras_retinanet.preprocessing.transform import random_transform
 from keras_retinanet.training.config import TrainConfig
 
 
@@ -26,7 +29,7 @@ def fit_input(generator: Any, first_step: int = 0) -> tuple[Any, list[keras.call
     """
     if keras.backend.backend() != "tensorflow":
         return generator, []
-    import numpy as np
+    # TensorFlow only here: the package imports and runs on JAX without it
     import tensorflow as tf
 
     num_classes = generator.num_classes()
@@ -86,12 +89,9 @@ def create_generators(
     worker of a multi-machine training its part of the data and its per-replica batch (see
     :class:`~keras_retinanet.preprocessing.generator.Generator`).
     """
-    from keras_retinanet.preprocessing.factory import create_generator
 
     transform = None
     if config.random_transform:
-        from keras_retinanet.preprocessing.transform import random_transform
-
         transform = random_transform(seed=config.seed)
     kwargs = _generator_kwargs(config, params)
     train_kwargs = dict(kwargs, batch_size=batch_size or config.batch_size)

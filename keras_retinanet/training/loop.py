@@ -23,6 +23,7 @@ from keras_retinanet.training.distribute import distribution_scope, replicas_in_
 from keras_retinanet.training.finetune import fine_tune_model, snapshot_start, start_record
 from keras_retinanet.training.inputs import create_generators, fit_input
 from keras_retinanet.training.snapshots import ShadowSnapshot, Snapshot, snapshot_metadata
+from keras_retinanet.visualization import plot_training_log
 
 
 def _direct_predictor_under_a_cluster(model: keras.Model) -> keras.Model:
@@ -222,8 +223,6 @@ def _train(config: TrainConfig) -> dict:
             "the annotations (retinanet-debug), or resume from that snapshot."
         )
     if log_csv and os.path.isfile(log_csv):
-        from keras_retinanet.visualization import plot_training_log
-
         with contextlib.suppress(ValueError):
             plot_training_log(log_csv, os.path.join(config.snapshot_path, "training_log.png"))
     return {

@@ -53,6 +53,7 @@ def cluster_from_flags(hosts: list[str], task_index: int) -> Any:
         ValueError: an entry is not ``host:port``, a host is given twice, or the index is out
             of range.
     """
+    # TensorFlow only here: the package imports and runs on JAX without it
     import tensorflow as tf
 
     for host in hosts:
@@ -96,6 +97,7 @@ def create_strategy(hosts: list[str] | None = None, task_index: int | None = Non
     Raises:
         ValueError: no cluster is given (neither flags nor TF_CONFIG), or the flags are bad.
     """
+    # TensorFlow only here: the package imports and runs on JAX without it
     import tensorflow as tf
 
     if hosts:
@@ -128,6 +130,7 @@ def active_strategy() -> Any:
     """The ``MultiWorkerMirroredStrategy`` in scope, or None (no TF, or another strategy)."""
     if keras.backend.backend() != "tensorflow":
         return None
+    # TensorFlow only here: the package imports and runs on JAX without it
     import tensorflow as tf
 
     if not tf.distribute.has_strategy():
@@ -165,6 +168,7 @@ class WorkerLost(RuntimeError):
 
 
 def _is_peer_failure(error: Exception) -> bool:
+    # TensorFlow only here: the package imports and runs on JAX without it
     import tensorflow as tf
 
     if isinstance(error, (tf.errors.UnavailableError, tf.errors.AbortedError)):
@@ -182,6 +186,7 @@ class DirectPredictor:
     (``name``, ``get_layer``) are the model's."""
 
     def __init__(self, model: keras.Model) -> None:
+        # TensorFlow only here: the package imports and runs on JAX without it
         import tensorflow as tf
 
         self.model = model
@@ -199,6 +204,7 @@ def any_worker(strategy: Any) -> Any:
 
     Each call is one all-reduce, so every worker must call it at the same point.
     """
+    # TensorFlow only here: the package imports and runs on JAX without it
     import tensorflow as tf
 
     @tf.function
@@ -227,6 +233,7 @@ def state_averager(strategy: Any, model: keras.Model) -> Any:
     and makes the chief's snapshots and evaluation reflect every worker's data. Frozen
     BatchNormalization (the default with pretrained weights) never changes and is left out.
     """
+    # TensorFlow only here: the package imports and runs on JAX without it
     import tensorflow as tf
 
     statistics = _trained_batch_norm_statistics(model)
@@ -289,6 +296,7 @@ def fit(
     Raises:
         WorkerLost: another worker stopped during the training.
     """
+    # TensorFlow only here: the package imports and runs on JAX without it
     import tensorflow as tf
 
     strategy = strategy if strategy is not None else tf.distribute.get_strategy()

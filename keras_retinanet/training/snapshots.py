@@ -1,6 +1,6 @@
 """Snapshots: what each one records, and the callbacks that write them every epoch.
 
-Snapshots are written with :func:`keras_retinanet.model.retinanet.save_model` (temporary file, then an
+Snapshots are written with :func:`~keras_retinanet.models.save_model` (temporary file, then an
 atomic rename), so a kill during a write leaves the previous snapshot intact. Each one records
 the epoch, optimizer state, anchor parameters, class names, backbone, image sizes and the
 dataset, so ``--snapshot`` resumes at the next epoch with the same learning rate, and

@@ -96,6 +96,8 @@ def plot_training_log(log_path: str | os.PathLike, output_path: str | os.PathLik
     # Build the figure without pyplot: pyplot would switch the process-wide backend (breaking a
     # caller's interactive session) and keep every figure alive until closed.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    # matplotlib loads only when a plot is drawn (it is slow to import)
     from matplotlib.figure import Figure
 
     panels = int(bool(loss_names)) + int(has_map)
@@ -161,7 +163,10 @@ def plot_focal_loss(
     if not gammas or min(gammas) < 0:
         raise ValueError(f"gammas must be one or more values >= 0, got {gammas}.")
 
+    # matplotlib loads only when a plot is drawn (it is slow to import)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    # matplotlib loads only when a plot is drawn (it is slow to import)
     from matplotlib.figure import Figure
 
     # Start just above 0, where -log(p_t) diverges; the y-axis is cut at 5 as in the paper.
