@@ -9,11 +9,10 @@ Runs on every backend.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import keras
 import numpy as np
 import pytest
+from shared_data import DATA, missing_reason
 
 from keras_retinanet import models
 from keras_retinanet.model.backbones import TRAINED_BATCH_NORM_MOMENTUM
@@ -24,8 +23,6 @@ from keras_retinanet.training.batch_norm import (
     trained_batch_norms,
     update_batch_norm_statistics,
 )
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 SMALL = dict(pyramid_feature_size=16, classification_feature_size=16, regression_feature_size=16)
 
@@ -148,7 +145,7 @@ def test_frozen_batch_norm_is_left_alone():
     np.testing.assert_array_equal(np.asarray(first.moving_mean), before)
 
 
-@pytest.mark.skipif(not DATA.is_dir(), reason=f"shared datasets not found at {DATA}")
+@pytest.mark.skipif(not DATA.is_dir(), reason=missing_reason())
 def test_precise_batch_norm_callback_uses_the_epochs_training_batches(from_scratch):
     generator = PascalVocGenerator(
         DATA / "voc2007_sample", "test", batch_size=2, image_min_side=64, image_max_side=96,

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_data import DATA, missing_reason
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 bench = pytest.importorskip("bench_learning")
 TORCH_PYTHON = os.environ.get("KERAS_RETINANET_TORCH_PYTHON", str(ROOT / ".venv-torch/bin/python"))
 
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared datasets not found at {DATA}")
+pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=missing_reason())
 
 
 def _spec(tmp_path, **overrides):

@@ -5,59 +5,17 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+from heads import ANCHORS, small_snapshot
 
 from keras_retinanet import models
 from keras_retinanet.cli.convert import main
-from keras_retinanet.inference import prepare_batch
 from keras_retinanet.model import layers
-from keras_retinanet.model.anchors import AnchorParameters
-
-# Six anchors per location instead of nine: the converted model decodes correctly only if
-# convert reads the anchors from the snapshot's metadata.
-ANCHORS = AnchorParameters(ratios=(0.5, 2.0), scales=(1.0, 1.4, 1.8))
-MIN_SIDE, MAX_SIDE = 96, 128
 
 
 @pytest.fixture(scope="module")
 def snapshot(tmp_path_factory):
     """A 3-class training snapshot whose heads give a spread of confident scores."""
-    keras.utils.set_random_seed(3)
-    model = models.retinanet_model(
-        3,
-        weights=None,
-        anchor_parameters=ANCHORS,
-        pyramid_feature_size=32,
-        classification_feature_size=32,
-        regression_feature_size=32,
-    )
-    rng = np.random.default_rng(0)
-    image = rng.integers(0, 256, (100, 150, 3), dtype=np.uint8)
-    batch, _ = prepare_batch([image], MIN_SIDE, MAX_SIDE)
-    # The untrained backbone's features are tiny: rescale each output channel of the
-    # classification head to logits of mean -3 and std 1.5 on this image, so that a few
-    # dozen (anchor, class) pairs score above 0.5.
-    levels = [f"P{level}" for level in ANCHORS.pyramid_levels]
-    features = keras.Model(model.inputs, [model.get_layer(n).output for n in levels])([batch])
-    head = model.get_layer("classification_submodel")
-    layer = head.get_layer("pyramid_classification")
-    raw = keras.Model(head.inputs, layer.output)
-    logits = np.concatenate([np.asarray(raw(f)).reshape(-1, layer.filters) for f in features])
-    kernel, bias = layer.get_weights()
-    factor = 1.5 / logits.std(axis=0)
-    bias = -3.0 - factor * (logits.mean(axis=0) - bias)
-    layer.set_weights([kernel * factor, bias.astype("float32")])
-    metadata = {
-        "format_version": 1,
-        "classes": ["a", "b", "c"],
-        "num_classes": 3,
-        "anchor_parameters": ANCHORS.to_dict(),
-        "image_min_side": MIN_SIDE,
-        "image_max_side": MAX_SIDE,
-        "model": "training",
-    }
-    path = tmp_path_factory.mktemp("convert") / "snapshot.keras"
-    models.save_model(model, str(path), metadata=metadata)
-    return path, model, batch
+    return small_snapshot(tmp_path_factory.mktemp("convert") / "snapshot.keras")
 
 
 def outputs_of(model: keras.Model, batch: np.ndarray) -> list[np.ndarray]:

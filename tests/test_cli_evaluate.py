@@ -11,20 +11,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from shared_data import DATA, missing_reason
 
 from keras_retinanet import models
 from keras_retinanet.cli import evaluate as evaluate_cli
 from keras_retinanet.model.anchors import AnchorParameters
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 VOC2007 = DATA / "voc2007_sample"
 RACCOON = DATA / "raccoon"
 FAST = ["--score-threshold", "0", "--max-detections", "5", "--quiet"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
-pytestmark = pytest.mark.skipif(
-    not VOC2007.is_dir(), reason=f"shared dataset voc2007_sample not found at {VOC2007}"
-)
+pytestmark = pytest.mark.skipif(not VOC2007.is_dir(), reason=missing_reason())
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +176,7 @@ def test_plain_h5_inference_model(training_model, tmp_path, capsys):
     assert str(path) in str(error.value.code)
 
 
-@pytest.mark.skipif(not RACCOON.is_dir(), reason=f"shared raccoon dataset not at {RACCOON}")
+@pytest.mark.skipif(not RACCOON.is_dir(), reason=missing_reason())
 def test_class_count_mismatch_is_a_clear_error(snapshot):
     # A 20-class snapshot on the 1-class raccoon set: stopped before the model is loaded.
     with pytest.raises(SystemExit) as error:

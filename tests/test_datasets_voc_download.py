@@ -7,11 +7,10 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from shared_data import DATA, missing_reason
 
 from keras_retinanet.datasets import voc as voc_download
 from keras_retinanet.preprocessing.voc import PascalVocGenerator
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def test_official_urls_and_checksums_are_well_formed():
@@ -29,7 +28,7 @@ def test_official_urls_and_checksums_are_well_formed():
 
 def _voc_tar(tmp_path: Path) -> Path:
     if not (DATA / "voc2007_sample").is_dir():
-        pytest.skip(f"shared datasets not found at {DATA}")
+        pytest.skip(missing_reason())
     path = tmp_path / "served" / "VOCtrainval_06-Nov-2007.tar"
     path.parent.mkdir()
     with tarfile.open(path, "w") as tar:

@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from shared_data import DATA, missing_reason
 
 from keras_retinanet.cli import debug as debug_cli
 from keras_retinanet.debug import (
@@ -17,7 +18,6 @@ from keras_retinanet.debug import (
 )
 from keras_retinanet.model.anchors import AnchorParameters, anchors_for_shape
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SMALL = ["--image-min-side", "240", "--image-max-side", "320", "--no-progress"]
 SHARE = re.compile(r"boxes with no positive anchor .*: (\d+) / (\d+) = ([\d.]+)%")
 
@@ -25,7 +25,7 @@ SHARE = re.compile(r"boxes with no positive anchor .*: (\d+) / (\d+) = ([\d.]+)%
 def _dataset(name: str) -> Path:
     path = DATA / name
     if not path.is_dir():
-        pytest.skip(f"shared dataset {name} not found at {path}")
+        pytest.skip(missing_reason(name))
     return path
 
 

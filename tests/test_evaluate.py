@@ -12,6 +12,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from shared_data import DATA, missing_reason
 
 from keras_retinanet import models
 from keras_retinanet.evaluation.callback import Evaluate
@@ -25,13 +26,10 @@ from keras_retinanet.evaluation.runner import evaluate
 from keras_retinanet.model import losses
 from keras_retinanet.preprocessing.image import compute_resize_scale
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 VOC2007 = DATA / "voc2007_sample"
 MIN_SIDE, MAX_SIDE = 96, 128  # tiny images keep the ResNet50 forward pass cheap
 
-pytestmark = pytest.mark.skipif(
-    not VOC2007.is_dir(), reason=f"shared dataset voc2007_sample not found at {VOC2007}"
-)
+pytestmark = pytest.mark.skipif(not VOC2007.is_dir(), reason=missing_reason())
 
 
 def voc_generator(set_name="test", **kwargs):

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+from shared_data import DATA, missing_reason
 
 from keras_retinanet.evaluation.coco import COCO_METRIC_NAMES
 from keras_retinanet.evaluation.reports import write_coco_results
 from keras_retinanet.evaluation.runner import evaluate
 from keras_retinanet.preprocessing.coco import CocoGenerator
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 VOC2007 = DATA / "voc2007_sample"
 
 
@@ -88,7 +88,7 @@ def test_crowd_regions_and_json_areas_count_as_pycocotools_says(tmp_path):
     assert metrics == cocoeval_by_hand(annotation_file, results_file)
 
 
-@pytest.mark.skipif(not VOC2007.is_dir(), reason=f"shared data not found at {VOC2007}")
+@pytest.mark.skipif(not VOC2007.is_dir(), reason=missing_reason())
 def test_retinanet_evaluate_coco_equals_cocoeval_by_hand(tmp_path, capsys):
     # The five voc2007_sample images as a COCO set with sparse category ids. First run: any
     # ground truth, to get the model's (deterministic) detections. Then ground truth made of

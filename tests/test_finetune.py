@@ -10,6 +10,7 @@ import shutil
 
 import cv2
 import numpy as np
+from shared_data import needs
 from sources.common import RACCOON, SOURCES, raccoon_image, run, torch_python
 
 from keras_retinanet import models
@@ -21,6 +22,8 @@ from keras_retinanet.convert import convert_torchvision, read_state_dict
 from keras_retinanet.convert.common import conv_kernel, find_layer
 from keras_retinanet.inference import detect
 from keras_retinanet.model.layers import prior_bias
+
+pytestmark = needs("raccoon")  # trains on the raccoon set
 
 
 def test_fine_tune_converted_torchvision_model_on_raccoon(tmp_path):

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from shared_data import DATA, missing_reason
 
 from keras_retinanet import models
 from keras_retinanet.cli import evaluate as evaluate_cli
@@ -14,11 +15,10 @@ from keras_retinanet.cli import train as train_cli
 from keras_retinanet.preprocessing import voc_layout
 from keras_retinanet.preprocessing.voc import PascalVocGenerator
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 RACCOON = DATA / "raccoon"
 SMALL = ["--weights", "none", "--image-min-side", "96", "--image-max-side", "128", "--quiet"]
 
-pytestmark = pytest.mark.skipif(not RACCOON.is_dir(), reason=f"shared data not found: {RACCOON}")
+pytestmark = pytest.mark.skipif(not RACCOON.is_dir(), reason=missing_reason())
 
 
 def labelimg_copy(root: Path, count: int = 20, nested: bool = True) -> Path:

@@ -8,11 +8,11 @@ import os
 import subprocess
 import sys
 import types
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+from shared_data import DATA, missing_reason
 
 tf = pytest.importorskip("tensorflow")
 pytestmark = pytest.mark.skipif(
@@ -22,8 +22,6 @@ pytestmark = pytest.mark.skipif(
 from keras_retinanet import models  # noqa: E402
 from keras_retinanet.cli import train as train_cli  # noqa: E402
 from keras_retinanet.training import multi_worker  # noqa: E402
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def two_output_model() -> keras.Model:
@@ -221,7 +219,7 @@ print("RESULT " + json.dumps({
 """
 
 
-@pytest.mark.skipif(not DATA.is_dir(), reason=f"shared datasets not found at {DATA}")
+@pytest.mark.skipif(not DATA.is_dir(), reason=missing_reason())
 def test_two_workers_resume_train_in_step_and_only_the_chief_writes(tmp_path):
     # The snapshot the workers resume from: epoch 1 done, 5 optimizer steps taken.
     from keras_retinanet.training import compile_model

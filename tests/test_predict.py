@@ -8,21 +8,19 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
+from shared_data import DATA, missing_reason
 
 from keras_retinanet import models
 from keras_retinanet.cli import predict as predict_cli
 from keras_retinanet.model.anchors import AnchorParameters
 from keras_retinanet.predict import DETECTIONS_FILE, collect_images
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 RACCOON = DATA / "raccoon" / "JPEGImages"
 # Two colour JPEGs, a grayscale JPEG (raccoon-150) and one saved below as a PNG named .jpg.
 RACCOON_IMAGES = ["raccoon-1.jpg", "raccoon-10.jpg", "raccoon-150.jpg"]
 SMALL = ["--image-min-side", "96", "--image-max-side", "128", "--no-progress"]
 
-pytestmark = pytest.mark.skipif(
-    not RACCOON.is_dir(), reason=f"shared raccoon images not found at {RACCOON}"
-)
+pytestmark = pytest.mark.skipif(not RACCOON.is_dir(), reason=missing_reason())
 
 
 @pytest.fixture(scope="module")

@@ -2,18 +2,15 @@
 
 import os
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_data import DATA, missing_reason
 
 from keras_retinanet.preprocessing.csv import CSVGenerator, read_classes_csv
 from keras_retinanet.preprocessing.voc import PascalVocGenerator
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-needs_data = pytest.mark.skipif(
-    not DATA.is_dir(), reason=f"shared datasets not found at {DATA} (see shared/data/README.md)"
-)
+needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=missing_reason())
 
 
 def write(path, text):

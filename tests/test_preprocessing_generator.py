@@ -3,11 +3,11 @@
 import io
 import pickle
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from shared_data import DATA, missing_reason
 
 from keras_retinanet.model.anchors import (
     IGNORE,
@@ -23,10 +23,7 @@ from keras_retinanet.preprocessing.image import ImageReadError
 from keras_retinanet.preprocessing.transform import flip_boxes_horizontally, random_transform
 from keras_retinanet.preprocessing.voc import PascalVocGenerator
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-needs_data = pytest.mark.skipif(
-    not DATA.is_dir(), reason=f"shared datasets not found at {DATA} (see shared/data/README.md)"
-)
+needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=missing_reason())
 
 
 def voc2007(**kwargs):

@@ -1,17 +1,14 @@
 """PascalVocGenerator on the real VOC-layout samples in ../shared/data, and its error messages."""
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_data import DATA, missing_reason
 
 from keras_retinanet.preprocessing.voc import VOC_CLASSES, PascalVocGenerator, read_class_names
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-needs_data = pytest.mark.skipif(
-    not DATA.is_dir(), reason=f"shared datasets not found at {DATA} (see shared/data/README.md)"
-)
+needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=missing_reason())
 
 
 def voc(name, set_name="trainval", **kwargs):

@@ -4,13 +4,12 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from shared_data import DATA, missing_reason
 
 from keras_retinanet import quiet
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 ALARMING = re.compile(r"^[EW]0000 |cuInit|cudart_stub", re.MULTILINE)
 
 
@@ -37,7 +36,7 @@ def test_help_prints_no_tensorflow_error_lines():
 
 
 @needs_cpu_only_tf
-@pytest.mark.skipif(not DATA.is_dir(), reason=f"shared data not found at {DATA}")
+@pytest.mark.skipif(not DATA.is_dir(), reason=missing_reason())
 def test_one_step_training_prints_no_tensorflow_error_lines(tmp_path):
     argv = ["--weights", "none", "--image-min-side", "96", "--image-max-side", "128",
             "--steps", "1", "--epochs", "1", "--no-evaluation", "--quiet",
@@ -66,7 +65,7 @@ def test_has_nvidia_device_reads_the_device_files(monkeypatch):
     assert not quiet.has_nvidia_device()
 
 
-@pytest.mark.skipif(not DATA.is_dir(), reason=f"shared data not found at {DATA}")
+@pytest.mark.skipif(not DATA.is_dir(), reason=missing_reason())
 def test_import_keras_retinanet_alone_lets_keras_load_its_snapshots(tmp_path):
     # A compiled training snapshot (our losses) and an inference model (our layers), loaded
     # in a fresh process that imports only the package, as KerasHub users expect.

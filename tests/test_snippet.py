@@ -10,13 +10,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from shared_data import DATA, missing_reason
 
 from keras_retinanet import models
 from keras_retinanet.preprocessing.image import preprocess_image, read_image_bgr, resize_image
 from keras_retinanet.visualization import draw_caption, label_color
 
 REPO = Path(__file__).resolve().parents[1]
-RACCOON = REPO.parent / "shared" / "data" / "raccoon" / "JPEGImages"
+RACCOON = DATA / "raccoon" / "JPEGImages"
 
 SNIPPET = """\
 boxes, scores, labels = prediction_model.predict_on_batch(np.expand_dims(image, axis=0))
@@ -56,7 +57,7 @@ def snapshot(confident_model, tmp_path_factory) -> Path:
 def _network_image() -> np.ndarray:
     """The demo's context: read, preprocess, resize (small, for a fast test)."""
     if not RACCOON.is_dir():
-        pytest.skip(f"shared raccoon images not found at {RACCOON}")
+        pytest.skip(missing_reason())
     image = read_image_bgr(str(RACCOON / "raccoon-1.jpg"))
     image = preprocess_image(image)
     image, scale = resize_image(image, min_side=96, max_side=128)

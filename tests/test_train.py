@@ -22,16 +22,16 @@ import keras
 import numpy as np
 import pytest
 from multi_device import assert_trained_and_refused_odd_batch, train_on_two_devices
+from shared_data import DATA, missing_reason
 
 from keras_retinanet import models
 from keras_retinanet.cli import train as train_cli
 from keras_retinanet.preprocessing.generator import Generator
 from keras_retinanet.training import TrainingError
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SMALL = ["--weights", "none", "--image-min-side", "96", "--image-max-side", "128", "--quiet"]
 
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared datasets not found at {DATA}")
+pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=missing_reason())
 
 
 def _snapshots(directory: Path) -> list[Path]:

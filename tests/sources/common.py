@@ -14,6 +14,7 @@ import subprocess
 import cv2
 import numpy as np
 import pytest
+from shared_data import photo_bgr
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SOURCES = os.path.join(ROOT, "tests", "sources")
@@ -57,9 +58,10 @@ def run(command: list[str], env: dict | None = None) -> None:
 
 
 def raccoon_image(tmp_path, height: int, width: int) -> tuple[str, np.ndarray]:
-    """A real photo resized to ``height x width``: the RGB ``.npy`` the reference scripts
-    read, and the caffe-style ``(1, H, W, 3)`` batch this package's models take."""
-    bgr = cv2.imread(os.path.join(RACCOON, "JPEGImages", "raccoon-1.jpg"))
+    """A real photo (:func:`shared_data.photo_bgr`: raccoon-1.jpg, or a shapes scene of its
+    size on a plain clone) resized to ``height x width``: the RGB ``.npy`` the reference
+    scripts read, and the caffe-style ``(1, H, W, 3)`` batch this package's models take."""
+    bgr, _ = photo_bgr()
     bgr = cv2.resize(bgr, (width, height))
     path = str(tmp_path / f"image_{height}x{width}.npy")
     np.save(path, np.ascontiguousarray(bgr[..., ::-1]))
@@ -67,9 +69,11 @@ def raccoon_image(tmp_path, height: int, width: int) -> tuple[str, np.ndarray]:
 
 
 def raccoon_photo(tmp_path) -> tuple[str, str, np.ndarray]:
-    """A real photo at its own size (417 x 650): its path, its RGB ``.npy`` and its BGR array."""
-    path = os.path.join(RACCOON, "JPEGImages", "raccoon-1.jpg")
-    bgr = cv2.imread(path)
+    """A photo at its own size (417 x 650, :func:`shared_data.photo_bgr`): its path, its RGB
+    ``.npy`` and its BGR array."""
+    bgr, _ = photo_bgr()
+    path = str(tmp_path / "photo.png")  # lossless: the file decodes to exactly ``bgr``
+    cv2.imwrite(path, bgr)
     npy = str(tmp_path / "photo.npy")
     np.save(npy, np.ascontiguousarray(bgr[..., ::-1]))
     return path, npy, bgr
