@@ -72,10 +72,6 @@ class DetectionDataset:
         """Whether ``label`` is a class label of this dataset."""
         return 0 <= int(label) < len(self.classes)
 
-    def has_name(self, name: str) -> bool:
-        """Whether ``name`` is a class name of this dataset."""
-        return name in self._label_of
-
     def name_to_label(self, name: str) -> int:
         """Label of a class name. Raises KeyError naming the known classes."""
         try:
@@ -116,11 +112,3 @@ class DetectionDataset:
             # Unreadable: the error (or the skip) comes when the image is loaded.
             return 1.0
         return width / max(height, 1)
-
-    def load_image_group(self, group: Sequence[int]) -> list[np.ndarray]:
-        """:meth:`load_image` for each index."""
-        return [self.load_image(i) for i in group]
-
-    def load_annotations_group(self, group: Sequence[int]) -> list[dict[str, np.ndarray]]:
-        """:meth:`load_annotations` for each index."""
-        return [self.load_annotations(i) for i in group]

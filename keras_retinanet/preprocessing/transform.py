@@ -25,15 +25,6 @@ from keras_retinanet.preprocessing.image import CAFFE_MEAN_BGR
 Transform = Callable[[np.ndarray, dict], tuple[np.ndarray, dict]]
 
 
-def empty_annotations() -> dict[str, np.ndarray]:
-    """Annotations of an image with no objects."""
-    return {
-        "bboxes": np.zeros((0, 4), dtype=np.float32),
-        "labels": np.zeros((0,), dtype=np.int64),
-        "difficult": np.zeros((0,), dtype=bool),
-    }
-
-
 def select_boxes(annotations: dict[str, Any], keep: np.ndarray) -> dict[str, np.ndarray]:
     """Keep a subset of the boxes, and of every per-box array with them.
 
