@@ -37,10 +37,13 @@ def needs(name: str | None = None):
 RACCOON_PHOTO = DATA / "raccoon" / "JPEGImages" / "raccoon-1.jpg"
 
 
+CARRIED_PHOTO = ROOT / "tests" / "data" / "coffee.jpg"  # CC0, see tests/data/README.md
+
+
 def photo_bgr() -> tuple[np.ndarray, str]:
     """A natural photo for equivalence checks: raccoon-1.jpg (417 x 650) where the shared
-    sets are, else an image of the same size from this package's shapes generator (textured
-    background, filled shapes), so converter tests run on a plain clone too.
+    sets are, else the CC0 photo the repository carries at the same size, so the converter
+    tests run on a plain clone too.
 
     Returns:
         ``(image, name)``: a BGR uint8 ``(417, 650, 3)`` array and where it came from.
@@ -49,7 +52,4 @@ def photo_bgr() -> tuple[np.ndarray, str]:
 
     if RACCOON_PHOTO.is_file():
         return cv2.imread(str(RACCOON_PHOTO)), RACCOON_PHOTO.name
-    from keras_retinanet.datasets import shapes  # noqa: PLC0415
-
-    image, _ = shapes._draw_image(np.random.default_rng(1), 417, 650, (6, 10), 30, 160)
-    return image, "shapes scene"
+    return cv2.imread(str(CARRIED_PHOTO)), CARRIED_PHOTO.name

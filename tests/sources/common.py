@@ -58,9 +58,10 @@ def run(command: list[str], env: dict | None = None) -> None:
 
 
 def raccoon_image(tmp_path, height: int, width: int) -> tuple[str, np.ndarray]:
-    """A real photo (:func:`shared_data.photo_bgr`: raccoon-1.jpg, or a shapes scene of its
-    size on a plain clone) resized to ``height x width``: the RGB ``.npy`` the reference
-    scripts read, and the caffe-style ``(1, H, W, 3)`` batch this package's models take."""
+    """A real photo (:func:`shared_data.photo_bgr`: raccoon-1.jpg, or the CC0 photo of the
+    same size that the repository carries) resized to ``height x width``: the RGB ``.npy``
+    the reference scripts read, and the caffe-style ``(1, H, W, 3)`` batch this package's
+    models take."""
     bgr, _ = photo_bgr()
     bgr = cv2.resize(bgr, (width, height))
     path = str(tmp_path / f"image_{height}x{width}.npy")
@@ -79,9 +80,12 @@ def raccoon_photo(tmp_path) -> tuple[str, str, np.ndarray]:
     return path, npy, bgr
 
 
-def assert_same_detections(boxes, scores, labels, reference: dict) -> dict:
+def assert_same_detections(
+    boxes, scores, labels, reference: dict, score_atol: float = 1e-4
+) -> dict:
     """Every reference detection has a distinct one of ours with the same label, a box within
-    0.5 px and a score within 1e-4 (near-equal scores may swap places, so match, not zip).
+    0.5 px and a score within ``score_atol`` (near-equal scores may swap places, so match, not
+    zip).
 
     Returns the worst box and score differences."""
     keep = scores > 0
@@ -98,7 +102,7 @@ def assert_same_detections(boxes, scores, labels, reference: dict) -> dict:
         distance[~free | (labels != label)] = np.inf
         j = int(np.argmin(distance))
         assert distance[j] <= 0.5, (box, score, label, distance[j])
-        assert abs(scores[j] - score) <= 1e-4, (scores[j], score)
+        assert abs(scores[j] - score) <= score_atol, (scores[j], score)
         free[j] = False
         worst_box = max(worst_box, float(distance[j]))
         worst_score = max(worst_score, float(abs(scores[j] - score)))
