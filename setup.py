@@ -37,7 +37,9 @@ setup(
             "nbformat>=5.9",
             "ipykernel>=6.25",
             "ruff>=0.6",
-            # tests/test_benchmark_tools.py profiles a tiny ONNX graph (no tf2onnx needed).
+            # The ONNX export test (its detections and metadata) and
+            # tests/test_benchmark_tools.py's profile of a tiny ONNX graph.
+            "tf2onnx>=1.17",
             "onnx>=1.16",
             "onnxruntime>=1.18",
         ],

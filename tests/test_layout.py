@@ -21,7 +21,7 @@ TIERS = {
     "preprocessing": 1,
     "datasets": 1,
     "visualization": 1,
-    "models": 1,  # the public names of the model tier (and its presets)
+    "models": 6,  # the public names users import (from_preset downloads through convert/)
     "inference": 2,
     "coverage": 2,
     "evaluation": 3,

@@ -38,9 +38,9 @@ def test_registry_urls_and_ap_are_torchvisions_own():
     published = json.loads(output.strip().splitlines()[-1])
     for arch in ("v1", "v2"):
         entry = PRETRAINED[f"torchvision_{arch}_coco"]
-        assert [entry.url, entry.coco_ap] == published[arch]
-        assert entry.sha256_prefix in entry.url  # torchvision names files by their hash
-    assert PRETRAINED["fizyr_resnet50_coco"].url.endswith("resnet50_coco_best_v2.1.0.h5")
+        assert [entry.weights.url, entry.coco_ap] == published[arch]
+        assert entry.weights.file_hash in entry.weights.url  # torchvision names files by hash
+    assert PRETRAINED["fizyr_resnet50_coco"].weights.url.endswith("resnet50_coco_best_v2.1.0.h5")
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +70,13 @@ def test_download_checks_the_hash_and_converts_once(tmp_path, coco_pth):
     assert os.path.getmtime(path) == stamp  # converted once
     with pytest.raises(ValueError, match="torchvision_v2_coco"):
         download_pretrained("yolo", cache_dir=cache)
+
+    # The registry's Python entry point: the same cached snapshot, as an inference model.
+    detector = models.from_preset(
+        "torchvision_v1_coco", cache_dir=cache, url=url, sha256_prefix=None
+    )
+    assert models.is_inference_model(detector) and detector.variant.name == "torchvision_v1"
+    assert os.path.getmtime(path) == stamp
 
 
 def test_cli_pretrained_reports_a_bad_download(tmp_path, coco_pth, capsys, monkeypatch):

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from keras_retinanet.convert import convert_fizyr, convert_torchvision
 from keras_retinanet.convert.pretrained import download_pretrained
 from keras_retinanet.export import convert_model
+from keras_retinanet.model.presets import presets_of
 from keras_retinanet.model.settings import DetectionSettings
 
 DEFAULT = DetectionSettings()
@@ -52,7 +53,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="NAME",
         help="download a published COCO RetinaNet from its publisher and convert it (then "
         "MODEL_IN is the snapshot to write, default in the download cache): "
-        "fizyr_resnet50_coco, torchvision_v1_coco, torchvision_v2_coco",
+        + ", ".join(sorted(presets_of("detector"))),
+        choices=sorted(presets_of("detector")),
     )
     parser.add_argument(
         "--url", help="with --pretrained: another location of the file (mirror or file://)"

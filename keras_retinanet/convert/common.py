@@ -11,34 +11,12 @@ import keras
 import numpy as np
 
 from keras_retinanet.model.anchors import AnchorParameters
+from keras_retinanet.model.presets import (  # noqa: F401  (re-exported)
+    COCO_CLASSES,
+    COCO_UNUSED_IDS,
+    coco_classes_by_id,
+)
 from keras_retinanet.model.variants import ModelVariant
-
-# The 80 COCO categories in the order of their ids (1..90 with 10 ids unused); fizyr's COCO
-# snapshot labels them 0..79 in this order.
-COCO_CLASSES: tuple[str, ...] = (
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
-    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat",
-    "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack",
-    "umbrella", "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball",
-    "kite", "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket",
-    "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
-    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair",
-    "couch", "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse",
-    "remote", "keyboard", "cell phone", "microwave", "oven", "toaster", "sink",
-    "refrigerator", "book", "clock", "vase", "scissors", "teddy bear", "hair drier",
-    "toothbrush",
-)  # fmt: skip
-COCO_UNUSED_IDS = (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)
-
-
-def coco_classes_by_id() -> list[str]:
-    """torchvision's 91 COCO labels: index = COCO category id, 0 the background and the
-    unused ids ``"N/A"`` (its COCO models have 91 outputs, labels 1..90)."""
-    names = ["__background__"]
-    remaining = iter(COCO_CLASSES)
-    for category_id in range(1, 91):
-        names.append("N/A" if category_id in COCO_UNUSED_IDS else next(remaining))
-    return names
 
 
 class ConversionError(ValueError):

@@ -7,11 +7,12 @@ from typing import Any
 
 import keras
 
-# Output layer of the last block of stages 3, 4 and 5 in keras.applications' ResNets.
+from keras_retinanet.model.presets import BACKBONE_FAMILIES, presets_of
+
+# The backbones a detector can be built on, by name: the "backbone" presets' families
+# (keras.applications constructor, C3/C4/C5 layers), a view of the one registry.
 BACKBONES: dict[str, tuple[str, tuple[str, str, str]]] = {
-    "resnet50": ("ResNet50", ("conv3_block4_out", "conv4_block6_out", "conv5_block3_out")),
-    "resnet101": ("ResNet101", ("conv3_block4_out", "conv4_block23_out", "conv5_block3_out")),
-    "resnet152": ("ResNet152", ("conv3_block8_out", "conv4_block36_out", "conv5_block3_out")),
+    name: BACKBONE_FAMILIES[preset.backbone] for name, preset in presets_of("backbone").items()
 }
 
 # Momentum of the moving statistics of a BatchNormalization that trains (random start): PyTorch's
