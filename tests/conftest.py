@@ -6,7 +6,17 @@ Shared helpers live in modules beside this file: ``shared_data`` (the datasets a
 
 from __future__ import annotations
 
+import pytest
 from shared_data import DATA, MISSING
+
+
+@pytest.fixture(scope="module")
+def untrained_voc_model():
+    """An untrained 20-class (Pascal VOC) training model: scores sit near the 0.01 prior,
+    enough for plumbing. One per test module that asks for it."""
+    from keras_retinanet import models
+
+    return models.retinanet_model(num_classes=20, weights=None)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

@@ -1,4 +1,5 @@
-"""Untrained models with detections worth comparing (shared by test_export and test_fold)."""
+"""Small models for tests: untrained ones with detections worth comparing (test_export,
+test_fold, test_cli_convert, test_settings), and the arguments of a tiny training run."""
 
 from __future__ import annotations
 
@@ -32,6 +33,17 @@ def spread_out_heads(model: keras.Model, batch: np.ndarray) -> None:
             bias = mean - factor * (outputs.mean(axis=0) - bias)
         last.set_weights([kernel * factor, bias.astype("float32")])
 
+
+# retinanet-train on tiny images from random weights (test_train, test_labelimg_layout).
+TINY_TRAIN_ARGS = [
+    "--weights",
+    "none",
+    "--image-min-side",
+    "96",
+    "--image-max-side",
+    "128",
+    "--quiet",
+]
 
 # Six anchors per location instead of nine: a converted model decodes correctly only if the
 # converter reads the anchors from the snapshot's metadata.

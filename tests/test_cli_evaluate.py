@@ -26,8 +26,8 @@ pytestmark = pytest.mark.skipif(not VOC2007.is_dir(), reason=missing_reason())
 
 
 @pytest.fixture(scope="module")
-def training_model():
-    return models.retinanet_model(num_classes=20, weights=None)
+def training_model(untrained_voc_model):
+    return untrained_voc_model
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 from shared_data import DATA, missing_reason
 
-from keras_retinanet import models
 from keras_retinanet.evaluation.callback import Evaluate
 from keras_retinanet.evaluation.reports import (
     format_table,
@@ -48,9 +47,8 @@ def generator():
 
 
 @pytest.fixture(scope="module")
-def training_model():
-    """An untrained 20-class model: scores sit near the 0.01 prior, enough for plumbing."""
-    return models.retinanet_model(num_classes=20, weights=None)
+def training_model(untrained_voc_model):
+    return untrained_voc_model
 
 
 def expected_counts(generator):

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from heads import TINY_TRAIN_ARGS
 from shared_data import DATA, missing_reason
 
 from keras_retinanet import models
@@ -16,7 +17,6 @@ from keras_retinanet.preprocessing import voc_layout
 from keras_retinanet.preprocessing.voc import PascalVocGenerator
 
 RACCOON = DATA / "raccoon"
-SMALL = ["--weights", "none", "--image-min-side", "96", "--image-max-side", "128", "--quiet"]
 
 pytestmark = pytest.mark.skipif(not RACCOON.is_dir(), reason=missing_reason())
 
@@ -78,7 +78,7 @@ def test_voc_names_keep_the_voc_labels(tmp_path):
 def test_labelimg_folder_trains_evaluates_and_predicts(tmp_path, capsys):
     root = labelimg_copy(tmp_path / "labelimg")
     out = tmp_path / "snapshots"
-    train_cli.main(SMALL + ["--steps", "1", "--epochs", "1", "--snapshot-path", str(out),
+    train_cli.main(TINY_TRAIN_ARGS + ["--steps", "1", "--epochs", "1", "--snapshot-path", str(out),
                             "voc", str(root)])  # fmt: skip
     printed = capsys.readouterr().out
     assert "classes read from the annotations" in printed and "raccoon" in printed

@@ -21,6 +21,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from heads import TINY_TRAIN_ARGS
 from multi_device import assert_trained_and_refused_odd_batch, train_on_two_devices
 from shared_data import DATA, missing_reason
 
@@ -28,8 +29,6 @@ from keras_retinanet import models
 from keras_retinanet.cli import train as train_cli
 from keras_retinanet.preprocessing.generator import Generator
 from keras_retinanet.training import TrainingError
-
-SMALL = ["--weights", "none", "--image-min-side", "96", "--image-max-side", "128", "--quiet"]
 
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=missing_reason())
 
@@ -41,7 +40,7 @@ def _snapshots(directory: Path) -> list[Path]:
 def test_voc_one_step_writes_snapshot_log_and_plot(tmp_path):
     out = tmp_path / "snaps"
     train_cli.main(
-        SMALL
+        TINY_TRAIN_ARGS
         + ["--epochs", "1", "--steps", "1", "--snapshot-path", str(out), "--seed", "0"]
         + ["voc", str(DATA / "voc2007_sample")]
     )
@@ -89,7 +88,7 @@ def test_csv_one_step(tmp_path):
     classes.write_text("raccoon,0\n")
 
     train_cli.main(
-        SMALL
+        TINY_TRAIN_ARGS
         + ["--epochs", "1", "--steps", "3", "--snapshot-path", str(tmp_path / "s")]
         + ["csv", str(annotations), str(classes)]
     )
@@ -170,7 +169,7 @@ def test_coco_one_step(tmp_path):
         json.dumps({"images": images, "annotations": annotations, "categories": categories})
     )
     train_cli.main(
-        SMALL
+        TINY_TRAIN_ARGS
         + ["--epochs", "1", "--steps", "1", "--snapshot-path", str(tmp_path / "s")]
         + ["coco", str(tmp_path), "--train-set", "train", "--val-set", "train"]
     )
@@ -191,7 +190,7 @@ def test_resume_refuses_other_number_of_classes(tmp_path, capsys):
     )
     with pytest.raises(SystemExit):
         train_cli.main(
-            SMALL
+            TINY_TRAIN_ARGS
             + ["--epochs", "2", "--steps", "1", "--snapshot", snapshot]
             + ["voc", str(DATA / "bccd"), "--classes", str(DATA / "bccd" / "classes.txt")]
         )
@@ -296,7 +295,7 @@ def test_two_logical_devices_training_step(tmp_path):
     # batch, which the training generator fills up so that each device gets one image (a
     # batch of 1 split over 2 devices used to fail in TF's MultiDeviceIterator and then hang
     # the process at exit).
-    argv = SMALL + [
+    argv = TINY_TRAIN_ARGS + [
         "--multi-gpu", "2", "--batch-size", "2", "--epochs", "1", "--steps", "3",
         "--snapshot-path", str(out), "--no-evaluation",
         "voc", str(DATA / "voc2007_sample"), "--val-set", "none",
@@ -314,7 +313,7 @@ def test_multi_worker_without_a_cluster_is_a_clear_error(capsys, monkeypatch):
     pytest.importorskip("tensorflow")
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(SystemExit):
-        train_cli.main(SMALL + ["--distribute", "multi_worker", "voc", str(DATA / "bccd"),
+        train_cli.main(TINY_TRAIN_ARGS + ["--distribute", "multi_worker", "voc", str(DATA / "bccd"),
                                 "--classes", str(DATA / "bccd" / "classes.txt")])  # fmt: skip
     error = capsys.readouterr().err
     assert "--distribute multi_worker needs the cluster: pass --cluster" in error
@@ -356,7 +355,7 @@ def test_csv_log_keeps_columns_aligned_when_a_resumed_run_logs_other_keys(tmp_pa
 
 def test_bad_inputs_are_clear_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        train_cli.main(SMALL + ["voc", str(tmp_path / "missing")])
+        train_cli.main(TINY_TRAIN_ARGS + ["voc", str(tmp_path / "missing")])
     assert "missing" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         train_cli.main(
@@ -386,7 +385,7 @@ def test_clipnorm_none_workers_zero_and_max_minutes_on_the_command_line(tmp_path
     # time, and a time limit that ends the first epoch after its first step.
     out = tmp_path / "s"
     train_cli.main(
-        SMALL
+        TINY_TRAIN_ARGS
         + ["--clipnorm", "none", "--workers", "0", "--max-minutes", "0.0001", "--epochs", "3"]
         + ["--steps", "2", "--no-evaluation", "--snapshot-path", str(out), *data]
     )
@@ -398,7 +397,7 @@ def test_clipnorm_none_workers_zero_and_max_minutes_on_the_command_line(tmp_path
 
 def test_snapshots_keep_the_optimizer_only_where_a_resume_needs_it(tmp_path, capsys):
     out = tmp_path / "s"
-    common = SMALL + ["--steps", "1", "--no-evaluation", "--snapshot-path", str(out)]
+    common = TINY_TRAIN_ARGS + ["--steps", "1", "--no-evaluation", "--snapshot-path", str(out)]
     dataset = ["voc", str(DATA / "voc2012_sample"), "--val-set", "none"]
     train_cli.main(common + ["--epochs", "3", "--keep-snapshots", "2", "--lr", "3e-5"] + dataset)
     kept = [p.name for p in _snapshots(out)]
@@ -422,7 +421,7 @@ def test_snapshots_keep_the_optimizer_only_where_a_resume_needs_it(tmp_path, cap
     # An older snapshot still resumes, with a fresh optimizer (and says so).
     with pytest.warns(UserWarning, match="weights only"):
         train_cli.main(
-            SMALL
+            TINY_TRAIN_ARGS
             + ["--epochs", "3", "--steps", "1", "--no-evaluation", "--snapshot", str(older)]
             + ["--snapshot-path", str(tmp_path / "r"), "voc", str(DATA / "voc2012_sample")]
             + ["--val-set", "none"]
