@@ -14,12 +14,14 @@ import argparse
 import json
 import os
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import cv2
 import numpy as np
 
 from keras_retinanet.datasets.shapes import write_shapes_dataset
+from keras_retinanet.errors import DEBUG_HELP, run_command
 from keras_retinanet.evaluation.runner import evaluate
 from keras_retinanet.inference import detect
 from keras_retinanet.model import retinanet as models
@@ -45,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train and evaluate a RetinaNet on a synthetic shapes dataset (no download).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     parser.add_argument("--output-dir", default="demo_output")
     parser.add_argument("--minutes", type=float, default=15.0, help="training time budget")
     parser.add_argument("--epochs", type=int, default=100, help="upper bound on epochs")
@@ -210,7 +213,13 @@ def detections_picture(
     return cv2.vconcat([grid, legend])
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of ``retinanet-demo``: :func:`_main`, errors as one line
+    (:func:`keras_retinanet.errors.run_command`; ``--debug`` shows the traceback)."""
+    return run_command("retinanet-demo", _main, argv)
+
+
+def _main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.weights == "imagenet":
         warnings.warn("downloading ImageNet weights (needs internet)", stacklevel=1)

@@ -12,7 +12,8 @@ from sources.common import run, torch_python
 
 from keras_retinanet import models
 from keras_retinanet.cli import convert as convert_cli
-from keras_retinanet.convert import PRETRAINED, ConversionError, download_pretrained
+from keras_retinanet.convert import PRETRAINED, download_pretrained
+from keras_retinanet.model.download import DownloadError
 
 TORCHVISION_WEIGHTS = """
 import json
@@ -53,7 +54,7 @@ def coco_pth(tmp_path_factory):
 def test_download_checks_the_hash_and_converts_once(tmp_path, coco_pth):
     url = coco_pth.as_uri()
     cache = str(tmp_path / "cache")
-    with pytest.raises(ConversionError, match="eeacb38b"):
+    with pytest.raises(DownloadError, match="SHA-256 does not start with eeacb38b"):
         download_pretrained("torchvision_v1_coco", cache_dir=cache, url=url)
     downloaded = os.path.join(cache, "keras_retinanet", "retinanet_resnet50_fpn_coco-eeacb38b.pth")
     assert not os.path.exists(downloaded)  # a file with the wrong hash is not kept

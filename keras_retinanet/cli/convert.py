@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 from keras_retinanet.convert import convert_fizyr, convert_torchvision
 from keras_retinanet.convert.pretrained import download_pretrained
+from keras_retinanet.errors import DEBUG_HELP, debugging, run_command
 from keras_retinanet.export import convert_model
 from keras_retinanet.model.presets import presets_of
 from keras_retinanet.model.settings import DetectionSettings
@@ -36,6 +37,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description="Convert a RetinaNet training snapshot into an inference model "
         "(anchors, box decoding and NMS in the graph).",
     )
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     parser.add_argument(
         "model_in",
         metavar="MODEL_IN",
@@ -147,6 +149,12 @@ def _setting_options(args: argparse.Namespace) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``retinanet-convert``: :func:`_main`, errors as one line
+    (:func:`keras_retinanet.errors.run_command`; ``--debug`` shows the traceback)."""
+    return run_command("retinanet-convert", _main, argv)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``retinanet-convert``; returns the exit status."""
     args = parse_args(argv)
     if args.pretrained:
@@ -157,6 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         path = convert_model(args.model_in, args.model_out, **_setting_options(args))
     except (FileNotFoundError, ValueError) as e:
+        if debugging():  # --debug: the traceback, not the message
+            raise
         print(f"retinanet-convert: error: {e}", file=sys.stderr)
         return 2
     print(f"wrote inference model to {path}")
@@ -168,6 +178,8 @@ def _pretrained(args: argparse.Namespace) -> int:
     try:
         path = download_pretrained(args.pretrained, output=args.model_in, url=args.url)
     except (OSError, ValueError) as e:  # a failed download, a bad hash, an unknown name
+        if debugging():  # --debug: the traceback, not the message
+            raise
         print(f"retinanet-convert: error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {path}. Try: retinanet-predict {path} IMAGE")
@@ -190,6 +202,8 @@ def _import(args: argparse.Namespace) -> int:
                 bn_epsilon=args.bn_eps,
             )
     except (FileNotFoundError, ValueError) as e:  # ConversionError, PthError
+        if debugging():  # --debug: the traceback, not the message
+            raise
         print(f"retinanet-convert: error: {e}", file=sys.stderr)
         return 2
     print(

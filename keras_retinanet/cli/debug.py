@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from keras_retinanet.debug import analyze_coverage
+from keras_retinanet.errors import DEBUG_HELP, debugging, run_command
 from keras_retinanet.model.anchor_config import read_anchor_parameters
 from keras_retinanet.model.anchors import AnchorParameters
 from keras_retinanet.model.retinanet import read_metadata
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Show which ground-truth boxes the anchors cover after the training "
         "transforms; print the share of boxes without a positive anchor.",
     )
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     # The options go after the dataset arguments (retinanet-debug voc DATA_DIR --anchors),
     # so every dataset sub-command takes them.
     common = argparse.ArgumentParser(add_help=False)
@@ -142,6 +144,12 @@ def create_generator(args: argparse.Namespace):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``retinanet-debug``: :func:`_main`, errors as one line
+    (:func:`keras_retinanet.errors.run_command`; ``--debug`` shows the traceback)."""
+    return run_command("retinanet-debug", _main, argv)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``retinanet-debug``; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -166,6 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             positive_overlap=args.positive_overlap,
         )
     except (FileNotFoundError, ValueError, KeyError) as e:
+        if debugging():  # --debug: the traceback, not the message
+            raise
         print(f"retinanet-debug: error: {e}", file=sys.stderr)
         return 2
     print(report.format())

@@ -20,6 +20,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+from keras_retinanet.errors import DEBUG_HELP, debugging, run_command
 from keras_retinanet.evaluation import inputs, reports, runner
 from keras_retinanet.model.retinanet import load_model, read_metadata
 from keras_retinanet.model.settings import DetectionSettings
@@ -127,6 +128,7 @@ def _dataset_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="retinanet-evaluate", usage=_USAGE, description=_DESCRIPTION, epilog=_EPILOG
     )
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     _add_common_options(parser)
     subparsers = parser.add_subparsers(dest="dataset_type", metavar="{voc,csv,coco}")
 
@@ -179,6 +181,7 @@ def _snapshot_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="retinanet-evaluate", usage=_USAGE, description=_DESCRIPTION
     )
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     parser.add_argument(
         "model",
         help="a snapshot written by retinanet-train; evaluated on its validation set. "
@@ -226,6 +229,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``retinanet-evaluate``: :func:`_main`, errors as one line
+    (:func:`keras_retinanet.errors.run_command`; ``--debug`` shows the traceback)."""
+    return run_command("retinanet-evaluate", _main, argv)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``retinanet-evaluate``; returns 0 on success.
 
     Raises:
@@ -236,6 +245,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         run(args)
     except (OSError, ValueError) as error:  # OSError: missing files, unreadable images
+        if debugging():  # --debug: the traceback, not the message
+            raise
         sys.exit(f"retinanet-evaluate: error: {error}")
     return 0
 

@@ -22,6 +22,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from keras_retinanet.errors import DEBUG_HELP, debugging, run_command
 from keras_retinanet.export import export_model
 
 FORMATS = ("saved_model", "tflite", "onnx")  # keras_retinanet.export.FORMATS, without TF
@@ -34,6 +35,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description="Export a RetinaNet snapshot as a SavedModel, TFLite or ONNX detector that "
         "takes uint8 RGB images and returns boxes in their pixels.",
     )
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     parser.add_argument(
         "model",
         metavar="MODEL",
@@ -105,6 +107,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``retinanet-export``: :func:`_main`, errors as one line
+    (:func:`keras_retinanet.errors.run_command`; ``--debug`` shows the traceback)."""
+    return run_command("retinanet-export", _main, argv)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``retinanet-export``; returns the exit status."""
     args = parse_args(argv)
 
@@ -122,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             calibration_images=args.calibration_images,
         )
     except (FileNotFoundError, ValueError, RuntimeError) as e:
+        if debugging():  # --debug: the traceback, not the message
+            raise
         print(f"retinanet-export: error: {e}", file=sys.stderr)
         return 2
     print(result.summary())

@@ -15,6 +15,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from keras_retinanet.errors import DEBUG_HELP, debugging, run_command
 from keras_retinanet.model.settings import DetectionSettings
 from keras_retinanet.predict import predict
 
@@ -28,6 +29,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description="Detect objects in images with a trained RetinaNet snapshot; write the "
         "images with detections drawn and detections.json.",
     )
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     parser.add_argument("model", help="snapshot (.keras or .h5), training or inference model")
     parser.add_argument(
         "inputs",
@@ -93,6 +95,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``retinanet-predict``: :func:`_main`, errors as one line
+    (:func:`keras_retinanet.errors.run_command`; ``--debug`` shows the traceback)."""
+    return run_command("retinanet-predict", _main, argv)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``retinanet-predict``; returns the exit status (1 if no image was read)."""
     args = parse_args(argv)
 
@@ -112,6 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress=not args.no_progress,
         )
     except (FileNotFoundError, ValueError) as e:
+        if debugging():  # --debug: the traceback, not the message
+            raise
         print(f"retinanet-predict: error: {e}", file=sys.stderr)
         return 2
     print(result.summary())

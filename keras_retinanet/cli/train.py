@@ -14,9 +14,11 @@ import argparse
 import dataclasses
 import os
 import sys
+from collections.abc import Sequence
 
 import keras
 
+from keras_retinanet.errors import DEBUG_HELP, debugging, run_command
 from keras_retinanet.model.anchor_config import read_anchor_parameters
 from keras_retinanet.model.backbones import BACKBONES
 from keras_retinanet.preprocessing import voc, voc_layout
@@ -65,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a RetinaNet object detector.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     subparsers = parser.add_subparsers(dest="dataset_type", required=True, metavar="DATASET")
 
     voc = subparsers.add_parser("voc", help="Pascal VOC layout (also custom VOC-layout data)")
@@ -297,7 +300,13 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**values)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of ``retinanet-train``: :func:`_main`, errors as one line
+    (:func:`keras_retinanet.errors.run_command`; ``--debug`` shows the traceback)."""
+    return run_command("retinanet-train", _main, argv)
+
+
+def _main(argv: list[str] | None = None) -> None:
     """Run ``retinanet-train``; exits with status 1 and a one-line message on a user-facing
     error (missing files, NaN loss, mismatched snapshot). The work is done by
     :func:`keras_retinanet.training.train`, which returns the history and snapshot paths."""
@@ -307,7 +316,7 @@ def main(argv: list[str] | None = None) -> None:
         config = config_from_args(args)
         result = train(config)
     except (TrainingError, FileNotFoundError, ValueError) as e:
-        if os.environ.get("RETINANET_DEBUG"):
+        if debugging():
             raise
         print(f"retinanet-train: error: {e}", file=sys.stderr)
         raise SystemExit(1) from e

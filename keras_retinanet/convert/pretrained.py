@@ -10,11 +10,9 @@ from __future__ import annotations
 import hashlib
 import os
 
-import keras
-
-from keras_retinanet.convert.common import ConversionError
 from keras_retinanet.convert.fizyr import convert_fizyr
 from keras_retinanet.convert.torchvision import convert_torchvision
+from keras_retinanet.model.download import DownloadError, fetch_file
 from keras_retinanet.model.presets import Preset, presets_of
 
 # The published detectors we convert: the "detector" entries of the one preset registry.
@@ -51,7 +49,8 @@ def download_pretrained(
 
     Raises:
         ValueError: an unknown name (the message lists them).
-        ConversionError: the download's hash differs (the file is deleted; download again).
+        DownloadError: the file could not be downloaded, or its hash differs (the file is
+            deleted); the message says why and how to convert a copy fetched elsewhere.
     """
 
     if name not in PRETRAINED:
@@ -59,19 +58,25 @@ def download_pretrained(
     weights = PRETRAINED[name].weights
     origin = url or weights.url
     expected = weights.file_hash if sha256_prefix == "registered" else sha256_prefix
-    if cache_dir:  # keras falls back to /tmp/.keras for a folder that does not exist yet
-        os.makedirs(cache_dir, exist_ok=True)
-    path = keras.utils.get_file(
-        os.path.basename(weights.url),
-        origin=origin,
-        cache_dir=cache_dir,
+    offline = (
+        f"convert it with retinanet-convert --from {weights.source} FILE OUT.keras"
+        + (f" --arch {weights.arch}" if weights.arch else "")
+        + f" (or pass --url file:///path/to/{os.path.basename(weights.url)})"
+    )
+    path = fetch_file(
+        f"pretrained detector {name}",
+        weights.url,
+        offline,
         cache_subdir="keras_retinanet",
+        cache_dir=cache_dir,
+        origin=origin,
     )
     if expected and not _sha256(path).startswith(expected):
         os.remove(path)
-        raise ConversionError(
-            f"{path} downloaded from {origin} does not have SHA-256 prefix {expected}: an "
-            "incomplete or different file, now deleted; run again to download it again"
+        raise DownloadError(
+            f"could not download the pretrained detector {name} from {origin}: the file's "
+            f"SHA-256 does not start with {expected} (an incomplete or different file; it was "
+            f"removed from {path}). Run again to download it again, or: {offline}"
         )
     output = output or os.path.join(os.path.dirname(path), f"{name}.keras")
     if not (os.path.isfile(output) and os.path.getmtime(output) >= os.path.getmtime(path)):

@@ -7,7 +7,8 @@ from typing import Any
 
 import keras
 
-from keras_retinanet.model.presets import BACKBONE_FAMILIES, presets_of
+from keras_retinanet.model.download import fetch_file
+from keras_retinanet.model.presets import BACKBONE_FAMILIES, PRESETS, presets_of
 
 # The backbones a detector can be built on, by name: the "backbone" presets' families
 # (keras.applications constructor, C3/C4/C5 layers), a view of the one registry.
@@ -78,6 +79,18 @@ def backbone_features(
     weights = resolve_weights(weights)
     constructor_name, taps = BACKBONES[name]
     constructor = getattr(keras.applications, constructor_name)
+    if weights == "imagenet":
+        # Fetched here, into the cache keras.applications reads, so that a failure says what,
+        # why and the way around it; the constructor then finds the file.
+        preset = PRESETS[name]
+        fetch_file(
+            f"{constructor_name} ImageNet weights",
+            preset.weights.url,
+            "pass its path as --weights PATH (Python: weights=PATH), or train from random "
+            "weights with --weights none",
+            cache_subdir="models",
+            file_hash=preset.weights.file_hash,
+        )
     model = constructor(
         include_top=False,
         weights="imagenet" if weights == "imagenet" else None,

@@ -23,6 +23,7 @@ from keras_retinanet.model import layers as layers_lib
 from keras_retinanet.model import losses as _losses  # noqa: F401  (registers what snapshots compile)
 from keras_retinanet.model.anchors import AnchorParameters
 from keras_retinanet.model.boxes import DEFAULT_MEAN, DEFAULT_STD
+from keras_retinanet.model.files import ModelFileError
 from keras_retinanet.model.pyramid import (  # noqa: F401  (re-exported)
     classification_subnet,
     feature_pyramid,
@@ -328,15 +329,20 @@ def load_model(
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
+        ModelFileError: ``path`` is damaged, not a model, or another package's model.
         ThresholdError: an inference file asked for a lower score threshold than its graph
             applies (its message says how to get one).
         ValueError: an inference file asked for other NMS or budget settings than its graph's.
     """
-    path = _check_model_path(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"model file not found: {path}")
-    model = keras.saving.load_model(path, compile=compile)
-    metadata = read_metadata(path)
+    path = os.fspath(path)
+    metadata = read_metadata(path)  # checks the file first (files.check_model_file)
+    try:
+        model = keras.saving.load_model(path, compile=compile)
+    except Exception as error:  # Keras raises many types for a file it cannot read
+        raise ModelFileError(
+            f"{path} could not be loaded as a model ({type(error).__name__}: {error}); is it "
+            "complete, and written by this package's version or an older one?"
+        ) from error
     recorded = metadata.get("detection_settings")
     if convert and not is_inference_model(model):
         if anchor_parameters is None:

@@ -16,6 +16,8 @@ import zipfile
 
 import keras
 
+from keras_retinanet.model.files import check_model_file
+
 METADATA_KEY = "keras_retinanet"
 _METADATA_ZIP_ENTRY = "keras_retinanet.json"
 
@@ -49,10 +51,10 @@ def read_metadata(path: str) -> dict:
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
+        ModelFileError: ``path`` is not a model file of this package (the message says why).
     """
-    path = _check_model_path(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"model file not found: {path}")
+    path = os.fspath(path)
+    check_model_file(path)
     if path.endswith(".h5"):
         # only .h5 files need it (Keras' own dependency, loaded on demand)
         import h5py

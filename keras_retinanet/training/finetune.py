@@ -17,6 +17,7 @@ import keras
 from keras_retinanet.convert.common import find_layer
 from keras_retinanet.model import retinanet as models
 from keras_retinanet.model.anchors import AnchorParameters
+from keras_retinanet.model.files import ModelFileError
 from keras_retinanet.model.variants import variant_from_metadata
 
 _CLASS_OUTPUT = "pyramid_classification"
@@ -32,8 +33,10 @@ def snapshot_start(weights: str | None) -> dict | None:
         return None
     try:
         metadata = models.read_metadata(path)
-    except (OSError, ValueError):
-        return None
+    except ModelFileError as error:
+        if path.endswith(".h5") and "no model_config" in str(error):
+            return None  # backbone weights, as keras.applications writes them
+        raise  # damaged, another package's, or not a model: the message says what to do
     return metadata if metadata.get("num_classes") else None
 
 
