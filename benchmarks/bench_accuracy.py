@@ -23,6 +23,8 @@ import sys
 import tempfile
 import time
 
+from machine import describe_cpu  # noqa: E402  (benchmarks/machine.py)
+
 
 def padding_detections(model, generator, min_side, max_side, score_threshold=0.05) -> dict:
     """Detections above ``score_threshold`` whose centre lies in the padding, and zero-area
@@ -177,6 +179,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--save-model", help="also save the trained model (.keras) here")
     parser.add_argument("--table", nargs="+", metavar="JSON", help="print the table of results")
     args = parser.parse_args(argv)
+    print(describe_cpu(), flush=True)  # every figure below is this CPU's
     if args.table:
         print_table([json.load(open(path)) for path in args.table])
         return

@@ -28,6 +28,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_cpu_speed import blas_peak_gflops, timed  # noqa: E402
+from machine import describe_cpu  # noqa: E402  (benchmarks/machine.py)
 
 # Winograd F(2x2, 3x3) (Lavin & Gray 2016): output tile = A^T [(G g G^T) * (B^T d B)] A.
 B_T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]
@@ -99,6 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--onednn-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    print(describe_cpu(), flush=True)  # every figure below is this CPU's
     height, width = args.size
     if height % 2 or width % 2:
         parser.error("--size takes even H and W (Winograd tiles are 2x2)")

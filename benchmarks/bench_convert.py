@@ -21,6 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from machine import describe_cpu  # noqa: E402  (benchmarks/machine.py)
 from sources.common import (  # noqa: E402
     SOURCES,
     assert_same_detections,
@@ -73,6 +74,7 @@ def main() -> None:
         "--sources", nargs="+", default=["fizyr", "torchvision_v1", "torchvision_v2"]
     )
     args = parser.parse_args()
+    print(describe_cpu(), flush=True)  # every figure below is this CPU's
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.sources:

@@ -31,6 +31,7 @@ from bench_inference import (  # noqa: E402
     machine_description,
     parse_case,
 )
+from machine import describe_cpu  # noqa: E402  (benchmarks/machine.py)
 
 
 def matmul_peak_gflops(size: int = 2048, repeats: int = 5) -> float:
@@ -155,6 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-kerashub", action="store_true")
     parser.add_argument("--no-fusion-report", action="store_true")
     args = parser.parse_args(argv)
+    print(describe_cpu(), flush=True)  # every figure below is this CPU's
 
     import tensorflow as tf
 

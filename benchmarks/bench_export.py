@@ -35,6 +35,8 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+from machine import describe_cpu  # noqa: E402  (benchmarks/machine.py)
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -201,6 +203,7 @@ def keras_call(model, side):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    print(describe_cpu(), flush=True)  # every figure below is this CPU's
     import numpy as np
 
     from keras_retinanet import export, models

@@ -36,6 +36,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from machine import describe_cpu  # noqa: E402  (benchmarks/machine.py)
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -746,6 +748,7 @@ def build_specs(args: argparse.Namespace) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    print(describe_cpu(), flush=True)  # every figure below is this CPU's
     if args.worker:
         spec = json.loads(args.worker)
         worker = inference_worker if spec["kind"] == "inference" else retrace_worker

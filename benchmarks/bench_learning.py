@@ -37,6 +37,8 @@ import sys
 import tempfile
 import time
 
+from machine import describe_cpu  # noqa: E402  (benchmarks/machine.py)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")
@@ -429,6 +431,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", help="also write the rows here (after each model)")
     parser.add_argument("--table", metavar="JSON", help="print the table of a --json file")
     args = parser.parse_args(argv)
+    print(describe_cpu(), flush=True)  # every figure below is this CPU's
     if args.worker:
         return worker(json.loads(args.worker))
     if args.table:

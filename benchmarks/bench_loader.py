@@ -20,6 +20,8 @@ import time
 import warnings
 from pathlib import Path
 
+from machine import describe_cpu  # noqa: E402  (benchmarks/machine.py)
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -81,6 +83,7 @@ def time_generator(
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    print(describe_cpu(), flush=True)  # every figure below is this CPU's
     warnings.simplefilter("ignore")  # bccd's two zero-area boxes warn on every build
     rows = []
     for workers in args.workers:

@@ -43,6 +43,7 @@ from bench_inference import (  # noqa: E402 - after the path set-up above
     summarise,
 )
 from bench_train import CLIPNORM, LEARNING_RATE, StepTimer, random_annotations  # noqa: E402
+from machine import describe_cpu  # noqa: E402  (benchmarks/machine.py)
 
 NUM_CLASSES = 20
 
@@ -185,6 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    print(describe_cpu(), flush=True)  # every figure below is this CPU's
     if args.worker:
         print("RESULT " + json.dumps(worker(json.loads(args.worker))), flush=True)
         return

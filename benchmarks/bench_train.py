@@ -51,6 +51,7 @@ from bench_inference import (  # noqa: E402 - after the path set-up above
     run_workers,
     summarise,
 )
+from machine import describe_cpu  # noqa: E402  (benchmarks/machine.py)
 
 MODELS = ("ours", "kerashub")
 LEARNING_RATE = 1e-5  # retinanet-train's default (fizyr's), with its clipnorm
@@ -219,6 +220,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    print(describe_cpu(), flush=True)  # every figure below is this CPU's
     if args.worker:
         print("RESULT " + json.dumps(train_worker(json.loads(args.worker))), flush=True)
         return

@@ -14,6 +14,8 @@ import os
 import platform
 import sys
 
+from machine import describe_cpu  # noqa: E402  (benchmarks/machine.py)
+
 
 def main(argv: list[str] | None = None) -> None:
     from keras_retinanet import demo
@@ -21,6 +23,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = demo.build_parser()
     parser.set_defaults(minutes=20.0, output_dir="/tmp/retinanet_shapes_bench", quiet=True)
     args = parser.parse_args(argv)
+    print(describe_cpu(), flush=True)  # every figure below is this CPU's
     summary = demo.run_demo(args)
 
     log = os.path.join(args.output_dir, "snapshots", "training_log.jsonl")

@@ -17,6 +17,8 @@ import json
 import time
 from typing import Any
 
+from machine import describe_cpu  # noqa: E402  (benchmarks/machine.py)
+
 NUM_CLASSES = 20
 
 
@@ -189,6 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args(argv)
+    print(describe_cpu(), flush=True)  # every figure below is this CPU's
     args.height, args.width = (int(v) for v in args.size.lower().split("x"))
     run = run_ours if args.framework == "ours" else run_torchvision
     for result in run(args):

@@ -65,3 +65,19 @@ def test_onnx_profile_times_each_op_type_of_the_calls(tmp_path, capsys):
     bench_export.print_onnx_profile({"tiny": str(path)}, images, threads=1)
     table = capsys.readouterr().out
     assert "| Conv |" in table and "| whole call |" in table and "(100%)" in table
+
+
+def test_the_cpu_line_names_the_flags_that_decide_the_figures():
+    from machine import describe_cpu
+
+    cpuinfo = (
+        "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\n"
+        "model name\t: AMD EPYC 9R14\nflags\t\t: fpu avx2 avx512f avx512_vnni avx512_bf16\n\n"
+        "processor\t: 1\nmodel name\t: something else\n"
+    )
+    line = describe_cpu(cpuinfo, cores=2)
+    assert line == (
+        "CPU: AMD EPYC 9R14 (family 25, model 17), 2 cores; AVX2 yes, AVX-512 yes, VNNI yes, "
+        "BF16 yes, AMX no"
+    )
+    assert "AVX-512 no, VNNI no" in describe_cpu("model name : Old\nflags : avx2\n", cores=1)

@@ -28,6 +28,7 @@ COMMANDS = {
     "export": "keras_retinanet.cli.export",
     "debug": "keras_retinanet.cli.debug",
     "demo": "keras_retinanet.demo",
+    "download": "keras_retinanet.datasets.voc",
 }
 SMALL = ["--image-min-side", "96", "--image-max-side", "128"]
 
@@ -124,6 +125,10 @@ CASES = [
     # retinanet-demo
     ("demo", ["--output", "{file_as_folder}", "--minutes", "0.01"], "error:"),
     ("demo", ["--minutes", "soon"], "invalid"),
+    # retinanet-download
+    ("download", ["voc2007", "{file_as_folder}"], "error:"),
+    ("download", ["voc2012", "{keras_home}"], "could not download"),
+    ("download", ["voc2010", "{keras_home}"], "invalid choice"),
 ]
 
 
@@ -173,3 +178,43 @@ def test_a_partial_download_is_not_kept(files):
     assert "could not download" in result.stderr
     cached = Path(files["keras_home"]) / "keras_retinanet"
     assert not any(cached.glob("*.pth")) if cached.is_dir() else True
+
+
+def test_a_download_with_the_wrong_hash_is_removed_and_explained(tmp_path):
+    from keras_retinanet.model.download import DownloadError, fetch_file
+
+    source = tmp_path / "weights.h5"
+    source.write_bytes(b"half of a file")
+    with pytest.raises(DownloadError, match="hash differs") as raised:
+        fetch_file(
+            "test weights",
+            "https://example.invalid/models/weights.h5",
+            "pass --weights PATH",
+            cache_subdir="models",
+            file_hash="0" * 32,  # an MD5 the file does not have
+            cache_dir=str(tmp_path / "cache"),
+            origin=source.as_uri(),
+        )
+    message = str(raised.value)
+    assert "test weights" in message and source.as_uri() in message
+    assert str(tmp_path / "cache" / "models" / "weights.h5") in message
+    assert "pass --weights PATH" in message
+    assert not (tmp_path / "cache" / "models" / "weights.h5").exists()  # nothing half kept
+
+
+def test_download_failures_say_why():
+    import errno
+    import urllib.error
+
+    from keras_retinanet.model.download import _reason
+
+    http = urllib.error.HTTPError("https://x/y", 404, "Not Found", {}, None)
+    assert "HTTP 404" in _reason(http)
+    offline = urllib.error.URLError("[Errno -2] Name or service not known")
+    assert "offline" in _reason(offline)
+    try:
+        raise Exception("URL fetch failure on https://x: None -- timed out") from OSError(
+            errno.ENOSPC, "No space left on device"
+        )
+    except Exception as error:  # noqa: BLE001
+        assert "no space left" in _reason(error)

@@ -214,6 +214,7 @@ def test_debug_reads_the_variant_of_a_snapshot(tmp_path):
 
     snapshot = tmp_path / "converted.keras"
     with zipfile.ZipFile(snapshot, "w") as archive:  # read_metadata needs only its record
+        archive.writestr("config.json", "{}")  # (and a config, to be a Keras file at all)
         record = {"variant": {"name": "torchvision_v1", "anchor_rule": "torchvision"}}
         archive.writestr("keras_retinanet.json", json.dumps(record))
     args = debug_cli.build_parser().parse_args(

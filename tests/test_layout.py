@@ -18,6 +18,7 @@ TIERS = {
     "model": 0,
     "quiet": 0,
     "_compat": 0,
+    "errors": 0,
     "preprocessing": 1,
     "datasets": 1,
     "visualization": 1,

@@ -448,7 +448,9 @@ def test_wrong_weights_file_raises_naming_it(tmp_path):
 
 
 def test_imagenet_weights_use_keras_applications_download(marked_resnet50_weights, monkeypatch):
-    """weights="imagenet" goes through keras.applications' get_file (no network here)."""
+    """weights="imagenet": the package fetches the preset's file into the cache
+    keras.applications reads (so a failure can say why), then keras.applications loads it
+    (no network here: both downloads are intercepted)."""
     if marked_resnet50_weights["legacy"] is None:
         pytest.skip("this Keras has no legacy .h5 weights writer")
     try:
@@ -462,11 +464,16 @@ def test_imagenet_weights_use_keras_applications_download(marked_resnet50_weight
         return marked_resnet50_weights["legacy"]
 
     monkeypatch.setattr(keras_resnet.file_utils, "get_file", fake_get_file)
+    monkeypatch.setattr(keras.utils, "get_file", fake_get_file)
     model = models.retinanet_model(NUM_CLASSES, weights="imagenet")
-    assert len(calls) == 1
-    assert calls[0]["fname"] == "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
-    assert calls[0]["origin"].startswith("https://")
-    assert calls[0]["origin"].endswith(calls[0]["fname"])
+    assert len(calls) == 2  # ours (with the registry's hash), then keras.applications'
+    ours, applications = calls
+    assert ours["fname"] == applications["fname"]
+    assert ours["fname"] == "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    assert ours["origin"] == applications["origin"] and ours["origin"].startswith("https://")
+    assert ours["origin"].endswith(ours["fname"])
+    assert ours["cache_subdir"] == applications["cache_subdir"] == "models"
+    assert ours["file_hash"] == applications["file_hash"]
     np.testing.assert_array_equal(
         model.get_layer("conv1_conv").get_weights()[0], marked_resnet50_weights["kernel"]
     )

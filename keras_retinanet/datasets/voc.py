@@ -21,6 +21,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from keras_retinanet.errors import DEBUG_HELP, debugging, run_command
+
 OFFICIAL_BASE = "http://host.robots.ox.ac.uk/pascal/VOC"
 MIRROR_BASE = "https://pjreddie.com/media/files"
 
@@ -161,10 +163,16 @@ def download_voc(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``retinanet-download voc2007|voc2012 ROOT``."""
+    """``retinanet-download voc2007|voc2012 ROOT``, errors as one line
+    (:func:`keras_retinanet.errors.run_command`)."""
+    return run_command("retinanet-download", _main, argv)
+
+
+def _main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(
         prog="retinanet-download", description="Download and unpack Pascal VOC."
     )
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     parser.add_argument("name", choices=sorted(ARCHIVES))
     parser.add_argument("root", help="folder in which VOCdevkit/ is created")
     parser.add_argument("--cache-dir", help="where the .tar files are kept (default: ROOT)")
@@ -172,6 +180,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         data_dir = download_voc(args.name, args.root, args.cache_dir)
     except RuntimeError as e:
+        if debugging():  # --debug: the traceback, not the message
+            raise
         print(f"retinanet-download: error: {e}", file=sys.stderr)
         raise SystemExit(1) from e
     print(f"{args.name} is in {data_dir}; train with: retinanet-train voc {data_dir}")

@@ -44,8 +44,13 @@ def _artifact_hint(path: str) -> str | None:
     return None
 
 
-def check_model_file(path: str) -> str:
+def check_model_file(path: str, ours: bool = True) -> str:
     """Check that ``path`` is a model file of this package; return ``"keras"`` or ``"h5"``.
+
+    Args:
+        path: the file.
+        ours: also require a RetinaNet of this package (False: any intact Keras model file,
+            as reading a snapshot's metadata needs; fizyr's models are refused either way).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -56,21 +61,21 @@ def check_model_file(path: str) -> str:
     hint = _artifact_hint(path)
     if hint and os.path.exists(path):
         raise ModelFileError(f"{path} is {hint}")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"model file not found: {path}")
     if not path.endswith((".keras", ".h5")):
         raise ModelFileError(f"{path}: a model file must end in .keras or .h5")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"model file not found: {path}")
     size = os.path.getsize(path)
     if size == 0:
         raise ModelFileError(f"{path} is empty (0 bytes): an interrupted copy or download?")
     with open(path, "rb") as handle:
         head = handle.read(8)
     if path.endswith(".keras"):
-        return _check_keras_zip(path, head)
-    return _check_hdf5(path, head)
+        return _check_keras_zip(path, head, ours)
+    return _check_hdf5(path, head, ours)
 
 
-def _check_keras_zip(path: str, head: bytes) -> str:
+def _check_keras_zip(path: str, head: bytes, ours: bool) -> str:
     if not head.startswith(ZIP_SIGNATURE):
         raise ModelFileError(f"{path} is not a .keras model: it is not a zip archive{_looks(head)}")
     try:
@@ -84,7 +89,7 @@ def _check_keras_zip(path: str, head: bytes) -> str:
         ) from error
     if config is None:
         raise ModelFileError(f"{path} is a zip archive without config.json: not a Keras model")
-    if not any(f'"{name}"' in config for name in OUR_LAYERS):
+    if ours and not any(f'"{name}"' in config for name in OUR_LAYERS):
         raise ModelFileError(
             f"{path} is a Keras model, but not a RetinaNet of this package (it has no "
             f"{' or '.join(OUR_LAYERS)} layer)"
@@ -92,7 +97,7 @@ def _check_keras_zip(path: str, head: bytes) -> str:
     return "keras"
 
 
-def _check_hdf5(path: str, head: bytes) -> str:
+def _check_hdf5(path: str, head: bytes, ours: bool) -> str:
     if head != HDF5_SIGNATURE:
         raise ModelFileError(f"{path} is not an .h5 model: it is not an HDF5 file{_looks(head)}")
     import h5py  # Keras' own dependency; only .h5 files need it
@@ -115,7 +120,7 @@ def _check_hdf5(path: str, head: bytes) -> str:
             f"{path} is a model of fizyr's keras-retinanet; convert it first: retinanet-convert "
             f"--from fizyr {path} OUT.keras"
         )
-    if not any(f'"{name}"' in text for name in OUR_LAYERS):
+    if ours and not any(f'"{name}"' in text for name in OUR_LAYERS):
         raise ModelFileError(
             f"{path} is a Keras model, but not a RetinaNet of this package (it has no "
             f"{' or '.join(OUR_LAYERS)} layer)"

@@ -23,7 +23,7 @@ from keras_retinanet.model import layers as layers_lib
 from keras_retinanet.model import losses as _losses  # noqa: F401  (registers what snapshots compile)
 from keras_retinanet.model.anchors import AnchorParameters
 from keras_retinanet.model.boxes import DEFAULT_MEAN, DEFAULT_STD
-from keras_retinanet.model.files import ModelFileError
+from keras_retinanet.model.files import ModelFileError, check_model_file
 from keras_retinanet.model.pyramid import (  # noqa: F401  (re-exported)
     classification_subnet,
     feature_pyramid,
@@ -335,7 +335,8 @@ def load_model(
         ValueError: an inference file asked for other NMS or budget settings than its graph's.
     """
     path = os.fspath(path)
-    metadata = read_metadata(path)  # checks the file first (files.check_model_file)
+    check_model_file(path)  # damaged, not a model, another package's: said before Keras tries
+    metadata = read_metadata(path)
     try:
         model = keras.saving.load_model(path, compile=compile)
     except Exception as error:  # Keras raises many types for a file it cannot read

@@ -54,7 +54,7 @@ def read_metadata(path: str) -> dict:
         ModelFileError: ``path`` is not a model file of this package (the message says why).
     """
     path = os.fspath(path)
-    check_model_file(path)
+    check_model_file(path, ours=False)  # any intact Keras model file may carry metadata
     if path.endswith(".h5"):
         # only .h5 files need it (Keras' own dependency, loaded on demand)
         import h5py
