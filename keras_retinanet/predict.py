@@ -27,7 +27,6 @@ under ``"skipped"`` and left out; the other images go on.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import warnings
@@ -39,14 +38,17 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from keras_retinanet.export.runtime import artifact_format, load_artifact
 from keras_retinanet.inference import Detections, batched, detect
 from keras_retinanet.model import retinanet as models
 from keras_retinanet.model.settings import DetectionSettings, settings_of_model
-from keras_retinanet.preprocessing.image import ImageReadError, read_image_bgr
+from keras_retinanet.preprocessing.image import (  # noqa: F401  (IMAGE_EXTENSIONS re-exported)
+    IMAGE_EXTENSIONS,
+    ImageReadError,
+    collect_images,
+    read_image_bgr,
+)
 from keras_retinanet.visualization import draw_detections
-
-#: File extensions (lower case) taken from a folder; explicit file arguments are always taken.
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 DETECTIONS_FILE = "detections.json"
 
@@ -54,59 +56,11 @@ DETECTIONS_FILE = "detections.json"
 DEFAULT_MIN_SIDE = 800
 DEFAULT_MAX_SIDE = 1333
 
-_GLOB_CHARACTERS = frozenset("*?[")
-
-
-def collect_images(inputs: Sequence[str | os.PathLike]) -> list[str]:
-    """Expand image files, folders and glob patterns into a list of image paths.
-
-    Args:
-        inputs: each an image file (taken whatever its extension), a folder (its files with an
-            extension in :data:`IMAGE_EXTENSIONS`, sorted by name, not recursive) or a glob
-            pattern (``photos/*.jpg``, ``data/**/*.png``; matching files, sorted).
-
-    Returns:
-        The paths in input order, each once.
-
-    Raises:
-        FileNotFoundError: an input is neither a file nor a folder nor a pattern matching a
-            file (the message names it), or no image is found at all.
-    """
-    paths: list[str] = []
-    for item in inputs:
-        item = os.fspath(item)
-        if os.path.isfile(item):
-            found = [item]
-        elif os.path.isdir(item):
-            found = sorted(
-                os.path.join(item, name)
-                for name in os.listdir(item)
-                if name.lower().endswith(IMAGE_EXTENSIONS)
-                and os.path.isfile(os.path.join(item, name))
-            )
-            if not found:
-                warnings.warn(
-                    f"folder {item} has no image files (extensions {', '.join(IMAGE_EXTENSIONS)})",
-                    stacklevel=2,
-                )
-        elif _GLOB_CHARACTERS & set(item):
-            found = sorted(p for p in glob.glob(item, recursive=True) if os.path.isfile(p))
-            if not found:
-                warnings.warn(f"pattern {item!r} matches no file", stacklevel=2)
-        else:
-            raise FileNotFoundError(
-                f"input not found: {item} (give an image file, a folder or a glob pattern "
-                "such as 'photos/*.jpg' in quotes)"
-            )
-        paths.extend(found)
-    unique = list(dict.fromkeys(paths))
-    if not unique:
-        raise FileNotFoundError(f"no images found in {[os.fspath(i) for i in inputs]}")
-    return unique
-
 
 def load_class_names(
-    model_path: str | os.PathLike, classes_file: str | os.PathLike | None = None
+    model_path: str | os.PathLike,
+    classes_file: str | os.PathLike | None = None,
+    metadata: dict | None = None,
 ) -> list[str] | None:
     """Class names by label: from ``classes_file`` if given, else from the snapshot metadata.
 
@@ -114,6 +68,7 @@ def load_class_names(
         model_path: a snapshot written by :func:`keras_retinanet.model.retinanet.save_model`.
         classes_file: a text file with one class name per line (label = line index, blank
             lines ignored), for models saved without metadata.
+        metadata: the model's metadata, if already read (an exported artifact's).
 
     Returns:
         The names, or None when neither source has them (labels are then shown as numbers).
@@ -132,7 +87,9 @@ def load_class_names(
         if not names:
             raise ValueError(f"no class names in {classes_file} (expected one name per line)")
         return names
-    names = models.read_metadata(os.fspath(model_path)).get("classes")
+    if metadata is None:
+        metadata = models.read_metadata(os.fspath(model_path))
+    names = metadata.get("classes")
     return [str(n) for n in names] if names else None
 
 
@@ -265,14 +222,20 @@ def predict_images(
     try:
         for paths in batched(image_paths, batch_size):
             images = _read_images(paths, result.errors)
-            if images:
+            photos = [image for _, image in images]
+            if not images:
+                detections = []
+            elif hasattr(model, "detect_images"):  # an exported artifact runs its own graph
+                detections = model.detect_images(photos, score_threshold)
+            else:
                 detections = detect(
                     model,
-                    [image for _, image in images],
+                    photos,
                     min_side=image_min_side,
                     max_side=image_max_side,
                     score_threshold=score_threshold,
                 )
+            if images:
                 for (path, image), image_detections in zip(images, detections):
                     record = detections_record(path, image.shape, image_detections, class_names)
                     if draw and output_dir is not None:
@@ -339,7 +302,9 @@ def predict(
     """Load a snapshot and run :func:`predict_images` on files, folders and glob patterns.
 
     Args:
-        model_path: a ``.keras`` / ``.h5`` snapshot (training or inference model).
+        model_path: a ``.keras`` / ``.h5`` snapshot (training or inference model), or an
+            exported artifact (SavedModel folder, ``.tflite``, ``.onnx``: its own resizing,
+            thresholds and budgets apply; ``nms_threshold`` and ``max_detections`` do not).
         inputs: see :func:`collect_images`.
         output_dir: see :func:`predict_images`.
         score_threshold: keep detections scoring above this; None: the snapshot's detection
@@ -362,8 +327,9 @@ def predict(
     """
     model_path = os.fspath(model_path)
     image_paths = collect_images(inputs)  # before the slow model load: fail fast on typos
-    metadata = models.read_metadata(model_path)
-    class_names = load_class_names(model_path, classes_file)
+    artifact = load_artifact(model_path) if artifact_format(model_path) else None
+    metadata = artifact.metadata if artifact else models.read_metadata(model_path)
+    class_names = load_class_names(model_path, classes_file, metadata)
     num_classes = metadata.get("num_classes")
     if class_names is not None and num_classes is not None and len(class_names) != num_classes:
         warnings.warn(
@@ -382,7 +348,7 @@ def predict(
     if score_threshold < recorded.score_threshold:  # a training model's graph must keep more
         asked["score_threshold"] = score_threshold
     asked = {k: v for k, v in asked.items() if v is not None}
-    model = models.load_model(model_path, convert=True, **asked)
+    model = artifact or models.load_model(model_path, convert=True, **asked)
     return predict_images(
         model,
         image_paths,

@@ -104,7 +104,9 @@ CASES = [
     ("predict", ["{not_hdf5}", "{photo}"], "not an HDF5 file"),
     ("predict", ["{weights_only}", "{photo}"], "holds weights but no model"),
     ("predict", ["{jpeg_named_keras}", "{photo}"], "looks like a JPEG image"),
-    ("predict", ["{onnx}", "{photo}"], "exported artifact"),
+    ("predict", ["{onnx}", "{photo}"], "could not be opened as a onnx artifact"),
+    ("export", ["{onnx}", "{missing}", "--format", "saved_model"], "exported artifact"),
+    ("evaluate", ["voc", "{voc}", "{onnx}"], "could not be opened as a onnx artifact"),
     ("predict", ["{snapshot}", "{missing}"], "not found"),
     ("predict", ["{snapshot}", "{photo}", "--output", "{file_as_folder}"], "error:"),
     # retinanet-convert

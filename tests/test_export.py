@@ -116,6 +116,70 @@ def assert_same_detections(
         used[np.flatnonzero(candidates)[np.argmin(np.abs(scores[candidates] - score))]] = True
 
 
+def assert_scored_by_our_tools(path, model, image, reference: Detections, tmp_path) -> None:
+    """The artifact at ``path``, as retinanet-predict and retinanet-evaluate use it: its
+    detections of ``image`` (read from a file) are the Keras model's, and evaluating it on a
+    one-image dataset gives the Keras model's AP."""
+    from keras_retinanet.evaluation.runner import evaluate
+    from keras_retinanet.export.runtime import load_artifact
+    from keras_retinanet.predict import predict
+
+    artifact = load_artifact(path)
+    assert artifact.num_classes == 2 and artifact.detection_settings.score_threshold == 0.3
+    (found,) = artifact.detect_images([image])
+    outputs = {
+        "boxes": found.boxes[None],
+        "scores": found.scores[None],
+        "labels": found.labels[None],
+        "num_detections": np.array([len(found)]),
+    }
+    assert_same_detections(reference, outputs)
+    # retinanet-predict's library call on the artifact file, at the artifact's threshold.
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), image)
+    result = predict(str(path), [str(photo)], tmp_path / "predicted", score_threshold=0.3)
+    assert len(result.records[0]["detections"]) == len(reference)
+    # Evaluation through the artifact equals evaluation of the Keras model.
+    generator = OneImage(image, reference)
+    ours = evaluate(generator, artifact, verbose=0)
+    keras_result = evaluate(generator, model, verbose=0)
+    assert ours.mean_average_precision == pytest.approx(
+        keras_result.mean_average_precision, abs=1e-6
+    )
+    assert 0 < ours.mean_average_precision
+
+
+class OneImage:
+    """A one-image data set whose ground truth is some of the reference detections, so that
+    the AP of a model lies strictly between 0 and 1."""
+
+    def __init__(self, image: np.ndarray, reference: Detections) -> None:
+        self.image = image
+        keep = np.arange(len(reference)) % 2 == 0
+        self.annotations = {
+            "bboxes": reference.boxes[keep].astype(np.float32),
+            "labels": reference.labels[keep].astype(np.int64),
+            "difficult": np.zeros(int(keep.sum()), bool),
+        }
+        self.classes = ["rectangle", "circle"]
+        self.image_min_side, self.image_max_side = MIN_SIDE, MAX_SIDE
+
+    def size(self) -> int:
+        return 1
+
+    def num_classes(self) -> int:
+        return 2
+
+    def load_image(self, index: int) -> np.ndarray:
+        return self.image
+
+    def load_annotations(self, index: int) -> dict:
+        return self.annotations
+
+    def filter_annotations(self, image, annotations, index):
+        return annotations
+
+
 def run_isolated(tmp_path, code: str, blocked: tuple[str, ...], **arrays) -> dict:
     """Run ``code`` in a fresh Python where the ``blocked`` modules cannot be imported.
 
@@ -228,6 +292,7 @@ def test_saved_model_matches_keras(detector, tmp_path):
     assert result.image_size is None and result.size_bytes > 1e6
     stored = json.loads((path / "assets.extra" / export.METADATA_FILE).read_text())
     assert stored["classes"] == ["rectangle", "circle"]
+    assert_scored_by_our_tools(path, model, image, reference, tmp_path)
     assert stored["image_min_side"] == MIN_SIDE
     assert stored["detection_settings"]["score_threshold"] == pytest.approx(0.3)
 
@@ -312,6 +377,12 @@ def test_tflite_matches_keras(detector, tmp_path, fp16):
         assert_same_detections(reference, outputs, score_tolerance=5e-3)
     else:
         assert_same_detections(reference, outputs)
+        metadata = {"classes": ["rectangle", "circle"], "num_classes": 2}
+        tagged = tmp_path / "tagged.tflite"
+        export.export_tflite(
+            model, str(tagged), IMAGE_SHAPE, min_side=MIN_SIDE, max_side=MAX_SIDE, metadata=metadata
+        )
+        assert_scored_by_our_tools(tagged, model, image, reference, tmp_path)
 
 
 # --------------------------------------------------------------------------- ONNX
@@ -323,7 +394,10 @@ def test_onnx_matches_keras(detector, tmp_path):
     pytest.importorskip("onnxruntime")
     model, image, reference = detector
     path = tmp_path / "detector.onnx"
-    result = export.export_onnx(model, str(path), min_side=MIN_SIDE, max_side=MAX_SIDE)
+    metadata = {"classes": ["rectangle", "circle"], "num_classes": 2}
+    result = export.export_onnx(
+        model, str(path), min_side=MIN_SIDE, max_side=MAX_SIDE, metadata=metadata
+    )
     assert result.size_bytes == path.stat().st_size
     # onnxruntime alone: no TensorFlow either.
     outputs = run_isolated(
@@ -345,6 +419,7 @@ def test_onnx_matches_keras(detector, tmp_path):
     # The detection settings the graph was built with travel in the artifact's metadata.
     settings = models.DetectionSettings.from_dict(stored["detection_settings"])
     assert settings == model.detection_settings and settings.score_threshold == 0.3
+    assert_scored_by_our_tools(path, model, image, reference, tmp_path)
 
 
 def test_onnx_without_converter_says_what_to_install(detector, tmp_path, monkeypatch):

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 from keras_retinanet.errors import DEBUG_HELP, debugging, run_command
 from keras_retinanet.evaluation import inputs, reports, runner
+from keras_retinanet.export.runtime import artifact_format, load_artifact
 from keras_retinanet.model.retinanet import load_model, read_metadata
 from keras_retinanet.model.settings import DetectionSettings
 from keras_retinanet.preprocessing.coco import CocoGenerator
@@ -138,7 +139,9 @@ def _dataset_parser() -> argparse.ArgumentParser:
     voc.add_argument(
         "data_dir", help="folder in VOC layout, or images with one XML beside each (LabelImg)"
     )
-    voc.add_argument("model", help="the .keras or .h5 snapshot")
+    voc.add_argument(
+        "model", help="the .keras or .h5 snapshot, or an exported SavedModel/.tflite/.onnx"
+    )
     voc.add_argument(
         "--set",
         default="test",
@@ -164,14 +167,18 @@ def _dataset_parser() -> argparse.ArgumentParser:
     )
     csv.add_argument("annotations", help="CSV of path,x1,y1,x2,y2,class_name rows")
     csv.add_argument("classes", help="CSV of class_name,id rows")
-    csv.add_argument("model", help="the .keras or .h5 snapshot")
+    csv.add_argument(
+        "model", help="the .keras or .h5 snapshot, or an exported SavedModel/.tflite/.onnx"
+    )
     _add_common_options(csv, suppress=True)
 
     coco = subparsers.add_parser(
         "coco", prog="retinanet-evaluate [options] coco", help="a dataset in COCO layout"
     )
     coco.add_argument("data_dir", help="folder with annotations/instances_<set>.json, <set>/")
-    coco.add_argument("model", help="the .keras or .h5 snapshot")
+    coco.add_argument(
+        "model", help="the .keras or .h5 snapshot, or an exported SavedModel/.tflite/.onnx"
+    )
     coco.add_argument("--set", default="val2017", help="the set to evaluate (default val2017)")
     _add_common_options(coco, suppress=True)
     return parser
@@ -255,7 +262,8 @@ def run(args: argparse.Namespace) -> None:
     """Evaluate as the parsed arguments say: build the data, load the model, report."""
 
     model_path = args.model
-    metadata = read_metadata(model_path)
+    artifact = load_artifact(model_path) if artifact_format(model_path) else None
+    metadata = artifact.metadata if artifact else read_metadata(model_path)
     min_side = args.image_min_side or metadata.get("image_min_side") or DEFAULT_MIN_SIDE
     max_side = args.image_max_side or metadata.get("image_max_side") or DEFAULT_MAX_SIDE
     if max_side < min_side:
@@ -302,13 +310,14 @@ def run(args: argparse.Namespace) -> None:
         )
 
     asked = {} if args.score_threshold is None else {"score_threshold": args.score_threshold}
-    model = load_model(model_path, convert=True, **asked)
+    model = artifact or load_model(model_path, convert=True, **asked)
     inputs.check_num_classes(inputs.model_num_classes(model), generator, model_path)
 
     metric = args.metric or inputs.default_metric(generator.dataset_info())
     result = runner.evaluate(
         generator,
         model,
+        score_threshold=args.score_threshold,
         max_detections=args.max_detections,
         iou_threshold=args.iou_threshold,
         metric=metric,

@@ -30,7 +30,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "images with detections drawn and detections.json.",
     )
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
-    parser.add_argument("model", help="snapshot (.keras or .h5), training or inference model")
+    parser.add_argument(
+        "model",
+        help="snapshot (.keras or .h5), training or inference model, or an exported artifact "
+        "(SavedModel folder, .tflite, .onnx)",
+    )
     parser.add_argument(
         "inputs",
         nargs="+",

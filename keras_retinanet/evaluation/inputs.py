@@ -19,6 +19,9 @@ def model_num_classes(model: Any) -> int | None:
     Read from the output of the classification subnet, ``(B, N, K)``, which both the training
     model and the inference model built on it contain.
     """
+    recorded = getattr(model, "num_classes", None)  # an exported artifact records its own
+    if isinstance(recorded, int):
+        return recorded
     get_layer = getattr(model, "get_layer", None)
     if get_layer is None:
         return None

@@ -141,7 +141,9 @@ def evaluate(
             ``filter_annotations``).
         model: an inference model from ``retinanet_box`` (``predict_on_batch`` of a
             ``(B, H, W, 3)`` float32 batch returns ``boxes (B, D, 4)``, ``scores (B, D)``,
-            ``labels (B, D)`` padded with -1), or a training model, converted here.
+            ``labels (B, D)`` padded with -1), a training model, converted here, or an
+            exported artifact (:class:`keras_retinanet.export.runtime.Artifact`: its
+            ``detect_images`` resizes as its graph does).
         score_threshold: keep detections scoring strictly above this; None: the settings'
             (0.05 by default, Lin et al. 2017, sec. 5.1).
         max_detections: detections kept per image (COCO's maxDets).
@@ -209,10 +211,15 @@ def evaluate(
             if image is not None:
                 images.append(image)
                 kept.append(index)
-        if images:
+        if images and hasattr(model, "detect_images"):  # an exported artifact runs its graph
+            start = time.perf_counter()
+            batch_detections = model.detect_images(images, settings.score_threshold)
+            timed.calls.append((time.perf_counter() - start, len(images)))
+        elif images:
             batch_detections = detect(
                 timed, images, min_side=min_side, max_side=max_side, settings=settings
             )
+        if images:
             for index, image, detections in zip(kept, images, batch_detections):
                 ground_truth = generator.filter_annotations(
                     image, generator.load_annotations(index), index

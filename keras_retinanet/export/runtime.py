@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from keras_retinanet.export.common import INPUT_NAME, METADATA_FILE, SIGNATURE_KEY
+from keras_retinanet.export.tflite import tflite_metadata
 from keras_retinanet.inference import Detections
 from keras_retinanet.model.saving import METADATA_KEY
 from keras_retinanet.model.settings import DetectionSettings, check_threshold, keep_scores
@@ -37,37 +38,6 @@ def artifact_format(path: str | os.PathLike) -> str | None:
     if path.lower().endswith(".onnx"):
         return "onnx"
     return None
-
-
-def tflite_metadata(content: bytes) -> dict:
-    """The package's metadata record embedded in a TFLite flatbuffer (``{}`` if none)."""
-    # TensorFlow only here: TFLite is its format
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
-    for entry in model.metadata or []:
-        name = entry.name.decode() if isinstance(entry.name, bytes) else entry.name
-        if name == METADATA_KEY:
-            return json.loads(bytes(model.buffers[entry.buffer].data).decode("utf-8"))
-    return {}
-
-
-def with_tflite_metadata(content: bytes, metadata: dict) -> bytes:
-    """``content`` with ``metadata`` embedded as a named metadata buffer (TFLite's own place for
-    it; interpreters ignore entries they do not know)."""
-    # TensorFlow only here: TFLite is its format
-    from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.tools import flatbuffer_utils  # (both TensorFlow's own)
-
-    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
-    buffer = schema.BufferT()
-    buffer.data = np.frombuffer(json.dumps(metadata, sort_keys=True).encode(), np.uint8)
-    model.buffers.append(buffer)
-    entry = schema.MetadataT()
-    entry.name = METADATA_KEY
-    entry.buffer = len(model.buffers) - 1
-    model.metadata = [*(model.metadata or []), entry]
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
 class Artifact:
@@ -192,8 +162,11 @@ def load_artifact(path: str | os.PathLike) -> Artifact:
         raise ValueError(f"{path} is not an exported artifact (SavedModel, .tflite or .onnx)")
     try:
         metadata, run = runners[kind](path)
-    except (OSError, ValueError, KeyError, RuntimeError) as error:
-        raise ValueError(f"{path} could not be opened as a {kind} artifact: {error}") from error
+    except Exception as error:  # noqa: BLE001  (each runtime raises its own types)
+        raise ValueError(
+            f"{path} could not be opened as a {kind} artifact ({type(error).__name__}: {error}); "
+            "is it complete? Export it again with retinanet-export"
+        ) from error
     if not metadata:
         raise ValueError(
             f"{path} has no keras_retinanet metadata: it was not written by retinanet-export "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import tempfile
 import warnings
@@ -14,10 +15,48 @@ import numpy as np
 
 from keras_retinanet.export.calibration import DEFAULT_CALIBRATION_IMAGES
 from keras_retinanet.export.calibration import calibration_images as calibration_batches
-from keras_retinanet.export.common import INPUT_NAME, SIGNATURE_KEY, ExportResult, load_detector
+from keras_retinanet.export.common import (
+    INPUT_NAME,
+    SIGNATURE_KEY,
+    ExportResult,
+    _export_metadata,
+    load_detector,
+)
 from keras_retinanet.export.saved_model import _write_saved_model
 from keras_retinanet.model import layers as layers_lib
 from keras_retinanet.model.layers import FilterDetections
+from keras_retinanet.model.saving import METADATA_KEY
+
+
+def tflite_metadata(content: bytes) -> dict:
+    """The package's metadata record embedded in a TFLite flatbuffer (``{}`` if none)."""
+    # TensorFlow only here: TFLite is its format
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
+    for entry in model.metadata or []:
+        name = entry.name.decode() if isinstance(entry.name, bytes) else entry.name
+        if name == METADATA_KEY:
+            return json.loads(bytes(model.buffers[entry.buffer].data).decode("utf-8"))
+    return {}
+
+
+def with_tflite_metadata(content: bytes, metadata: dict) -> bytes:
+    """``content`` with ``metadata`` embedded as a named metadata buffer (TFLite's own place for
+    it; interpreters ignore entries they do not know)."""
+    # TensorFlow only here: TFLite is its format
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils  # (both TensorFlow's own)
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(json.dumps(metadata, sort_keys=True).encode(), np.uint8)
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name = METADATA_KEY
+    entry.buffer = len(model.buffers) - 1
+    model.metadata = [*(model.metadata or []), entry]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
 def tflite_ops(model_content: bytes) -> list[str]:
@@ -219,6 +258,8 @@ def export_tflite(
             "tf.lite.Interpreter includes it, the standalone LiteRT runtime needs the Flex "
             "delegate library"
         )
+    # The metadata rides inside the flatbuffer, where retinanet-evaluate/-predict read it.
+    content = with_tflite_metadata(content, _export_metadata(detector, image_size))
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     temporary = f"{path}.tmp"

@@ -26,15 +26,15 @@ def _artifact_hint(path: str) -> str | None:
     if os.path.isdir(path):
         if os.path.isfile(os.path.join(path, "saved_model.pb")):
             return (
-                "an exported SavedModel (retinanet-export writes it for serving); the package's "
-                "commands take the .keras snapshot it was exported from"
+                "an exported SavedModel: retinanet-evaluate and retinanet-predict take it, this "
+                "command needs the .keras snapshot it was exported from"
             )
         return "a folder, not a model file"
     lower = path.lower()
     if lower.endswith((".tflite", ".onnx")):
         return (
-            "an exported artifact (retinanet-export writes it for deployment); the package's "
-            "commands take the .keras snapshot it was exported from"
+            "an exported artifact: retinanet-evaluate and retinanet-predict take it, this "
+            "command needs the .keras snapshot it was exported from"
         )
     if lower.endswith((".pth", ".pt")):
         return (

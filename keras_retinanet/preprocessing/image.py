@@ -7,9 +7,11 @@ convention ("caffe" mode).
 
 from __future__ import annotations
 
+import glob
 import math
 import os
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import cv2
@@ -174,3 +176,57 @@ def pad_batch(
         # One pass: image - mean written straight into the batch.
         np.subtract(image[..., :3], mean, out=batch[k, :h, :w], casting="unsafe")
     return batch
+
+
+# Folder inputs of retinanet-predict: files with these extensions (any single file is read
+# whatever its extension).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+_GLOB_CHARACTERS = frozenset("*?[")
+
+
+def collect_images(inputs: Sequence[str | os.PathLike]) -> list[str]:
+    """Expand image files, folders and glob patterns into a list of image paths.
+
+    Args:
+        inputs: each an image file (taken whatever its extension), a folder (its files with an
+            extension in :data:`IMAGE_EXTENSIONS`, sorted by name, not recursive) or a glob
+            pattern (``photos/*.jpg``, ``data/**/*.png``; matching files, sorted).
+
+    Returns:
+        The paths in input order, each once.
+
+    Raises:
+        FileNotFoundError: an input is neither a file nor a folder nor a pattern matching a
+            file (the message names it), or no image is found at all.
+    """
+    paths: list[str] = []
+    for item in inputs:
+        item = os.fspath(item)
+        if os.path.isfile(item):
+            found = [item]
+        elif os.path.isdir(item):
+            found = sorted(
+                os.path.join(item, name)
+                for name in os.listdir(item)
+                if name.lower().endswith(IMAGE_EXTENSIONS)
+                and os.path.isfile(os.path.join(item, name))
+            )
+            if not found:
+                warnings.warn(
+                    f"folder {item} has no image files (extensions {', '.join(IMAGE_EXTENSIONS)})",
+                    stacklevel=2,
+                )
+        elif _GLOB_CHARACTERS & set(item):
+            found = sorted(p for p in glob.glob(item, recursive=True) if os.path.isfile(p))
+            if not found:
+                warnings.warn(f"pattern {item!r} matches no file", stacklevel=2)
+        else:
+            raise FileNotFoundError(
+                f"input not found: {item} (give an image file, a folder or a glob pattern "
+                "such as 'photos/*.jpg' in quotes)"
+            )
+        paths.extend(found)
+    unique = list(dict.fromkeys(paths))
+    if not unique:
+        raise FileNotFoundError(f"no images found in {[os.fspath(i) for i in inputs]}")
+    return unique
