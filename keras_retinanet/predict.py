@@ -298,6 +298,7 @@ def predict(
     max_detections: int | None = None,
     draw: bool = True,
     progress: bool = True,
+    precision: str = "float32",
 ) -> PredictionResult:
     """Load a snapshot and run :func:`predict_images` on files, folders and glob patterns.
 
@@ -318,6 +319,8 @@ def predict(
         max_detections: most detections per image; None: likewise.
         draw: write the drawn images.
         progress: show a progress bar.
+        precision: ``"bfloat16"`` runs a snapshot's network in bfloat16 where the CPU has it
+            (:func:`keras_retinanet.model.precision.with_precision`).
 
     Returns:
         A :class:`PredictionResult`.
@@ -348,7 +351,9 @@ def predict(
     if score_threshold < recorded.score_threshold:  # a training model's graph must keep more
         asked["score_threshold"] = score_threshold
     asked = {k: v for k, v in asked.items() if v is not None}
-    model = artifact or models.load_model(model_path, convert=True, **asked)
+    if artifact and precision != "float32":
+        raise ValueError(f"{model_path} is an exported artifact: its precision is its own")
+    model = artifact or models.load_model(model_path, convert=True, precision=precision, **asked)
     return predict_images(
         model,
         image_paths,

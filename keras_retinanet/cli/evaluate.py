@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from keras_retinanet.errors import DEBUG_HELP, debugging, run_command
 from keras_retinanet.evaluation import inputs, reports, runner
 from keras_retinanet.export.runtime import artifact_format, load_artifact
+from keras_retinanet.model.precision import PRECISIONS
 from keras_retinanet.model.retinanet import load_model, read_metadata
 from keras_retinanet.model.settings import DetectionSettings
 from keras_retinanet.preprocessing.coco import CocoGenerator
@@ -122,6 +123,13 @@ def _add_common_options(parser: argparse.ArgumentParser, suppress: bool = False)
     )
     parser.add_argument(
         "--quiet", action="store_true", default=default(False), help="no progress bar"
+    )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=default("float32"),
+        help="bfloat16: the network in bfloat16, decoding and NMS in float32, on CPUs with "
+        "AVX512-BF16 or AMX (elsewhere it says so and runs float32)",
     )
 
 
@@ -310,7 +318,9 @@ def run(args: argparse.Namespace) -> None:
         )
 
     asked = {} if args.score_threshold is None else {"score_threshold": args.score_threshold}
-    model = artifact or load_model(model_path, convert=True, **asked)
+    if artifact and args.precision != "float32":
+        raise ValueError(f"{model_path} is an exported artifact: its precision is its own")
+    model = artifact or load_model(model_path, convert=True, precision=args.precision, **asked)
     inputs.check_num_classes(inputs.model_num_classes(model), generator, model_path)
 
     metric = args.metric or inputs.default_metric(generator.dataset_info())

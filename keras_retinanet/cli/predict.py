@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from keras_retinanet.errors import DEBUG_HELP, debugging, run_command
+from keras_retinanet.model.precision import PRECISIONS
 from keras_retinanet.model.settings import DetectionSettings
 from keras_retinanet.predict import predict
 
@@ -90,6 +91,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--no-draw", action="store_true", help="only write detections.json, no drawn images"
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="float32",
+        help="bfloat16: the network in bfloat16, decoding and NMS in float32, on CPUs with "
+        "AVX512-BF16 or AMX (elsewhere it says so and runs float32)",
+    )
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
@@ -122,6 +130,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
             max_detections=args.max_detections,
             draw=not args.no_draw,
             progress=not args.no_progress,
+            precision=args.precision,
         )
     except (FileNotFoundError, ValueError) as e:
         if debugging():  # --debug: the traceback, not the message

@@ -24,6 +24,7 @@ from keras_retinanet.model import losses as _losses  # noqa: F401  (registers wh
 from keras_retinanet.model.anchors import AnchorParameters
 from keras_retinanet.model.boxes import DEFAULT_MEAN, DEFAULT_STD
 from keras_retinanet.model.files import ModelFileError, check_model_file
+from keras_retinanet.model.precision import choose_precision, with_precision
 from keras_retinanet.model.pyramid import (  # noqa: F401  (re-exported)
     classification_subnet,
     feature_pyramid,
@@ -309,6 +310,7 @@ def load_model(
     anchor_parameters: AnchorParameters | None = None,
     compile: bool = False,
     settings: DetectionSettings | None = None,
+    precision: str = "float32",
     **setting_overrides: Any,
 ) -> keras.Model:
     """Load a training or inference model saved as ``.keras`` or ``.h5``.
@@ -325,6 +327,10 @@ def load_model(
             metadata, else the defaults.
         compile: restore the training configuration (optimizer, losses) too.
         settings: detection settings to use instead of the file's.
+        precision: ``"bfloat16"`` runs the network of the inference model in bfloat16
+            (:func:`keras_retinanet.model.precision.with_precision`; on a CPU without bfloat16
+            instructions it warns and stays float32). Only with ``convert`` or an inference
+            file.
         **setting_overrides: fields of the settings to change (``score_threshold=0.3``...).
 
     Raises:
@@ -350,12 +356,13 @@ def load_model(
             anchors = metadata.get("anchor_parameters")
             anchor_parameters = AnchorParameters.from_dict(anchors) if anchors else None
         wanted = (settings or DetectionSettings.from_dict(recorded)).replace(**setting_overrides)
-        return retinanet_box(
+        inference = retinanet_box(
             model,
             settings=wanted,
             anchor_parameters=anchor_parameters,
             variant=variant_from_metadata(metadata),
         )
+        return with_precision(inference, choose_precision(precision))
     if is_inference_model(model):
         if convert:  # an inference file saved before folding existed, or with it turned off
             model = fold.fold_batch_norm(model)
@@ -364,6 +371,7 @@ def load_model(
         base = DetectionSettings.from_dict(recorded) if recorded else baked
         wanted = (settings or base).replace(**setting_overrides)
         model.detection_settings = inference_settings(model, wanted, baked, path)
+        model = with_precision(model, choose_precision(precision))
     return model
 
 
