@@ -13,8 +13,11 @@ dataset's ``trainval`` images::
         --dataset demo_output/shapes --size 160 160
 
 Every format runs the same work: uint8 RGB image in, resize/normalise, network, box decoding,
-NMS, boxes in image pixels out; the Keras row runs ``inference.detect`` (OpenCV preprocessing
-and ``predict_on_batch``). The classification bias is set so that anchors score about 0.1,
+NMS, boxes in image pixels out; the Keras rows run ``inference.detect`` (OpenCV preprocessing
+and ``predict_on_batch``), ``keras_bf16`` with the network in bfloat16
+(:func:`keras_retinanet.model.precision.with_precision`). The mAP column scores each row the
+way ``retinanet-evaluate`` does: the Keras model, or the exported file itself through
+:func:`keras_retinanet.export.runtime.load_artifact`. Latency ratios are to Keras float32. The classification bias is set so that anchors score about 0.1,
 above the 0.05 threshold, so NMS sees its full 1000 candidates as on a real photo rather than
 the empty candidate list of an untrained net. Each format warms up (first call, graph
 building); then ``--runs`` rounds call every format once, and each row reports its median.
@@ -41,7 +44,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-FORMATS = ("keras", "saved_model", "tflite", "tflite_fp16", "tflite_int8", "onnx", "onnx_int8")
+FORMATS = (
+    "keras",
+    "keras_bf16",
+    "saved_model",
+    "tflite",
+    "tflite_fp16",
+    "tflite_int8",
+    "onnx",
+    "onnx_int8",
+)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -148,38 +160,13 @@ def build_model(num_classes: int):
     return models.retinanet_box(training)
 
 
-def voc_map(call, generator, size: tuple[int, int]) -> float:
-    """VOC07 mAP@0.5 of ``call`` (uint8 RGB ``(1, H, W, 3)`` -> artifact outputs) on every
-    image of ``generator``, each resized to the artifact's fixed ``size``."""
-    import cv2
-    import numpy as np
+def voc_map(model, generator) -> float:
+    """VOC07 mAP@0.5 of ``model`` on every image of ``generator``, as ``retinanet-evaluate``
+    scores it: a Keras inference model, or an exported artifact opened by
+    :func:`keras_retinanet.export.runtime.load_artifact` (the file a user ships)."""
+    from keras_retinanet.evaluation.runner import evaluate
 
-    from keras_retinanet.evaluation import voc
-
-    height, width = size
-    detections, annotations = [], []
-    for index in range(generator.size()):
-        image = generator.load_image(index)
-        scale = np.array([image.shape[1] / width, image.shape[0] / height] * 2)
-        resized = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-        outputs = call(np.ascontiguousarray(resized[None, :, :, ::-1]))
-        count = int(np.asarray(outputs["num_detections"]).reshape(-1)[0])
-        boxes = np.asarray(outputs["boxes"])[0][:count] * scale
-        scores = np.asarray(outputs["scores"])[0][:count]
-        labels = np.asarray(outputs["labels"])[0][:count]
-        rows = np.concatenate([boxes, scores[:, None]], axis=1).astype(np.float64)
-        detections.append([rows[labels == c] for c in range(generator.num_classes())])
-        truth = generator.load_annotations(index)
-        labels = np.asarray(truth["labels"]).reshape(-1)
-        difficult = np.asarray(truth.get("difficult", np.zeros(len(labels))), bool).reshape(-1)
-        annotations.append(
-            [
-                {"bboxes": truth["bboxes"][labels == c], "difficult": difficult[labels == c]}
-                for c in range(generator.num_classes())
-            ]
-        )
-    results = voc.evaluate_detections(detections, annotations, generator.num_classes())
-    return voc.mean_average_precision(results)
+    return evaluate(generator, model, metric="voc07", verbose=0).mean_average_precision
 
 
 def keras_call(model, side):
@@ -225,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
             args.test_split,
             classes=classes if os.path.isfile(classes) else None,
             shuffle=False,
+            image_min_side=side[0],
+            image_max_side=side[1],
         )
         calibration = args.dataset
     else:
@@ -235,18 +224,23 @@ def main(argv: list[str] | None = None) -> int:
     directory = args.output_dir or tempfile.mkdtemp(prefix="bench_export_")
     os.makedirs(directory, exist_ok=True)
     runners: dict[str, Callable[[], object]] = {}
+    evaluated: dict[str, object] = {}  # what the mAP column scores: the model or the artifact
     sizes: dict[str, int] = {}
     notes: dict[str, str] = {}
     for name in args.formats:
         print(f"exporting {name} ...", flush=True)
         start = time.perf_counter()
-        if name == "keras":
+        if name in ("keras", "keras_bf16"):
+            from keras_retinanet.model.precision import with_precision
+
+            precision = "bfloat16" if name == "keras_bf16" else "float32"
+            evaluated[name] = with_precision(model, precision)
             with tempfile.TemporaryDirectory() as scratch:
                 path = os.path.join(scratch, "model.keras")
                 model.save(path)
                 sizes[name] = os.path.getsize(path)
-            runners[name] = keras_call(model, side)
-            notes[name] = ".keras file; inference.detect (OpenCV preprocessing)"
+            runners[name] = keras_call(evaluated[name], side)
+            notes[name] = f"{precision}; inference.detect (OpenCV preprocessing)"
             continue
         if name == "saved_model":
             path = os.path.join(directory, "saved_model")
@@ -298,6 +292,10 @@ def main(argv: list[str] | None = None) -> int:
                 zip(names, session.run(None, {"images": images}))
             )
         sizes[name] = result.size_bytes
+        if generator is not None:
+            from keras_retinanet.export.runtime import load_artifact
+
+            evaluated[name] = load_artifact(path)
         notes[name] = f"export {time.perf_counter() - start:.0f} s"
         if result.flex_ops:
             notes[name] += f"; flex ops: {', '.join(result.flex_ops)}"
@@ -308,9 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     medians = interleaved_medians(calls, args.runs, args.warmup)
     maps = {}
     if generator is not None:
-        for name, run in runners.items():
+        for name in runners:
             print(f"mAP of {name} on {generator.size()} {args.test_split} images ...", flush=True)
-            maps[name] = voc_map(run, generator, (height, width))
+            maps[name] = voc_map(evaluated[name], generator)
     print()
     print(
         f"{args.snapshot or 'ResNet50, random weights'}, "
@@ -320,8 +318,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.cpu_count()} CPU cores, {args.threads} TFLite/onnxruntime threads"
     )
     print()
-    reference = medians.get("tflite") or medians.get("keras")
-    print("| format | size (MB) | median latency (ms) | latency / tflite | VOC07 mAP@0.5 | notes |")
+    reference = medians.get("keras") or medians.get("tflite")
+    print("| format | size (MB) | median latency (ms) | latency / keras | VOC07 mAP@0.5 | notes |")
     print("|---|---:|---:|---:|---:|---|")
     for name, seconds in medians.items():
         ratio = f"{seconds / reference:.2f}" if reference else "n/a"

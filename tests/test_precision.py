@@ -62,3 +62,32 @@ def test_bfloat16_detections_are_float32s_within_tolerance(models_and_image):
         assert close.any(), (box, score, label)
         assert np.abs(ours.scores[close] - score).min() <= 0.03
     assert abs(len(ours) - len(reference)) <= max(3, len(reference) // 5)
+
+
+def test_a_bfloat16_saved_model_detects_as_the_keras_bfloat16_model(models_and_image, tmp_path):
+    from keras_retinanet import export
+    from keras_retinanet.export.runtime import load_artifact
+
+    model, bf16, image = models_and_image
+    with pytest.raises(ValueError, match="saved_model only"):
+        export.export_model(
+            model, str(tmp_path / "x.tflite"), "tflite", (96, 128), precision="bfloat16"
+        )
+    if not cpu_bfloat16():
+        pytest.skip("this CPU has no bfloat16 instructions: the export falls back to float32")
+    path = tmp_path / "bf16_saved_model"
+    export.export_model(
+        model, str(path), "saved_model", None, min_side=MIN_SIDE, max_side=MAX_SIDE,
+        precision="bfloat16",
+    )  # fmt: skip
+    artifact = load_artifact(path)
+    assert artifact.metadata["precision"] == "bfloat16"
+    (found,) = artifact.detect_images([image])
+    (reference,) = detect(bf16, [image], MIN_SIDE, MAX_SIDE)
+    # The same bfloat16 network; the in-graph resize may differ from OpenCV's by a grey level.
+    assert abs(len(found) - len(reference)) <= max(3, len(reference) // 5)
+    top = reference.scores.argmax()
+    close = (found.labels == reference.labels[top]) & (
+        np.abs(found.boxes - reference.boxes[top]).max(axis=1) <= 2.0
+    )
+    assert close.any()

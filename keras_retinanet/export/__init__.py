@@ -43,6 +43,7 @@ from keras_retinanet.export.inference_model import convert_model
 from keras_retinanet.export.onnx import OnnxExportError, export_onnx
 from keras_retinanet.export.saved_model import export_saved_model
 from keras_retinanet.export.tflite import export_tflite, int8_convolutions, tflite_ops
+from keras_retinanet.model.precision import choose_precision, with_precision
 
 __all__ = [
     "DEFAULT_CALIBRATION_IMAGES",
@@ -84,12 +85,19 @@ def export_model(
     int8: bool = False,
     calibration: Any = None,
     calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
+    precision: str = "float32",
 ) -> ExportResult:
     """Export a snapshot to ``format`` (one of :data:`FORMATS`); see the ``export_*`` functions.
 
+    ``precision="bfloat16"`` (SavedModel only: TFLite has no bfloat16 kernels and onnxruntime's
+    CPU provider no bfloat16 convolutions) exports the network in bfloat16, decoding and NMS in
+    float32 (:func:`keras_retinanet.model.precision.with_precision`); on a CPU without bfloat16
+    instructions it warns and exports float32.
+
     Raises:
         ValueError: unknown format, ``fp16`` outside TFLite, ``int8`` for a SavedModel or
-            without ``calibration``, or TFLite without ``image_size``.
+            without ``calibration``, TFLite without ``image_size``, or bfloat16 outside
+            SavedModel.
     """
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}; choose one of {FORMATS}")
@@ -98,7 +106,16 @@ def export_model(
     if int8 and format == "saved_model":
         raise ValueError("int8 applies to TFLite and ONNX")
     quantise = dict(int8=int8, calibration=calibration, calibration_images=calibration_images)
+    if precision != "float32" and format != "saved_model":
+        raise ValueError(f"--precision {precision} applies to --format saved_model only")
     if format == "saved_model":
+        if choose_precision(precision) != "float32":
+            detector = load_detector(model, min_side, max_side)
+            metadata = dict(detector.metadata, precision=precision)
+            bfloat16 = with_precision(detector.model, precision)
+            return export_saved_model(
+                bfloat16, output, image_size, detector.min_side, detector.max_side, metadata
+            )
         return export_saved_model(model, output, image_size, min_side, max_side)
     if format == "tflite":
         return export_tflite(model, output, image_size, fp16, min_side, max_side, **quantise)
