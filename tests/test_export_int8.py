@@ -81,6 +81,19 @@ def test_int8_tflite_runs_alone_and_finds_the_objects(detector, calibration_fold
         tmp_path, TFLITE_CODE, KERAS_FREE, path=str(path), images=rgb(image)[None]
     )
     assert assert_finds_the_same_objects(reference, outputs) >= 2
+    # retinanet-evaluate/-predict read the int8 file as they read the float one.
+    from keras_retinanet.export.runtime import load_artifact
+
+    artifact = load_artifact(path)
+    assert artifact.format == "tflite" and artifact.image_size == tuple(IMAGE_SHAPE)
+    (found,) = artifact.detect_images([image])
+    as_outputs = {
+        "boxes": found.boxes[None],
+        "scores": found.scores[None],
+        "labels": found.labels[None],
+        "num_detections": np.array([len(found)]),
+    }
+    assert assert_finds_the_same_objects(reference, as_outputs) >= 2
 
 
 @pytest.mark.slow  # tf2onnx takes about a minute on a ResNet50, calibration another
