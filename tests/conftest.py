@@ -24,7 +24,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     missing = [r for r in skipped if MISSING in str(getattr(r, "longrepr", ""))]
     if missing:
         terminalreporter.write_line(
-            f"{len(missing)} tests skipped because they read the small real datasets in "
+            f"{len(missing)} test{'s' if len(missing) != 1 else ''} skipped because "
+            f"{'they read' if len(missing) != 1 else 'it reads'} the small real datasets in "
             f"{DATA}, which this checkout does not have beside it. They come with the "
             "project's shared folder; each set's SOURCE.md there names its public origin "
             "(PASCAL VOC samples, BCCD and raccoon from their GitHub repositories)."
