@@ -127,13 +127,7 @@ def assert_scored_by_our_tools(path, model, image, reference: Detections, tmp_pa
     artifact = load_artifact(path)
     assert artifact.num_classes == 2 and artifact.detection_settings.score_threshold == 0.3
     (found,) = artifact.detect_images([image])
-    outputs = {
-        "boxes": found.boxes[None],
-        "scores": found.scores[None],
-        "labels": found.labels[None],
-        "num_detections": np.array([len(found)]),
-    }
-    assert_same_detections(reference, outputs)
+    assert_same_detections(reference, as_outputs(found))
     # retinanet-predict's library call on the artifact file, at the artifact's threshold.
     photo = tmp_path / "photo.png"
     cv2.imwrite(str(photo), image)
@@ -147,6 +141,16 @@ def assert_scored_by_our_tools(path, model, image, reference: Detections, tmp_pa
         keras_result.mean_average_precision, abs=1e-6
     )
     assert 0 < ours.mean_average_precision
+
+
+def as_outputs(found: Detections) -> dict[str, np.ndarray]:
+    """One image's detections in the artifacts' output layout (batch of 1)."""
+    return {
+        "boxes": found.boxes[None],
+        "scores": found.scores[None],
+        "labels": found.labels[None],
+        "num_detections": np.array([len(found)]),
+    }
 
 
 class OneImage:

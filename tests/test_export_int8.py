@@ -18,6 +18,7 @@ from test_export import (
     MIN_SIDE,
     ONNX_CODE,
     TFLITE_CODE,
+    as_outputs,
     detector,  # noqa: F401  (the module-scoped fixture)
     rgb,
     run_isolated,
@@ -87,13 +88,7 @@ def test_int8_tflite_runs_alone_and_finds_the_objects(detector, calibration_fold
     artifact = load_artifact(path)
     assert artifact.format == "tflite" and artifact.image_size == tuple(IMAGE_SHAPE)
     (found,) = artifact.detect_images([image])
-    as_outputs = {
-        "boxes": found.boxes[None],
-        "scores": found.scores[None],
-        "labels": found.labels[None],
-        "num_detections": np.array([len(found)]),
-    }
-    assert assert_finds_the_same_objects(reference, as_outputs) >= 2
+    assert assert_finds_the_same_objects(reference, as_outputs(found)) >= 2
 
 
 @pytest.mark.slow  # tf2onnx takes about a minute on a ResNet50, calibration another
