@@ -18,8 +18,9 @@ and ``predict_on_batch``), ``keras_bf16`` with the network in bfloat16
 (:func:`keras_retinanet.model.precision.with_precision`). The mAP column scores each row the
 way ``retinanet-evaluate`` does: the Keras model, or the exported file itself through
 :func:`keras_retinanet.export.runtime.load_artifact`. Latency ratios are to Keras float32.
-The classification bias is set so that anchors score about 0.1, above the 0.05 threshold, so NMS sees its full 1000 candidates as on a real photo rather than
-the empty candidate list of an untrained net. Each format warms up (first call, graph
+The classification bias is set so that anchors score about 0.1, above the 0.05 threshold, so NMS
+sees its full 1000 candidates as on a real photo rather than the empty candidate list of an
+untrained net. Each format warms up (first call, graph
 building); then ``--runs`` rounds call every format once, and each row reports its median.
 The numbers depend on the machine and its load: run it on a quiet machine and compare rows,
 not absolute values across machines.
