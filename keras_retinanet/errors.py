@@ -31,8 +31,19 @@ def run_command(prog: str, main: Callable[[list[str]], Any], argv: Sequence[str]
     arguments = list(sys.argv[1:] if argv is None else argv)
     debug = DEBUG_FLAG in arguments or debugging()
     arguments = [a for a in arguments if a != DEBUG_FLAG]
+    previous = os.environ.get(DEBUG_ENV)
     if debug:  # what the command does inside (its own error handling) sees it too
         os.environ[DEBUG_ENV] = "1"
+    try:
+        return _run(prog, main, arguments, debug)
+    finally:  # a later command in the same process (a notebook) starts as it was
+        if previous is None:
+            os.environ.pop(DEBUG_ENV, None)
+        else:
+            os.environ[DEBUG_ENV] = previous
+
+
+def _run(prog: str, main: Callable[[list[str]], Any], arguments: list[str], debug: bool) -> Any:
     try:
         return main(arguments)
     except SystemExit:
@@ -42,6 +53,15 @@ def run_command(prog: str, main: Callable[[list[str]], Any], argv: Sequence[str]
             raise
         print(f"{prog}: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
+    except ImportError as error:  # an optional package this command needs is missing
+        if debug:
+            raise
+        print(
+            f"{prog}: error: {error}; this needs the optional package "
+            f"{getattr(error, 'name', None) or 'named above'}: install it (pip install ...)",
+            file=sys.stderr,
+        )
+        raise SystemExit(1) from None
     except (OSError, ValueError) as error:
         if debug:
             raise

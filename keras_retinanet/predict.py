@@ -332,6 +332,16 @@ def predict(
     image_paths = collect_images(inputs)  # before the slow model load: fail fast on typos
     artifact = load_artifact(model_path) if artifact_format(model_path) else None
     metadata = artifact.metadata if artifact else models.read_metadata(model_path)
+    given = {"--precision": precision != "float32", "--nms-threshold": nms_threshold is not None,
+             "--max-detections": max_detections is not None,
+             "--image-min-side": image_min_side is not None,
+             "--image-max-side": image_max_side is not None}  # fmt: skip
+    if artifact and any(given.values()):
+        options = ", ".join(k for k, v in given.items() if v)
+        raise ValueError(
+            f"{model_path} is an exported artifact: its graph fixes {options}; export its "
+            "snapshot again to change them"
+        )
     class_names = load_class_names(model_path, classes_file, metadata)
     num_classes = metadata.get("num_classes")
     if class_names is not None and num_classes is not None and len(class_names) != num_classes:
@@ -351,8 +361,6 @@ def predict(
     if score_threshold < recorded.score_threshold:  # a training model's graph must keep more
         asked["score_threshold"] = score_threshold
     asked = {k: v for k, v in asked.items() if v is not None}
-    if artifact and precision != "float32":
-        raise ValueError(f"{model_path} is an exported artifact: its precision is its own")
     model = artifact or models.load_model(model_path, convert=True, precision=precision, **asked)
     return predict_images(
         model,

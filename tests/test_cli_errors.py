@@ -112,6 +112,7 @@ CASES = [
     # retinanet-convert
     ("convert", ["--pretrained", "torchvision_v2_coco", "{missing}"], "could not download"),
     ("convert", ["--pretrained", "yolo"], "invalid choice"),
+    ("convert", ["--pretrained", "torchvision_v1_coco", "--score-threshold", "0.3"], "apply when"),
     ("convert", ["--from", "torchvision", "{photo}", "{missing}"], "error:"),
     ("convert", ["{truncated}", "{missing}"], "truncated or damaged"),
     ("convert", ["{fizyr}", "{missing}"], "retinanet-convert --from fizyr"),
@@ -161,6 +162,7 @@ def test_a_bad_invocation_ends_in_one_message(command, arguments, expected, file
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     assert f"retinanet-{command}: error:" in result.stderr or "usage:" in result.stderr
     assert expected in result.stderr, result.stderr[-2000:]
+    assert "likely a bug" not in result.stderr, result.stderr[-2000:]  # a known failure
 
 
 def test_every_command_has_cases():
@@ -173,13 +175,6 @@ def test_debug_shows_the_traceback(files):
     result = run_command("evaluate", ["voc", "{voc}", "{truncated}"], files, "--debug")
     assert result.returncode != 0
     assert "Traceback" in result.stderr and "ModelFileError" in result.stderr
-
-
-def test_a_partial_download_is_not_kept(files):
-    result = run_command("convert", ["--pretrained", "torchvision_v1_coco", "{missing}"], files)
-    assert "could not download" in result.stderr
-    cached = Path(files["keras_home"]) / "keras_retinanet"
-    assert not any(cached.glob("*.pth")) if cached.is_dir() else True
 
 
 def test_a_download_with_the_wrong_hash_is_removed_and_explained(tmp_path):

@@ -112,3 +112,22 @@ def test_predict_cli_says_why_it_cannot_lower_a_converted_threshold(files, tmp_p
     argv = [converted, str(photo), "--output", str(tmp_path / "out"), "--no-progress"]
     assert predict_cli.main([*argv, "--score-threshold", "0.1"]) == 2
     assert "retinanet-convert --score-threshold 0.1" in capsys.readouterr().err
+
+
+def test_an_inference_file_without_a_settings_record_converts_again(files, tmp_path):
+    # Files converted before settings were recorded: their graph is the only record, and the
+    # "auto" per-level budget is whatever the graph was built with.
+    _, converted, image = files
+    record = models.read_metadata(converted)
+    del record["detection_settings"]
+    old = str(tmp_path / "old_inference.keras")
+    models.save_model(models.load_model(converted), old, metadata=record)
+    again = str(tmp_path / "again.keras")
+    convert_model(old, again)
+    recorded = models.read_metadata(again)["detection_settings"]
+    assert recorded["score_threshold"] == 0.3 and recorded["max_detections"] == 50
+    assert recorded["pre_nms_top_k_per_level"] == 1000
+    loaded = models.load_model(
+        old, settings=DetectionSettings(score_threshold=0.4, max_detections=50)
+    )
+    assert loaded.detection_settings.pre_nms_top_k_per_level == 1000

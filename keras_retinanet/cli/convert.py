@@ -129,6 +129,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             parser.error("--pretrained takes at most one path: the snapshot to write")
     elif not (args.model_in and args.model_out):
         parser.error("MODEL_IN and MODEL_OUT are required (or --pretrained NAME)")
+    if (args.pretrained or args.source) and _setting_options(args):
+        parser.error(
+            "detection settings (--score-threshold, --nms-threshold, ...) apply when converting "
+            "a snapshot to an inference model: convert first, then run retinanet-convert on it"
+        )
     try:
         DEFAULT.with_options(**_setting_options(args))
     except ValueError as error:  # the message names the setting and its range

@@ -318,8 +318,11 @@ def run(args: argparse.Namespace) -> None:
         )
 
     asked = {} if args.score_threshold is None else {"score_threshold": args.score_threshold}
-    if artifact and args.precision != "float32":
-        raise ValueError(f"{model_path} is an exported artifact: its precision is its own")
+    if artifact and (args.precision != "float32" or args.image_min_side or args.image_max_side):
+        raise ValueError(
+            f"{model_path} is an exported artifact: its graph fixes its precision and resize "
+            "sizes; leave out --precision and --image-*-side, or export its snapshot again"
+        )
     model = artifact or load_model(model_path, convert=True, precision=args.precision, **asked)
     inputs.check_num_classes(inputs.model_num_classes(model), generator, model_path)
 

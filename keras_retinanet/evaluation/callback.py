@@ -112,7 +112,7 @@ class Evaluate(keras.callbacks.Callback):
         result = evaluate(
             self.generator,
             self._inference_model,
-            score_threshold=self.score_threshold,
+            settings=self.settings,
             max_detections=self.max_detections,
             iou_threshold=self.iou_threshold,
             metric=self.metric,

@@ -126,7 +126,7 @@ def save_detection_images(
     generator: Any,
     result: EvaluationResult,
     directory: str | os.PathLike,
-    score_threshold: float = 0.5,
+    score_threshold: float | None = None,
 ) -> list[str]:
     """Draw ground truth and detections on each evaluated image and write it as PNG.
 
@@ -138,7 +138,8 @@ def save_detection_images(
         generator: the generator ``result`` was computed on.
         result: from :func:`evaluate`.
         directory: output folder, created if missing.
-        score_threshold: draw detections scoring at least this (the evaluation keeps many
+        score_threshold: draw detections scoring above this; None: the detection settings'
+            display threshold, 0.5 (the evaluation keeps many
             low-scoring ones that would hide the image).
 
     Returns:

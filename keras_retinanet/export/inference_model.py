@@ -39,9 +39,14 @@ def convert_model(
     if not str(model_out).endswith((".keras", ".h5")):
         raise ValueError(f"output path must end in .keras or .h5, got {model_out}")
     metadata = models.read_metadata(model_in)  # also checks that model_in exists
-    recorded = DetectionSettings.from_dict(metadata.get("detection_settings"))
-    wanted = (settings or recorded).replace(**setting_overrides)
-    model = models.load_model(model_in, convert=True, settings=wanted)
+    if settings is None and metadata.get("detection_settings") is None:
+        # No record (a training snapshot, or an inference file written before settings were
+        # recorded): load_model starts from the defaults, or from the inference graph itself.
+        model = models.load_model(model_in, convert=True, **setting_overrides)
+    else:
+        recorded = DetectionSettings.from_dict(metadata.get("detection_settings"))
+        wanted = (settings or recorded).replace(**setting_overrides)
+        model = models.load_model(model_in, convert=True, settings=wanted)
     metadata = dict(metadata)
     metadata["model"] = "inference"
     metadata["detection_settings"] = model.detection_settings.to_dict()

@@ -59,7 +59,9 @@ class Artifact:
         self.metadata = metadata
         size = metadata.get("image_size")
         self.image_size = tuple(int(s) for s in size) if size else None
-        self.detection_settings = DetectionSettings.from_dict(metadata.get("detection_settings"))
+        # Artifacts exported before the settings object recorded "filter_detections".
+        recorded = metadata.get("detection_settings") or metadata.get("filter_detections")
+        self.detection_settings = DetectionSettings.from_dict(recorded)
         self.name = os.path.basename(os.path.normpath(path))
         self._run = run
 
@@ -162,6 +164,12 @@ def load_artifact(path: str | os.PathLike) -> Artifact:
         raise ValueError(f"{path} is not an exported artifact (SavedModel, .tflite or .onnx)")
     try:
         metadata, run = runners[kind](path)
+    except ImportError as error:
+        raise ValueError(
+            f"{path} is a {kind} artifact, and running it needs {error.name or 'its runtime'}, "
+            "which is not installed (onnxruntime: pip install onnxruntime; SavedModel and "
+            "TFLite: TensorFlow)"
+        ) from error
     except Exception as error:  # noqa: BLE001  (each runtime raises its own types)
         raise ValueError(
             f"{path} could not be opened as a {kind} artifact ({type(error).__name__}: {error}); "

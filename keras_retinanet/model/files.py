@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+import zlib
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 ZIP_SIGNATURE = b"PK\x03\x04"
@@ -82,7 +83,7 @@ def _check_keras_zip(path: str, head: bytes, ours: bool) -> str:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
             config = archive.read("config.json").decode() if "config.json" in names else None
-    except (zipfile.BadZipFile, OSError, EOFError) as error:
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as error:
         raise ModelFileError(
             f"{path} is truncated or damaged ({error}): an interrupted copy or download? "
             "Copy or download it again"
@@ -105,7 +106,7 @@ def _check_hdf5(path: str, head: bytes, ours: bool) -> str:
     try:
         with h5py.File(path, "r") as handle:
             config = handle.attrs.get("model_config")
-    except OSError as error:
+    except (OSError, RuntimeError) as error:
         raise ModelFileError(
             f"{path} is a truncated or damaged HDF5 file ({error}); copy or download it again"
         ) from error
@@ -125,7 +126,10 @@ def _check_hdf5(path: str, head: bytes, ours: bool) -> str:
             f"{path} is a Keras model, but not a RetinaNet of this package (it has no "
             f"{' or '.join(OUR_LAYERS)} layer)"
         )
-    json.loads(text)  # a config that does not parse is damaged: JSONDecodeError is a ValueError
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ModelFileError(f"{path} has a damaged model config ({error})") from error
     return "h5"
 
 

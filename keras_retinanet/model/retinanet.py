@@ -39,10 +39,9 @@ from keras_retinanet.model.saving import (  # noqa: F401  (re-exported)
     write_metadata,
 )
 from keras_retinanet.model.settings import (
-    GRAPH_FIELDS,
     DetectionSettings,
-    check_threshold,
     graph_settings,
+    inference_settings,
 )
 from keras_retinanet.model.variants import ModelVariant, get_variant, variant_from_metadata
 
@@ -373,28 +372,3 @@ def load_model(
         model.detection_settings = inference_settings(model, wanted, baked, path)
         model = with_precision(model, choose_precision(precision))
     return model
-
-
-def inference_settings(
-    model: Any, wanted: DetectionSettings, baked: DetectionSettings, source: str
-) -> DetectionSettings:
-    """``wanted`` if an inference model whose graph applies ``baked`` can honour it: a higher
-    score threshold is applied after the graph, any other graph setting must be the graph's.
-
-    Raises:
-        ThresholdError: a lower score threshold than the graph's.
-        ValueError: another graph setting that differs (the message names them).
-    """
-    check_threshold(wanted.score_threshold, baked.score_threshold, source)
-    different = {
-        k: (getattr(baked, k), getattr(wanted, k))
-        for k in GRAPH_FIELDS
-        if k != "score_threshold" and getattr(baked, k) != getattr(wanted, k)
-    }
-    if different:
-        listed = ", ".join(f"{k} {old} (asked: {new})" for k, (old, new) in different.items())
-        raise ValueError(
-            f"{source} is an inference model built with {listed}; these are part of its graph: "
-            "convert its training snapshot again with the settings you want"
-        )
-    return wanted

@@ -167,3 +167,30 @@ def check_threshold(requested: float, baked: float | None, source: str = "the mo
             f"scoring between {requested:g} and {baked:g}; convert its training snapshot again "
             f"with retinanet-convert --score-threshold {requested:g}, or ask for >= {baked:g}"
         )
+
+
+def inference_settings(
+    model: Any, wanted: DetectionSettings, baked: DetectionSettings, source: str
+) -> DetectionSettings:
+    """``wanted`` if an inference model whose graph applies ``baked`` can honour it: a higher
+    score threshold is applied after the graph, any other graph setting must be the graph's.
+
+    Raises:
+        ThresholdError: a lower score threshold than the graph's.
+        ValueError: another graph setting that differs (the message names them).
+    """
+    check_threshold(wanted.score_threshold, baked.score_threshold, source)
+    if wanted.pre_nms_top_k_per_level == "auto":  # "the variant's": what the graph was built with
+        wanted = wanted.replace(pre_nms_top_k_per_level=baked.pre_nms_top_k_per_level)
+    different = {
+        k: (getattr(baked, k), getattr(wanted, k))
+        for k in GRAPH_FIELDS
+        if k != "score_threshold" and getattr(baked, k) != getattr(wanted, k)
+    }
+    if different:
+        listed = ", ".join(f"{k} {old} (asked: {new})" for k, (old, new) in different.items())
+        raise ValueError(
+            f"{source} is an inference model built with {listed}; these are part of its graph: "
+            "convert its training snapshot again with the settings you want"
+        )
+    return wanted
