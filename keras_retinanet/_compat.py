@@ -31,6 +31,7 @@ MOVED = {
         "variants",
     )
 }
+MOVED["keras_retinanet.export.convert"] = "keras_retinanet.export.inference_model"
 
 
 class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):

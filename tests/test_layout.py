@@ -134,6 +134,8 @@ def test_old_module_paths_are_the_moved_modules(old):
     from keras_retinanet import models
 
     assert models.retinanet_model.__module__ == "keras_retinanet.model.retinanet"
+    renamed = importlib.import_module("keras_retinanet.export.convert")
+    assert renamed is importlib.import_module("keras_retinanet.export.inference_model")
 
 
 def test_a_model_saved_before_the_model_tier_loads_and_detects_the_same():
