@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -23,11 +24,33 @@ from keras_retinanet.model.anchor_config import read_anchor_parameters
 from keras_retinanet.model.backbones import BACKBONES
 from keras_retinanet.preprocessing import voc, voc_layout
 from keras_retinanet.training import TrainConfig, TrainingError, train
+from keras_retinanet.training.interrupt import TrainingInterrupted
 
 # Every default below is TrainConfig's (the one place they are written).
 DEFAULT = TrainConfig(dataset={})
 # TrainConfig fields for Python callers only: no option sets them.
 NOT_ON_THE_COMMAND_LINE = ("callbacks", "variant", "initial_weights")
+
+
+def _checkpoint_every(text: str) -> tuple[float | None, int | None]:
+    """``30`` or ``30m``: minutes; ``500steps``: steps; ``0`` or ``none``: off."""
+    value = text.strip().lower()
+    if value in ("0", "none", "off"):
+        return None, None
+    try:
+        if value.endswith("steps"):
+            steps = int(value[: -len("steps")])
+            if steps < 1:
+                raise ValueError
+            return None, steps
+        minutes = float(value[:-1] if value.endswith("m") else value)
+    except ValueError:
+        minutes = -1.0
+    if minutes <= 0:
+        raise argparse.ArgumentTypeError(
+            f"give minutes (30, 30m), steps (500steps), or none; got {text!r}"
+        )
+    return minutes, None
 
 
 def _int_at_least(minimum: int):
@@ -155,6 +178,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_float,
         help="stop after this much wall-clock time (the epoch ends early, its snapshot and "
         "evaluation still happen)",
+    )
+    parser.add_argument(
+        "--checkpoint-every",
+        type=_checkpoint_every,
+        default=(DEFAULT.checkpoint_minutes, DEFAULT.checkpoint_steps),
+        metavar="MINUTES|Nsteps",
+        help="write a resumable snapshot mid-epoch this often (30, 30m, or 500steps; none: "
+        "off), keeping only the newest; SIGTERM or Ctrl-C always writes one and stops",
     )
     parser.add_argument(
         "--batch-norm-batches",
@@ -288,6 +319,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         "distribute": distribute,
         "num_devices": args.multi_gpu,
         "verbose": 0 if args.quiet else 1,
+        "checkpoint_minutes": args.checkpoint_every[0],
+        "checkpoint_steps": args.checkpoint_every[1],
     }
     values = {}
     for field in dataclasses.fields(TrainConfig):
@@ -298,6 +331,22 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             # and in tests/test_train_cli.py, instead of being silently left at its default.
             values[field.name] = getattr(args, field.name)
     return TrainConfig(**values)
+
+
+def resume_command(argv: Sequence[str] | None, snapshot: str) -> str:
+    """The command line that resumes this one from ``snapshot``: the same arguments, with
+    ``--snapshot`` (given first, before the dataset's arguments) naming it."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    kept: list[str] = []
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+        elif word == "--snapshot":
+            skip = True
+        elif not word.startswith("--snapshot="):
+            kept.append(word)
+    return shlex.join(["retinanet-train", "--snapshot", snapshot, *kept])
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -315,6 +364,11 @@ def _main(argv: list[str] | None = None) -> None:
     try:
         config = config_from_args(args)
         result = train(config)
+    except TrainingInterrupted as e:
+        print(f"retinanet-train: {e}", file=sys.stderr)
+        if e.checkpoint:
+            print(f"resume with: {resume_command(argv, e.checkpoint)}", file=sys.stderr)
+        raise SystemExit(e.exit_status) from e
     except (TrainingError, FileNotFoundError, ValueError) as e:
         if debugging():
             raise

@@ -342,6 +342,12 @@ class Generator(DetectionDataset, keras.utils.PyDataset):
         regression, classification = self.compute_targets(images, annotations)
         return inputs, (regression, classification)
 
+    @property
+    def base_seed(self) -> int:
+        """The seed of the data order and augmentation (``seed``, or the one drawn for None):
+        a resumed training passes it back to continue the same order."""
+        return self._base_seed
+
     def __len__(self) -> int:
         """Batches per epoch."""
         return len(self.groups)

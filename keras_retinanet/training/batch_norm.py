@@ -112,8 +112,11 @@ class PreciseBatchNorm(keras.callbacks.Callback):
     costs nothing.
     """
 
-    def __init__(self, generator: Any, batches: int = 20, verbose: int = 0) -> None:
+    def __init__(
+        self, generator: Any, batches: int = 20, verbose: int = 0, steps: int | None = None
+    ) -> None:
         super().__init__()
+        self.steps = steps  # of a whole epoch (fit's own count is short in a resumed one)
         self.generator = generator
         self.batches = int(batches)
         self.verbose = verbose
@@ -123,7 +126,7 @@ class PreciseBatchNorm(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if self.batches <= 0 or not trained_batch_norms(self.model):
             return
-        steps = (self.params or {}).get("steps") or self.batches
+        steps = self.steps or (self.params or {}).get("steps") or self.batches
         groups = self.generator.epoch_groups(epoch)[: min(self.batches, steps)]
         if self._forward is None:
             self._forward = training_forward(self.model)

@@ -1,5 +1,7 @@
-"""Callbacks of every training run: stop on a non-finite loss, stop at a time limit, and the
-JSON-lines and CSV logs of each epoch."""
+"""Callbacks of every training run: stop on a non-finite loss, stop at a time limit, the
+learning-rate schedule (whose state a snapshot keeps), and the JSON-lines and CSV logs of each
+epoch. Each survives being started twice in one training (a run resumed mid-epoch fits the rest
+of that epoch, then the following epochs: see :mod:`keras_retinanet.training.interrupt`)."""
 
 from __future__ import annotations
 
@@ -50,12 +52,49 @@ class TimeLimit(keras.callbacks.Callback):
         self.stopped = False
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        self._start = time.monotonic()
+        if not self._start:  # the first start of this training counts
+            self._start = time.monotonic()
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         if time.monotonic() - self._start > self.minutes * 60:
             self.stopped = True
             self.model.stop_training = True
+
+
+class Plateau(keras.callbacks.ReduceLROnPlateau):
+    """Keras' ``ReduceLROnPlateau`` whose counters a snapshot can keep.
+
+    The learning rate itself lives in the optimizer, which a snapshot saves; the schedule's
+    own state (the best value seen, the epochs waited since, the cooldown left) is
+    :meth:`state`, written into the snapshot's metadata and given back to the resumed run's
+    schedule (``restore``), so a resumed training cuts the rate when the uninterrupted one
+    would have.
+    """
+
+    def __init__(self, restore: dict | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._restore = dict(restore) if restore else None
+
+    def state(self) -> dict:
+        """``{"best", "wait", "cooldown_counter"}`` now, JSON-serialisable."""
+        return {
+            "best": float(self.best) if _finite(self.best) else None,  # None: nothing seen
+            "wait": int(self.wait),
+            "cooldown_counter": int(self.cooldown_counter),
+        }
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        super().on_train_begin(logs)  # resets the counters
+        if self._restore is not None:
+            if self._restore.get("best") is not None:
+                self.best = float(self._restore["best"])
+            self.wait = int(self._restore["wait"])
+            self.cooldown_counter = int(self._restore["cooldown_counter"])
+        self._restore = None
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        # The next start (the epochs after a resumed partial epoch) continues these counters.
+        self._restore = self.state()
 
 
 class JSONLogger(keras.callbacks.Callback):
@@ -65,10 +104,11 @@ class JSONLogger(keras.callbacks.Callback):
     def __init__(self, path: str) -> None:
         super().__init__()
         self.path = path
-        self._start = time.monotonic()
+        self._start = 0.0
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        self._start = time.monotonic()
+        if not self._start:
+            self._start = time.monotonic()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         record = {"epoch": epoch + 1, "seconds": round(time.monotonic() - self._start, 1)}
@@ -100,6 +140,7 @@ class CSVLog(keras.callbacks.Callback):
     def on_train_begin(self, logs: dict | None = None) -> None:
         if not self.append and os.path.exists(self.path):
             os.remove(self.path)
+        self.append = True  # a second start of the same training keeps this run's rows
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         header, rows = ["epoch"], []

@@ -17,8 +17,8 @@ from keras_retinanet.training.config import TrainConfig
 def fit_input(generator: Any, first_step: int = 0) -> tuple[Any, list[keras.callbacks.Callback]]:
     """What to pass to ``model.fit`` for a generator, and the callbacks that go with it.
 
-    On JAX and PyTorch, the ``PyDataset`` itself (``fit`` calls its ``on_epoch_end``). On
-    TensorFlow, Keras' ``PyDataset`` adapter fixes the input signature from the first two
+    On JAX and PyTorch, a :class:`StepStream` over the generator. On TensorFlow, Keras'
+    ``PyDataset`` adapter fixes the input signature from the first two
     batches, so a later batch of another image size fails ("yielded an element of shape ...
     where ... was expected"); detection batches vary in size, so there the batches are fed
     through ``tf.data`` with a fully dynamic signature instead, loaded by
@@ -28,7 +28,7 @@ def fit_input(generator: Any, first_step: int = 0) -> tuple[Any, list[keras.call
     come from the next pass, and a resumed run goes on with the data order it would have had.
     """
     if keras.backend.backend() != "tensorflow":
-        return generator, []
+        return StepStream(generator, first_step), []
     # TensorFlow only here: the package imports and runs on JAX without it
     import tensorflow as tf
 
@@ -59,6 +59,34 @@ def fit_input(generator: Any, first_step: int = 0) -> tuple[Any, list[keras.call
         return dataset.map(load_tf), []
     dataset = dataset.map(load_tf, num_parallel_calls=workers, deterministic=True)
     return dataset.prefetch(max(2, workers)), []
+
+
+class StepStream(keras.utils.PyDataset):
+    """The training batches of a generator as one endless stream, step by step: item ``i`` is
+    batch ``k % n`` of data pass ``k // n`` with ``k = first_step + i`` (``n`` batches a pass),
+    the same order the ``tf.data`` input of :func:`fit_input` gives on TensorFlow.
+
+    Handing ``fit`` the generator itself would tie the batches to ``fit``'s epochs: an epoch of
+    ``--steps`` shorter than a data pass, or one resumed in its middle, would restart or
+    reshuffle the pass at the wrong step. Loaded by the generator's own workers.
+    """
+
+    def __init__(self, generator: Any, first_step: int = 0) -> None:
+        super().__init__(
+            workers=int(getattr(generator, "workers", 1) or 1),
+            use_multiprocessing=bool(getattr(generator, "use_multiprocessing", False)),
+        )
+        self.generator = generator
+        self.first_step = int(first_step)
+        self.batches = len(generator)
+
+    @property
+    def num_batches(self) -> None:
+        return None  # endless: fit's steps_per_epoch ends each epoch
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        epoch, batch = divmod(self.first_step + int(index), self.batches)
+        return self.generator.epoch_batch(epoch, batch)
 
 
 def _generator_kwargs(config: TrainConfig, params: AnchorParameters) -> dict:

@@ -200,19 +200,25 @@ class DirectPredictor:
 
 
 def any_worker(strategy: Any) -> Any:
-    """A function ``flag -> bool`` that is True on every worker when it is True on any.
+    """A function ``flags -> flags``: each of a list of booleans becomes True on every worker
+    when it is True on any.
 
-    Each call is one all-reduce, so every worker must call it at the same point.
+    Each call is one all-reduce, so every worker must call it at the same point (with a list
+    of the same length).
     """
     # TensorFlow only here: the package imports and runs on JAX without it
     import tensorflow as tf
 
     @tf.function
-    def agree(flag: Any) -> Any:
-        per_replica = strategy.run(lambda: tf.identity(flag))
+    def agree(flags: Any) -> Any:
+        per_replica = strategy.run(lambda: tf.identity(flags))
         return strategy.reduce("SUM", per_replica, axis=None) > 0
 
-    return lambda flag: bool(agree(tf.constant(1.0 if flag else 0.0)))
+    def agreed(flags: list[bool]) -> list[bool]:
+        values = agree(tf.constant([1.0 if flag else 0.0 for flag in flags], tf.float32))
+        return [bool(value) for value in values.numpy()]
+
+    return agreed
 
 
 def _trained_batch_norm_statistics(layer: keras.layers.Layer) -> list[Any]:
@@ -274,6 +280,7 @@ def fit(
     callbacks: list[keras.callbacks.Callback] | None = None,
     verbose: int = 1,
     strategy: Any = None,
+    checkpointer: Any = None,
 ) -> keras.callbacks.History:
     """``model.fit`` for a compiled RetinaNet under a ``tf.distribute`` strategy.
 
@@ -289,6 +296,10 @@ def fit(
         verbose: 0 silent, 1 a progress bar, 2 one line per epoch.
         strategy: the strategy; by default the one in scope (any ``tf.distribute`` strategy,
             including the default one, works).
+        checkpointer: a :class:`~keras_retinanet.training.interrupt.Checkpointer` (also among
+            ``callbacks``) whose stop requests and periodic snapshots every worker acts on
+            together: after each step and epoch the workers agree on its flags, so a signal
+            to one worker stops all of them at the same step, with one snapshot.
 
     Returns:
         The ``History`` of the epochs run.
@@ -336,7 +347,7 @@ def fit(
 
     distributed = strategy.distribute_datasets_from_function(lambda context: dataset)
     iterator = iter(distributed)
-    agree = any_worker(strategy) if num_workers > 1 else bool
+    agree = any_worker(strategy) if num_workers > 1 else list
     average_state = state_averager(strategy, model) if num_workers > 1 else None
 
     history = keras.callbacks.History()
@@ -363,7 +374,13 @@ def fit(
                     totals[key] = totals.get(key, 0.0) + float(value)
                 logs = {key: total / (step + 1) for key, total in totals.items()}
                 callback_list.on_train_batch_end(step, logs)
-                model.stop_training = agree(model.stop_training)
+                flags = [model.stop_training]
+                if checkpointer is not None:
+                    flags += checkpointer.flags(step)
+                flags = agree(flags)
+                model.stop_training = flags[0]
+                if checkpointer is not None:
+                    checkpointer.after_step(step, logs, *flags[1:])  # may stop the run
                 if model.stop_training:
                     break
             if average_state is not None:
@@ -371,7 +388,10 @@ def fit(
                     average_state()
             epoch_logs = dict(logs)
             callback_list.on_epoch_end(epoch, epoch_logs)
-            model.stop_training = agree(model.stop_training)
+            stop = checkpointer is not None and checkpointer.stopping()
+            model.stop_training, stop = agree([model.stop_training, stop])
+            if checkpointer is not None:
+                checkpointer.after_epoch(stop)
             if model.stop_training:
                 break
     except tf.errors.OpError as e:

@@ -9,6 +9,7 @@ dataset, so ``--snapshot`` resumes at the next epoch with the same learning rate
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -20,9 +21,70 @@ from keras_retinanet.model import retinanet as models
 from keras_retinanet.model.anchors import AnchorParameters
 from keras_retinanet.model.variants import get_variant
 from keras_retinanet.training.callbacks import StopOnNaN, _finite
-from keras_retinanet.training.config import TrainConfig
+from keras_retinanet.training.config import TrainConfig, TrainingError
 
 SNAPSHOT_FORMAT_VERSION = 1
+_NO_SPACE = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+
+
+class SnapshotSpaceError(TrainingError):
+    """The disk filled up while a snapshot was written; the previous snapshots are intact."""
+
+
+def snapshot_bytes(model: keras.Model, optimizer: bool = True) -> int:
+    """About the size of a snapshot of ``model``: its weights, the optimizer's state when it
+    is compiled and ``optimizer`` is True, and the file's own few megabytes."""
+    variables = list(model.weights)
+    state = getattr(getattr(model, "optimizer", None), "variables", None)
+    if optimizer and state:
+        variables += list(state)
+    total = 0
+    for variable in variables:
+        size = 1
+        for dimension in variable.shape:
+            size *= int(dimension)
+        bits = "".join(c for c in keras.backend.standardize_dtype(variable.dtype) if c.isdigit())
+        total += size * max(1, int(bits or 8) // 8)  # float32: 4 bytes, bool: 1
+    return total + 2**21
+
+
+def _out_of_space(error: BaseException) -> bool:
+    if isinstance(error, OSError) and error.errno in _NO_SPACE:
+        return True
+    # h5py and zipfile re-raise some write failures without the errno, keeping its words.
+    return "No space left on device" in str(error) or "Disk quota exceeded" in str(error)
+
+
+def save_snapshot(
+    model: keras.Model,
+    path: str,
+    metadata: dict,
+    previous: str | None = None,
+    optimizer: bool = True,
+) -> str:
+    """:func:`~keras_retinanet.models.save_model` (a temporary file, then a rename), with a
+    full disk reported as :class:`SnapshotSpaceError`: the folder, the space a snapshot needs
+    and has, and ``previous``, the snapshot that is still there to resume from."""
+    try:
+        return models.save_model(model, path, metadata)
+    except (OSError, RuntimeError, ValueError) as e:
+        if not _out_of_space(e):
+            raise
+        folder = os.path.dirname(os.path.abspath(path))
+        need = snapshot_bytes(model, optimizer) / 2**20
+        free = shutil.disk_usage(folder).free / 2**20
+        kept = (
+            f"The previous snapshot {previous} is intact: free space (or choose another "
+            f"--snapshot-path) and resume with --snapshot {previous}."
+            if previous
+            else "No earlier snapshot of this run exists; free space or choose another "
+            "--snapshot-path and start again."
+        )
+        raise SnapshotSpaceError(
+            f"no space left on the device of {folder} while writing {os.path.basename(path)}: "
+            f"a snapshot of this model needs about {need:.0f} MB, {free:.0f} MB are free there. "
+            f"Training stopped. {kept}"
+        ) from e
 
 
 def snapshot_metadata(
@@ -69,6 +131,11 @@ class Snapshot(keras.callbacks.Callback):
         keep: keep only the newest ``keep`` epoch snapshots; None keeps all. ``best`` is
             always kept.
         light_history: keep the optimizer state in the newest epoch snapshot only (above).
+        best: the ``best`` score so far, for a resumed run (the snapshot's ``best`` record).
+
+    Mid-epoch snapshots (:meth:`write_checkpoint`: on a stop signal, or on a clock) are named
+    ``{prefix}_{epoch:02d}_step{step:05d}``; only the newest is kept, and the next epoch
+    snapshot removes it.
     """
 
     def __init__(
@@ -81,6 +148,7 @@ class Snapshot(keras.callbacks.Callback):
         extension: str = ".keras",
         keep: int | None = None,
         light_history: bool = True,
+        best: float | None = None,
     ) -> None:
         super().__init__()
         self.directory = directory
@@ -91,8 +159,9 @@ class Snapshot(keras.callbacks.Callback):
         self.extension = extension
         self.keep = keep
         self.light_history = light_history
-        self.best: float | None = None
+        self.best: float | None = best  # a resumed run keeps its snapshot's
         self.last_path: str | None = None
+        self.last_checkpoint: str | None = None  # the newest mid-epoch snapshot
         self.best_path: str | None = None
         self._pending: tuple[str, str] | None = None  # (weights-only file, snapshot it replaces)
 
@@ -117,14 +186,21 @@ class Snapshot(keras.callbacks.Callback):
         is_best = self.best is None or score > self.best
         metadata["logs"] = {k: float(v) for k, v in logs.items() if _finite(v)}
         metadata["best_by"] = key
-        self.last_path = models.save_model(self.model, self.path_for(epoch + 1), metadata)
+        metadata["best"] = score if is_best else self.best
+        self.last_path = save_snapshot(
+            self.model, self.path_for(epoch + 1), metadata, previous=self.newest()
+        )
+        self.last_checkpoint = None
+        self.remove_checkpoints()
         self._settle_pending()
         best_source = self.last_path
         if self.light_history:
             hidden = os.path.join(
                 self.directory, f".{self.prefix}_{epoch + 1:02d}.weights{self.extension}"
             )
-            save_weights_only(self.model, hidden, dict(metadata, optimizer=False))
+            save_weights_only(
+                self.model, hidden, dict(metadata, optimizer=False), previous=self.last_path
+            )
             self._pending = (hidden, self.last_path)
             best_source = hidden
         if is_best:
@@ -132,6 +208,37 @@ class Snapshot(keras.callbacks.Callback):
             self.best_path = os.path.join(self.directory, f"{self.prefix}_best{self.extension}")
             _atomic_link_or_copy(best_source, self.best_path)
         self._prune()
+
+    def newest(self) -> str | None:
+        """The newest complete snapshot this run wrote: the one to resume from."""
+        return self.last_checkpoint or self.last_path
+
+    def checkpoint_path_for(self, epoch: int, step: int) -> str:
+        """The mid-epoch snapshot after ``step`` steps of epoch ``epoch`` (from 0)."""
+        name = f"{self.prefix}_{epoch + 1:02d}_step{step:05d}{self.extension}"
+        return os.path.join(self.directory, name)
+
+    def write_checkpoint(self, epoch: int, step: int, metadata: dict) -> str:
+        """Write a resumable mid-epoch snapshot (weights and optimizer state) and remove the
+        previous one."""
+        path = save_snapshot(
+            self.model, self.checkpoint_path_for(epoch, step), metadata, previous=self.newest()
+        )
+        self.last_checkpoint = path
+        self.remove_checkpoints(keep=path)
+        return path
+
+    def remove_checkpoints(self, keep: str | None = None) -> None:
+        """Remove the mid-epoch snapshots of this prefix, but ``keep``."""
+        if not os.path.isdir(self.directory):
+            return
+        for name in os.listdir(self.directory):
+            stem = name[len(self.prefix) + 1 : -len(self.extension)]
+            epoch, _, step = stem.partition("_step")
+            is_checkpoint = epoch.isdigit() and step.isdigit() and name.endswith(self.extension)
+            path = os.path.join(self.directory, name)
+            if name.startswith(f"{self.prefix}_") and is_checkpoint and path != keep:
+                os.remove(path)
 
     def on_train_end(self, logs: dict | None = None) -> None:
         # The newest snapshot stays complete (the resume point); its weights-only twin goes.
@@ -166,25 +273,48 @@ class Snapshot(keras.callbacks.Callback):
             os.remove(self.path_for(old))
 
 
-def save_weights_only(model: keras.Model, path: str, metadata: dict) -> str:
+def save_weights_only(
+    model: keras.Model, path: str, metadata: dict, previous: str | None = None
+) -> str:
     """Save ``model`` without its optimizer: the same layers and weights, uncompiled."""
     bare = keras.Model(model.inputs, model.outputs, name=model.name)
-    return models.save_model(bare, path, metadata)
+    return save_snapshot(bare, path, metadata, previous=previous, optimizer=False)
 
 
 class ShadowSnapshot(Snapshot):
     """What a worker other than the chief does where the chief writes a snapshot: save the
     model to a temporary folder and delete it. Saving under ``MultiWorkerMirroredStrategy``
     creates variables, whose initial values the chief broadcasts to every worker, so every
-    worker must save at the same points or the chief waits forever."""
+    worker must save at the same points or the chief waits forever. ``last_path`` and
+    :meth:`write_checkpoint` give the names the chief writes, in ``chief_directory``."""
 
-    def __init__(self, nan_guard: StopOnNaN | None = None, extension: str = ".keras") -> None:
-        super().__init__("", "", metadata_fn=None, nan_guard=nan_guard, extension=extension)
+    def __init__(
+        self,
+        nan_guard: StopOnNaN | None = None,
+        extension: str = ".keras",
+        chief_directory: str | None = None,
+        prefix: str = "",
+    ) -> None:
+        super().__init__(
+            chief_directory or "", prefix, metadata_fn=None, nan_guard=nan_guard,
+            extension=extension,
+        )  # fmt: skip
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if self.should_save(logs or {}):
-            with tempfile.TemporaryDirectory(prefix="retinanet-shadow-") as directory:
-                self.model.save(os.path.join(directory, f"shadow{self.extension}"))
+            self._shadow_save()
+            self.last_path = self.path_for(epoch + 1) if self.directory else None
+
+    def write_checkpoint(self, epoch: int, step: int, metadata: dict) -> str | None:
+        self._shadow_save()
+        return self.checkpoint_path_for(epoch, step) if self.directory else None
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        pass
+
+    def _shadow_save(self) -> None:
+        with tempfile.TemporaryDirectory(prefix="retinanet-shadow-") as directory:
+            self.model.save(os.path.join(directory, f"shadow{self.extension}"))
 
 
 def _atomic_link_or_copy(source: str, destination: str) -> None:
