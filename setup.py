@@ -37,6 +37,7 @@ setup(
             "nbformat>=5.9",
             "ipykernel>=6.25",
             "ruff>=0.6",
+            "hypothesis>=6.100",  # the annotation and image readers' fuzz tests
             # The ONNX export test (its detections and metadata) and
             # tests/test_benchmark_tools.py's profile of a tiny ONNX graph.
             "tf2onnx>=1.17",

@@ -32,7 +32,7 @@ if ! .venv/bin/python -c "import keras_hub" 2>/dev/null; then
     .venv/bin/pip install -q regex tokenizers sentencepiece kagglehub "kagglesdk==0.1.28"
 fi
 if [ ! -x .venv-jax/bin/python ]; then "$PYTHON" -m venv .venv-jax; fi
-.venv-jax/bin/pip install -q -e . "jax[cpu]" pytest pytest-xdist
+.venv-jax/bin/pip install -q -e . "jax[cpu]" pytest pytest-xdist hypothesis
 if .venv-jax/bin/python -c "import tensorflow" 2>/dev/null; then
     echo "TensorFlow must not be installed in .venv-jax" >&2; exit 1
 fi
@@ -54,4 +54,6 @@ echo "== JAX backend without TensorFlow: core tests"
 KERAS_BACKEND=jax .venv-jax/bin/python -m pytest -q -m "not slow" ${WORKERS[@]+"${WORKERS[@]}"} \
     tests/test_boxes.py tests/test_anchors.py tests/test_layers.py tests/test_losses.py \
     tests/test_models.py tests/test_backend_agnostic.py tests/test_batch_norm.py \
-    "tests/test_fold.py::test_the_inference_model_is_folded_and_detects_the_same" "$@"
+    "tests/test_fold.py::test_the_inference_model_is_folded_and_detects_the_same" \
+    "tests/test_interrupt.py::test_a_run_stopped_mid_epoch_and_resumed_ends_with_the_uninterrupted_weights" \
+    "tests/test_interrupt.py::test_a_mid_epoch_snapshot_refuses_another_epoch_length" "$@"

@@ -325,3 +325,76 @@ def test_when_a_worker_dies_the_other_stops_with_a_clear_error():
     assert workers[0].returncode == 0, survivor_err[-3000:]
     assert "LOST worker 0 of 2: a step that all workers share failed" in survivor_out
     assert "FINISHED" not in survivor_out
+
+
+# Worker 1 is sent SIGTERM at the end of its second step; worker 0 is not.
+_SIGNALLED_WORKER = """
+import hashlib, json, os, signal, sys
+import keras, numpy as np
+from keras_retinanet.cli.train import build_parser, config_from_args
+from keras_retinanet.training import train
+from keras_retinanet.training.interrupt import TrainingInterrupted
+
+class SigtermAtSecondStep(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+config = config_from_args(build_parser().parse_args(sys.argv[1:]))
+if config.task_index == 1:
+    config.callbacks = [SigtermAtSecondStep()]
+try:
+    train(config)
+    raise SystemExit("not interrupted")
+except TrainingInterrupted as e:
+    print("RESULT " + json.dumps({"checkpoint": e.checkpoint, "status": e.exit_status,
+                                  "message": str(e)}), flush=True)
+"""
+
+
+def test_sigterm_to_one_worker_stops_all_at_the_same_step_with_one_snapshot(tmp_path):
+    from keras_retinanet.datasets.shapes import write_shapes_dataset
+
+    shapes = write_shapes_dataset(
+        tmp_path / "shapes", num_train=8, num_test=2, image_size=(96, 128), shape_size=(24, 60)
+    )
+    cluster = ",".join(multi_worker.local_cluster(2))
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
+    env.pop("TF_CONFIG", None)
+    workers = []
+    for index in range(2):
+        argv = ["--weights", "none", "--image-min-side", "96", "--image-max-side", "128",
+                "--batch-size", "2", "--steps", "4", "--epochs", "1", "--quiet", "--seed", "0",
+                "--no-evaluation", "--checkpoint-every", "none",
+                "--cluster", cluster, "--task-index", str(index),
+                "--snapshot-path", str(tmp_path / f"snapshots{index}"),
+                "voc", str(shapes), "--val-set", "none"]  # fmt: skip
+        workers.append(subprocess.Popen(
+            [sys.executable, "-c", _SIGNALLED_WORKER, *argv], stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+        ))  # fmt: skip
+    outputs = []
+    try:
+        for worker in workers:
+            outputs.append(worker.communicate(timeout=600))
+    finally:
+        for worker in workers:
+            worker.kill()
+    for worker, (_, err) in zip(workers, outputs):
+        assert worker.returncode == 0, err[-3000:]
+    chief, other = (json.loads(out.split("RESULT ", 1)[1]) for out, _ in outputs)
+    # Both stopped after step 2 of epoch 1 and name the one snapshot, which the chief wrote.
+    expected = str(tmp_path / "snapshots0" / "resnet50_voc_01_step00002.keras")
+    # (each names it in its own --snapshot-path: the chief's folder on a shared file system)
+    assert chief["checkpoint"] == expected
+    assert other["checkpoint"] == str(tmp_path / "snapshots1" / os.path.basename(expected))
+    assert chief["status"] == other["status"] == 128 + 15
+    assert "epoch 1, step 2 of 4" in chief["message"] and "epoch 1, step 2 of 4" in other["message"]
+    assert sorted(p.name for p in (tmp_path / "snapshots0").glob("*.keras")) == [
+        "resnet50_voc_01_step00002.keras"
+    ]
+    assert not (tmp_path / "snapshots1").exists()
+    metadata = models.read_metadata(expected)
+    assert metadata["resume"]["step"] == 2 and metadata["epoch"] == 0
+    snapshot = models.load_model(expected, compile=True)
+    assert int(snapshot.optimizer.iterations.numpy()) == 2

@@ -286,7 +286,8 @@ class ShadowSnapshot(Snapshot):
     model to a temporary folder and delete it. Saving under ``MultiWorkerMirroredStrategy``
     creates variables, whose initial values the chief broadcasts to every worker, so every
     worker must save at the same points or the chief waits forever. ``last_path`` and
-    :meth:`write_checkpoint` give the names the chief writes, in ``chief_directory``."""
+    :meth:`write_checkpoint` give the names the chief writes, in ``chief_directory`` (this
+    worker's ``--snapshot-path``: the chief's folder where the file system is shared)."""
 
     def __init__(
         self,
