@@ -6,6 +6,7 @@ import configparser
 import json
 import os
 
+from keras_retinanet.errors import DataFileError
 from keras_retinanet.model.anchors import AnchorParameters
 
 
@@ -27,8 +28,13 @@ def read_anchor_parameters(path: str) -> AnchorParameters:
         if path.lower().endswith(".json"):
             with open(path) as f:
                 config = json.load(f)
-            if "anchor_parameters" in config:
+            if isinstance(config, dict) and "anchor_parameters" in config:
                 config = config["anchor_parameters"]
+            if not isinstance(config, dict):
+                raise ValueError(
+                    'expected a JSON object such as {"sizes": [32, 64, 128, 256, 512]}, got '
+                    f"{type(config).__name__}"
+                )
         else:
             parser = configparser.ConfigParser()
             parser.read(path)
@@ -39,5 +45,5 @@ def read_anchor_parameters(path: str) -> AnchorParameters:
                 for key, value in parser["anchor_parameters"].items()
             }
         return AnchorParameters.from_dict(config)
-    except (ValueError, TypeError, json.JSONDecodeError, configparser.Error) as e:
-        raise ValueError(f"invalid anchor configuration in {path}: {e}") from e
+    except (ValueError, TypeError, configparser.Error, UnicodeDecodeError) as e:
+        raise DataFileError(f"invalid anchor configuration in {path}: {e}") from e

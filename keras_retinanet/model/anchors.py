@@ -94,7 +94,27 @@ class AnchorParameters:
                 f"unknown anchor parameter(s) {sorted(unknown)}; "
                 "expected sizes, strides, ratios, scales"
             )
-        return cls(**{k: tuple(v) for k, v in config.items()})
+        values = {}
+        for key, value in config.items():
+            if not isinstance(value, list | tuple) or not value:
+                raise ValueError(f"{key} must be a non-empty list of numbers, got {value!r}")
+            numbers = []
+            for v in value:
+                if (
+                    isinstance(v, bool)
+                    or not isinstance(v, int | float)
+                    or not (math.isfinite(v) and v > 0)
+                ):
+                    raise ValueError(f"{key} must hold positive numbers, got {v!r}")
+                numbers.append(v)
+            values[key] = tuple(numbers)
+        parameters = cls(**values)
+        if len(parameters.sizes) != len(parameters.strides):
+            raise ValueError(
+                f"sizes and strides need one value per pyramid level each, got "
+                f"{len(parameters.sizes)} sizes and {len(parameters.strides)} strides"
+            )
+        return parameters
 
 
 def generate_anchors(

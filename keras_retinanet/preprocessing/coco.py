@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 from typing import Any
 
 import numpy as np
 
+from keras_retinanet.errors import DataFileError
 from keras_retinanet.preprocessing.generator import Generator
 
 
@@ -53,8 +55,19 @@ class CocoGenerator(Generator):
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
             try:
                 self.coco = COCO(annotation_file)
-            except (KeyError, TypeError, AssertionError) as e:
-                raise ValueError(f"not a COCO detection file: {annotation_file} ({e!r})") from e
+            except (
+                KeyError,
+                TypeError,
+                AssertionError,
+                ValueError,
+                IndexError,
+                AttributeError,
+            ) as e:
+                # pycocotools indexes the file without checking it: a missing key, a field of
+                # the wrong type, or text that is not JSON fail in its own code.
+                raise DataFileError(f"not a COCO detection file: {annotation_file} ({e!r})") from e
+        self.annotation_file = annotation_file
+        check_coco_detections(self.coco.dataset, annotation_file)
         legacy_dir = os.path.join(self.data_dir, "images", set_name)
         self.image_dir = (
             legacy_dir if os.path.isdir(legacy_dir) else os.path.join(self.data_dir, set_name)
@@ -106,8 +119,8 @@ class CocoGenerator(Generator):
             boxes.append([x, y, x + w, y + h])
             category = int(annotation["category_id"])
             if category not in self._labels_of_coco:
-                raise ValueError(
-                    f"instances_{self.set_name}.json: annotation {annotation.get('id')} has "
+                raise DataFileError(
+                    f"{self.annotation_file}: annotation {annotation.get('id')} has "
                     f"category_id {category}, which is not among the file's categories"
                 )
             labels.append(self._labels_of_coco[category])
@@ -124,3 +137,59 @@ class CocoGenerator(Generator):
             "data_dir": os.path.abspath(self.data_dir),
             "set_name": self.set_name,
         }
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_coco_detections(dataset: Any, path: str) -> None:
+    """Check what the generator reads of a COCO detection file, so that a wrong field is one
+    error naming the file, the list, the entry and the field (pycocotools checks nothing).
+
+    Raises:
+        DataFileError: the first field that is missing or of the wrong type.
+    """
+
+    def fail(where: str, problem: str) -> None:
+        raise DataFileError(f"{path}: {where} {problem}; see cocodataset.org/#format-data")
+
+    if not isinstance(dataset, dict):
+        fail("the file", f"holds a {type(dataset).__name__}, not an object")
+    entries = {}
+    for key in ("images", "categories", "annotations"):
+        value = dataset.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            fail(f'"{key}"', "must be a list of objects")
+        entries[key] = value
+    category_ids, image_ids = set(), set()
+    for index, category in enumerate(entries["categories"]):
+        where = f"categories[{index}]"
+        if not isinstance(category.get("id"), int) or isinstance(category.get("id"), bool):
+            fail(where, f'has "id" {category.get("id")!r}, not an integer')
+        if not isinstance(category.get("name"), str) or not category["name"]:
+            fail(where, f'has "name" {category.get("name")!r}, not a name')
+        if category["id"] in category_ids:
+            fail(where, f"repeats id {category['id']}")
+        category_ids.add(category["id"])
+    for index, image in enumerate(entries["images"]):
+        where = f"images[{index}]"
+        if not isinstance(image.get("id"), int) or isinstance(image.get("id"), bool):
+            fail(where, f'has "id" {image.get("id")!r}, not an integer')
+        if not isinstance(image.get("file_name"), str) or not image["file_name"]:
+            fail(where, f'has "file_name" {image.get("file_name")!r}, not a file name')
+        for field in ("width", "height"):
+            if field in image and not (_number(image[field]) and image[field] > 0):
+                fail(where, f'has "{field}" {image[field]!r}, not a positive number')
+        image_ids.add(image["id"])
+    for index, annotation in enumerate(entries["annotations"]):
+        where = f"annotations[{index}]"
+        if annotation.get("image_id") not in image_ids:
+            fail(where, f'has "image_id" {annotation.get("image_id")!r}, not an image of the file')
+        if annotation.get("category_id") not in category_ids:
+            fail(where, f'has "category_id" {annotation.get("category_id")!r}, not a category')
+        box = annotation.get("bbox")
+        if not (isinstance(box, list) and len(box) == 4 and all(_number(v) for v in box)):
+            fail(where, f'has "bbox" {box!r}, not [x, y, width, height]')
+        if annotation.get("iscrowd", 0) not in (0, 1):
+            fail(where, f'has "iscrowd" {annotation.get("iscrowd")!r}, not 0 or 1')

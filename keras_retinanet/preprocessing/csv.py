@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from keras_retinanet.errors import DataFileError
 from keras_retinanet.preprocessing.generator import Generator
 
 ANNOTATION_FORMAT = "path,x1,y1,x2,y2,class_name (or path,,,,, for an image with no objects)"
@@ -47,35 +48,35 @@ def read_classes_csv(path: str | os.PathLike) -> list[str]:
             if not row or all(not cell.strip() for cell in row):
                 continue
             if len(row) != 2:
-                raise ValueError(
+                raise DataFileError(
                     f"{path}, line {line_number}: expected 'class_name,id', got {row!r}"
                 )
             name, id_text = row[0].strip(), row[1].strip()
             if not name:
-                raise ValueError(f"{path}, line {line_number}: empty class name")
+                raise DataFileError(f"{path}, line {line_number}: empty class name")
             try:
                 class_id = int(id_text)
             except ValueError:
-                raise ValueError(
+                raise DataFileError(
                     f"{path}, line {line_number}: malformed class id {id_text!r} for class "
                     f"{name!r} (expected an integer)"
                 ) from None
             if name in name_line:
-                raise ValueError(
+                raise DataFileError(
                     f"{path}, line {line_number}: duplicate class name {name!r} "
                     f"(first on line {name_line[name]})"
                 )
             if class_id in id_line:
-                raise ValueError(
+                raise DataFileError(
                     f"{path}, line {line_number}: duplicate class id {class_id} for {name!r} "
                     f"(already {id_line[class_id][1]!r} on line {id_line[class_id][0]})"
                 )
             name_line[name] = line_number
             id_line[class_id] = (line_number, name)
     if not id_line:
-        raise ValueError(f"{path}: no classes (expected lines class_name,id)")
+        raise DataFileError(f"{path}: no classes (expected lines class_name,id)")
     if sorted(id_line) != list(range(len(id_line))):
-        raise ValueError(
+        raise DataFileError(
             f"{path}: class ids must be 0 .. {len(id_line) - 1} (one label per class), got "
             f"{sorted(id_line)}. Renumber the ids from 0."
         )
@@ -114,10 +115,10 @@ def read_annotations_csv(
                 continue
             where = f"{path}, line {line_number}"
             if len(row) != 6:
-                raise ValueError(f"{where}: expected {ANNOTATION_FORMAT}, got {row!r}")
+                raise DataFileError(f"{where}: expected {ANNOTATION_FORMAT}, got {row!r}")
             image, *coordinates, class_name = (cell.strip() for cell in row)
             if not image:
-                raise ValueError(f"{where}: empty image path")
+                raise DataFileError(f"{where}: empty image path")
             image = os.path.normpath(os.path.join(base_dir, image))
             boxes.setdefault(image, [])
             labels.setdefault(image, [])
@@ -128,23 +129,23 @@ def read_annotations_csv(
                 try:
                     box.append(float(text))
                 except ValueError:
-                    raise ValueError(
+                    raise DataFileError(
                         f"{where}: malformed {field} {text!r} (expected a number; "
                         f"format {ANNOTATION_FORMAT})"
                     ) from None
             x1, y1, x2, y2 = box
             if not np.all(np.isfinite(box)):
-                raise ValueError(f"{where}: coordinates must be finite, got {box}")
+                raise DataFileError(f"{where}: coordinates must be finite, got {box}")
             if x2 <= x1:
-                raise ValueError(
+                raise DataFileError(
                     f"{where}: x2 ({_text_of(x2)}) must be larger than x1 ({_text_of(x1)})"
                 )
             if y2 <= y1:
-                raise ValueError(
+                raise DataFileError(
                     f"{where}: y2 ({_text_of(y2)}) must be larger than y1 ({_text_of(y1)})"
                 )
             if class_name not in name_to_label:
-                raise ValueError(
+                raise DataFileError(
                     f"{where}: unknown class {class_name!r}; the classes CSV has "
                     f"{sorted(name_to_label)}"
                 )

@@ -61,7 +61,14 @@ def read_image_bgr(path: str) -> np.ndarray:
                 image = Image.fromarray(np.clip(np.round(gray), 0, 255).astype(np.uint8))
             image = image.convert("RGB")
             array = np.asarray(image)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except (
+        UnidentifiedImageError,
+        OSError,
+        SyntaxError,
+        ValueError,
+        Image.DecompressionBombError,
+    ) as e:
+        # DecompressionBombError: a header declaring more pixels than Pillow's safety limit.
         raise ImageReadError(
             f"cannot read image {path}: {e}. Re-export or remove the file "
             "(training CLIs can skip such files with --skip-bad-images)."

@@ -13,6 +13,7 @@ VOC's ``xmax - xmin + 1``.
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 from lxml import etree
 
+from keras_retinanet.errors import DataFileError
 from keras_retinanet.preprocessing import voc_layout
 from keras_retinanet.preprocessing.generator import Generator
 
@@ -77,7 +79,7 @@ def read_class_names(classes: Sequence[str] | str | os.PathLike) -> list[str]:
                 if not name:
                     continue
                 if name in seen:
-                    raise ValueError(
+                    raise DataFileError(
                         f"{path}, line {line_number}: duplicate class name {name!r} "
                         f"(first on line {seen[name]})"
                     )
@@ -88,10 +90,10 @@ def read_class_names(classes: Sequence[str] | str | os.PathLike) -> list[str]:
         names = [str(name) for name in classes]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise ValueError(f"duplicate class names {duplicates} in {names}")
+            raise DataFileError(f"duplicate class names {duplicates} in {names}")
         source = "the class list"
     if not names:
-        raise ValueError(f"no class names in {source}")
+        raise DataFileError(f"no class names in {source}")
     return names
 
 
@@ -196,16 +198,7 @@ class PascalVocGenerator(Generator):
                 f"annotation file not found: {path} (listed in ImageSets/Main/"
                 f"{self.set_name}.txt). Remove the id from the set file or add the XML."
             )
-        # No entity expansion and no network: an annotation file is data, and a crafted one
-        # must not be able to read local files or fetch URLs.
-        parser = etree.XMLParser(resolve_entities=False, no_network=True)
-        try:
-            root = etree.parse(path, parser).getroot()
-        except etree.XMLSyntaxError as e:
-            raise ValueError(f"malformed XML in {path}: {e}") from e
-        return parse_voc_objects(root, path, name_to_label, self.skip_difficult), root.findtext(
-            "filename"
-        )
+        return read_voc_annotation(path, name_to_label, self.skip_difficult)
 
     # ---- Generator interface -----------------------------------------------------------------
 
@@ -250,20 +243,42 @@ def default_classes(layout: voc_layout.VocLayout) -> tuple[Sequence[str] | str, 
     if names and set(names) <= set(VOC_CLASSES):
         return VOC_CLASSES, "voc"
     if not names:
-        raise ValueError(f"no object in any annotation of {layout.data_dir}: nothing to learn")
+        raise DataFileError(f"no object in any annotation of {layout.data_dir}: nothing to learn")
     return names, "annotations"
 
 
 def _coordinate(bndbox: Any, field: str, path: str, object_index: int) -> float:
     text = bndbox.findtext(field)
     if text is None:
-        raise ValueError(f"{path}: object {object_index} has no <bndbox>/<{field}>")
+        raise DataFileError(f"{path}: object {object_index} has no <bndbox>/<{field}>")
     try:
-        return float(text.strip())
+        value = float(text.strip())
     except ValueError:
-        raise ValueError(
+        value = math.nan
+    if not math.isfinite(value):  # "nan" and "inf" parse, but are no coordinate
+        raise DataFileError(
             f"{path}: object {object_index} <bndbox>/<{field}> is not a number: {text!r}"
-        ) from None
+        )
+    return value
+
+
+def read_voc_annotation(
+    path: str, name_to_label: dict[str, int], skip_difficult: bool = False
+) -> tuple[dict[str, np.ndarray], str | None]:
+    """The objects of one VOC XML file (:func:`parse_voc_objects`) and its ``<filename>``.
+
+    Raises:
+        DataFileError: the file is not XML, or an object lacks a field or has a bad value
+            (the message names the file, the object and the field).
+    """
+    # No entity expansion and no network: an annotation file is data, and a crafted one
+    # must not be able to read local files or fetch URLs.
+    parser = etree.XMLParser(resolve_entities=False, no_network=True)
+    try:
+        root = etree.parse(path, parser).getroot()
+    except etree.XMLSyntaxError as e:
+        raise DataFileError(f"malformed XML in {path}: {e}") from e
+    return parse_voc_objects(root, path, name_to_label, skip_difficult), root.findtext("filename")
 
 
 def parse_voc_objects(
@@ -296,9 +311,9 @@ def parse_voc_objects(
     for object_index, obj in enumerate(root.findall("object")):
         name = (obj.findtext("name") or "").strip()
         if not name:
-            raise ValueError(f"{path}: object {object_index} has no <name>")
+            raise DataFileError(f"{path}: object {object_index} has no <name>")
         if name not in name_to_label:
-            raise ValueError(
+            raise DataFileError(
                 f"{path}: object {object_index} has class {name!r}, which is not in the class "
                 f"list {sorted(name_to_label)}. Pass the dataset's classes (--classes "
                 "<data_dir>/classes.txt, or classes=[...])."
@@ -307,7 +322,7 @@ def parse_voc_objects(
         is_difficult = difficult_text not in ("", "0", "false", "False")
         bndbox = obj.find("bndbox")  # direct child only, never a <part>'s box
         if bndbox is None:
-            raise ValueError(f"{path}: object {object_index} ({name}) has no <bndbox>")
+            raise DataFileError(f"{path}: object {object_index} ({name}) has no <bndbox>")
         xmin, ymin, xmax, ymax = (
             _coordinate(bndbox, field, path, object_index)
             for field in ("xmin", "ymin", "xmax", "ymax")

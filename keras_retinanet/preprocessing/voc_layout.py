@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 from lxml import etree
 
+from keras_retinanet.errors import DataFileError
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 TRAIN_SETS = ("train", "trainval")  # the training part of a folder without split files
 VAL_SETS = ("val", "test")  # its validation part
@@ -156,7 +158,7 @@ def class_names_in(paths: list[str]) -> list[str]:
         try:
             root = etree.parse(path, parser).getroot()
         except etree.XMLSyntaxError as e:
-            raise ValueError(f"malformed XML in {path}: {e}") from e
+            raise DataFileError(f"malformed XML in {path}: {e}") from e
         names.update((obj.findtext("name") or "").strip() for obj in root.findall("object"))
     names.discard("")
     return sorted(names)
