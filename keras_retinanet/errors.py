@@ -14,13 +14,6 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-
-class DataFileError(ValueError):
-    """A data file (annotations, class list, anchor configuration) cannot be used; the message
-    names the file, the line or field, and the fix. A ``ValueError``, as these errors were
-    before they had their own class."""
-
-
 DEBUG_FLAG = "--debug"
 DEBUG_ENV = "RETINANET_DEBUG"
 DEBUG_HELP = "show the full traceback of an error (for a bug report); also RETINANET_DEBUG=1"

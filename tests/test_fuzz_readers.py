@@ -28,8 +28,8 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from keras_retinanet.errors import DataFileError  # noqa: E402
 from keras_retinanet.model.anchor_config import read_anchor_parameters  # noqa: E402
+from keras_retinanet.model.files import DataFileError  # noqa: E402
 from keras_retinanet.preprocessing.csv import read_annotations_csv, read_classes_csv  # noqa: E402
 from keras_retinanet.preprocessing.image import ImageReadError, read_image_bgr  # noqa: E402
 from keras_retinanet.preprocessing.voc import read_voc_annotation  # noqa: E402

@@ -10,8 +10,8 @@ import zlib
 
 import pytest
 
-from keras_retinanet.errors import DataFileError
 from keras_retinanet.model.anchor_config import read_anchor_parameters
+from keras_retinanet.model.files import DataFileError
 from keras_retinanet.preprocessing.image import ImageReadError, read_image_bgr
 from keras_retinanet.preprocessing.voc import read_voc_annotation
 

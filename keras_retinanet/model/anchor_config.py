@@ -6,8 +6,8 @@ import configparser
 import json
 import os
 
-from keras_retinanet.errors import DataFileError
 from keras_retinanet.model.anchors import AnchorParameters
+from keras_retinanet.model.files import DataFileError
 
 
 def read_anchor_parameters(path: str) -> AnchorParameters:

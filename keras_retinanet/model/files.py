@@ -144,3 +144,9 @@ def _looks(head: bytes) -> str:
         if head.startswith(signature):
             return f"; it looks like {kind}"
     return ""
+
+
+class DataFileError(ValueError):
+    """A data file (annotations, class list, anchor configuration) cannot be used; the message
+    names the file, the line or field, and the fix. A ``ValueError``, as these errors were
+    before they had their own class."""

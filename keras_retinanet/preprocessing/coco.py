@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_retinanet.errors import DataFileError
+from keras_retinanet.model.files import DataFileError
 from keras_retinanet.preprocessing.generator import Generator
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_retinanet.errors import DataFileError
+from keras_retinanet.model.files import DataFileError
 from keras_retinanet.preprocessing.generator import Generator
 
 ANNOTATION_FORMAT = "path,x1,y1,x2,y2,class_name (or path,,,,, for an image with no objects)"

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from lxml import etree
 
-from keras_retinanet.errors import DataFileError
+from keras_retinanet.model.files import DataFileError
 from keras_retinanet.preprocessing import voc_layout
 from keras_retinanet.preprocessing.generator import Generator
 

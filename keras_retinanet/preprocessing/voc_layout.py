@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from lxml import etree
 
-from keras_retinanet.errors import DataFileError
+from keras_retinanet.model.files import DataFileError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 TRAIN_SETS = ("train", "trainval")  # the training part of a folder without split files

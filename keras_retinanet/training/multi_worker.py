@@ -20,9 +20,8 @@ How the workers share the work (all set up by ``train``):
 * The moving statistics of trained BatchNormalization layers, which each replica updates from
   its own images, are averaged over all replicas at the end of every epoch
   (:func:`state_averager`).
-* A stop asked for on any worker (a time limit, a callback) is agreed on by all of them after
-  each batch and each epoch (:func:`any_worker`), so no worker waits for a step the others
-  never run. A NaN loss stops them all at the same batch, as the loss is the global one.
+* A stop asked for on any worker (a time limit, a callback, SIGTERM) is agreed on by all after
+  each batch and epoch (:func:`any_worker`); a NaN loss, being global, stops all at once.
 * A worker that dies fails the others' next all-reduce within seconds (TensorFlow's
   coordination service); they stop with :class:`WorkerLost`, which says so.
 
@@ -201,11 +200,7 @@ class DirectPredictor:
 
 def any_worker(strategy: Any) -> Any:
     """A function ``flags -> flags``: each of a list of booleans becomes True on every worker
-    when it is True on any.
-
-    Each call is one all-reduce, so every worker must call it at the same point (with a list
-    of the same length).
-    """
+    when it is True on any. One all-reduce: every worker calls it at the same point."""
     # TensorFlow only here: the package imports and runs on JAX without it
     import tensorflow as tf
 
@@ -296,10 +291,8 @@ def fit(
         verbose: 0 silent, 1 a progress bar, 2 one line per epoch.
         strategy: the strategy; by default the one in scope (any ``tf.distribute`` strategy,
             including the default one, works).
-        checkpointer: a :class:`~keras_retinanet.training.interrupt.Checkpointer` (also among
-            ``callbacks``) whose stop requests and periodic snapshots every worker acts on
-            together: after each step and epoch the workers agree on its flags, so a signal
-            to one worker stops all of them at the same step, with one snapshot.
+        checkpointer: a :class:`~keras_retinanet.training.interrupt.Checkpointer` whose flags
+            the workers agree on after each step and epoch: a signal to one stops all at once.
 
     Returns:
         The ``History`` of the epochs run.
