@@ -275,8 +275,10 @@ class Checkpointer(keras.callbacks.Callback):
             self.after_epoch(self.stopping())
 
     def after_epoch(self, stop: bool) -> None:
-        """After the epoch's evaluation and snapshot: stop there if asked to."""
-        if stop:
+        """After the epoch's evaluation and snapshot: stop there if asked to (the last epoch
+        simply ends: there is nothing left to resume)."""
+        last_epoch = self._epoch + 1 >= int((self.params or {}).get("epochs", 0) or 0)
+        if stop and not last_epoch:
             self._interrupt(self.epoch_snapshot(), ResumePoint(self._epoch + 1, 0))
 
     def _interrupt(self, path: str | None, point: ResumePoint) -> None:

@@ -195,6 +195,8 @@ def _train(config: TrainConfig) -> dict:
         record["resume"] = (point or ResumePoint(epoch, 0)).record(steps_per_epoch)
         record["plateau"] = plateau.state()
         record["data_seed"] = train_generator.base_seed
+        if snapshot_callback is not None and snapshot_callback.best is not None:
+            record["best"] = snapshot_callback.best  # Snapshot.on_epoch_end updates it after
         return record
 
     snapshot_callback, log_csv = None, None
@@ -226,7 +228,7 @@ def _train(config: TrainConfig) -> dict:
     writer = snapshot_callback
 
     def write_checkpoint(point: ResumePoint) -> str | None:
-        if writer is None:
+        if writer is None or nan_guard.failed_at is not None:  # never a snapshot of NaN weights
             return None
         return writer.write_checkpoint(point.epoch, point.step, metadata_of(point.epoch, point))
 
@@ -269,7 +271,7 @@ def _train(config: TrainConfig) -> dict:
         where = f"--snapshot {resume_from}" if resume_from else "the chief's last snapshot"
         raise TrainingError(f"{e}. Restart every worker with {where}.") from e
 
-    last = snapshot_callback.last_path if snapshot_callback else None
+    last = snapshot_callback.last_path if snapshot_callback and chief else None
     if nan_guard.failed_at is not None:
         epoch, batch = nan_guard.failed_at
         kept = last or (config.snapshot if config.snapshot else None)
