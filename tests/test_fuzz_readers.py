@@ -66,6 +66,21 @@ def _rejected(error: Exception, path: str, kind: type) -> None:
     assert path in str(error), f"the message does not name the file: {error}"
 
 
+def _read_or_reject(data: bytes | str, suffix: str, read, kind: type = DataFileError):
+    """``read(path)`` of a file holding ``data``: its value, or None when it was rejected
+    with ``kind`` naming the file (any other exception fails the test)."""
+    path = _write(data, suffix)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return read(path)
+    except Exception as error:  # noqa: BLE001
+        _rejected(error, path, kind)
+        return None
+    finally:
+        os.remove(path)
+
+
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
@@ -94,16 +109,10 @@ def voc_xml(draw) -> str | bytes:
 @FUZZ
 @given(document=voc_xml())
 def test_voc_xml(document):
-    path = _write(document, ".xml")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            objects, _ = read_voc_annotation(path, CLASSES)
-    except Exception as error:  # noqa: BLE001
-        _rejected(error, path, DataFileError)
+    read = _read_or_reject(document, ".xml", lambda path: read_voc_annotation(path, CLASSES))
+    if read is None:
         return
-    finally:
-        os.remove(path)
+    objects, _ = read
     boxes = objects["bboxes"]
     assert boxes.dtype == np.float32 and boxes.shape == (len(objects["labels"]), 4)
     assert np.isfinite(boxes).all(), boxes
@@ -131,16 +140,10 @@ def annotation_csv(draw) -> str:
 @FUZZ
 @given(document=annotation_csv())
 def test_csv_annotations(document):
-    path = _write(document, ".csv")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            images, annotations = read_annotations_csv(path, CLASSES)
-    except Exception as error:  # noqa: BLE001
-        _rejected(error, path, DataFileError)
+    read = _read_or_reject(document, ".csv", lambda path: read_annotations_csv(path, CLASSES))
+    if read is None:
         return
-    finally:
-        os.remove(path)
+    images, annotations = read
     assert len(images) == len(annotations) == len(set(images))
     for item in annotations:
         boxes = item["bboxes"]
@@ -156,14 +159,9 @@ def test_csv_annotations(document):
 )
 def test_csv_classes(rows, extra):
     text = "\n".join(f"{name},{number}" for name, number in rows) + extra
-    path = _write(text, ".csv")
-    try:
-        names = read_classes_csv(path)
-    except Exception as error:  # noqa: BLE001
-        _rejected(error, path, DataFileError)
+    names = _read_or_reject(text, ".csv", read_classes_csv)
+    if names is None:
         return
-    finally:
-        os.remove(path)
     assert names and all(isinstance(n, str) and n for n in names)
     assert len(set(names)) == len(names)
 
@@ -202,14 +200,9 @@ def anchor_file(draw) -> tuple[str, str]:
 @given(document=anchor_file())
 def test_anchor_configuration(document):
     text, suffix = document
-    path = _write(text, suffix)
-    try:
-        parameters = read_anchor_parameters(path)
-    except Exception as error:  # noqa: BLE001
-        _rejected(error, path, DataFileError)
+    parameters = _read_or_reject(text, suffix, read_anchor_parameters)
+    if parameters is None:
         return
-    finally:
-        os.remove(path)
     assert parameters.num_anchors >= 1
     for values in (parameters.sizes, parameters.strides, parameters.ratios, parameters.scales):
         assert all(math.isfinite(v) and v > 0 for v in values)
@@ -326,17 +319,10 @@ def image_file(draw) -> tuple[bytes, str, tuple[int, int] | None]:
 @given(case=image_file())
 def test_images(case):
     data, extension, size = case
-    path = _write(data, extension)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            image = read_image_bgr(path)
-    except Exception as error:  # noqa: BLE001
-        assert size is None, f"a whole image was refused: {error}"
-        _rejected(error, path, ImageReadError)
+    image = _read_or_reject(data, extension, read_image_bgr, ImageReadError)
+    if image is None:
+        assert size is None, "a whole image was refused"
         return
-    finally:
-        os.remove(path)
     assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
     if size is not None:  # a whole image: read at its own size, whatever its extension
         assert image.shape[:2] == size

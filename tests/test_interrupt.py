@@ -249,17 +249,28 @@ def _wait_for(pattern_dir: Path, pattern: str, process: subprocess.Popen) -> Non
         time.sleep(0.2)
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_the_command_stops_on_sigterm_and_prints_how_to_resume(shapes, tmp_path):
-    out = tmp_path / "s"
+def _train_until_a_checkpoint(shapes: Path, out: Path) -> subprocess.Popen:
+    """Start retinanet-train writing a mid-epoch snapshot every step; return once the first
+    one is complete (training is under way)."""
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
     process = subprocess.Popen(
         _cli(shapes, out, "--checkpoint-every", "1steps"),
         stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:
-        _wait_for(out, "resnet50_voc_*_step*.keras", process)  # training is under way
-        process.send_signal(signal.SIGTERM)
+        _wait_for(out, "resnet50_voc_*_step*.keras", process)
+    except BaseException:
+        process.kill()
+        raise
+    return process
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_the_command_stops_on_sigterm_and_prints_how_to_resume(shapes, tmp_path):
+    out = tmp_path / "s"
+    process = _train_until_a_checkpoint(shapes, out)
+    try:  # training is under way
+        process.send_signal(signal.SIGTERM)  # training is under way
         _, err = process.communicate(timeout=300)
     finally:
         process.kill()
@@ -277,13 +288,8 @@ def test_the_command_stops_on_sigterm_and_prints_how_to_resume(shapes, tmp_path)
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_a_second_signal_exits_at_once_and_leaves_the_last_snapshot_whole(shapes, tmp_path):
     out = tmp_path / "s"
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
-    process = subprocess.Popen(
-        _cli(shapes, out, "--checkpoint-every", "1steps"),
-        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
+    process = _train_until_a_checkpoint(shapes, out)
     try:
-        _wait_for(out, "resnet50_voc_*_step*.keras", process)
         process.send_signal(signal.SIGINT)
         # Signals that arrive together are handled once: the second follows the first's
         # message, while the step finishes and the snapshot is written (a second or more).

@@ -231,31 +231,15 @@ def test_two_workers_resume_train_in_step_and_only_the_chief_writes(tmp_path):
     resume = models.save_model(model, str(tmp_path / "epoch1.keras"), metadata)
     del model
 
-    cluster = ",".join(multi_worker.local_cluster(2))
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
-    env.pop("TF_CONFIG", None)
-    workers = []
-    for index in range(2):
-        argv = ["--snapshot", resume, "--image-min-side", "96", "--image-max-side", "128",
+    def argv_of(index, cluster):
+        return ["--snapshot", resume, "--image-min-side", "96", "--image-max-side", "128",
                 "--batch-size", "2", "--steps", "2", "--epochs", "3", "--quiet",
                 "--cluster", cluster, "--task-index", str(index),
                 "--snapshot-path", str(tmp_path / f"snapshots{index}"),
                 "--tensorboard-dir", str(tmp_path / f"tensorboard{index}"),
                 "voc", str(DATA / "voc2007_sample")]  # fmt: skip
-        workers.append(subprocess.Popen(
-            [sys.executable, "-c", _WORKER, *argv], stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
-        ))  # fmt: skip
-    outputs = []
-    try:
-        for worker in workers:
-            outputs.append(worker.communicate(timeout=600))
-    finally:
-        for worker in workers:
-            worker.kill()
-    for worker, (_, err) in zip(workers, outputs):
-        assert worker.returncode == 0, err[-3000:]
-    chief, other = (json.loads(out.split("RESULT ", 1)[1]) for out, _ in outputs)
+
+    chief, other = _run_two_workers(_WORKER, argv_of, tmp_path)
 
     # In step: the same weights (batch-norm statistics included), steps and global losses on
     # both. Resumed at epoch 2 after 5 steps: 2 steps, then worker 1's stop after 1 more.
@@ -358,31 +342,16 @@ def test_sigterm_to_one_worker_stops_all_at_the_same_step_with_one_snapshot(tmp_
     shapes = write_shapes_dataset(
         tmp_path / "shapes", num_train=8, num_test=2, image_size=(96, 128), shape_size=(24, 60)
     )
-    cluster = ",".join(multi_worker.local_cluster(2))
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
-    env.pop("TF_CONFIG", None)
-    workers = []
-    for index in range(2):
-        argv = ["--weights", "none", "--image-min-side", "96", "--image-max-side", "128",
+
+    def argv_of(index, cluster):
+        return ["--weights", "none", "--image-min-side", "96", "--image-max-side", "128",
                 "--batch-size", "2", "--steps", "4", "--epochs", "1", "--quiet", "--seed", "0",
                 "--no-evaluation", "--checkpoint-every", "none",
                 "--cluster", cluster, "--task-index", str(index),
                 "--snapshot-path", str(tmp_path / f"snapshots{index}"),
                 "voc", str(shapes), "--val-set", "none"]  # fmt: skip
-        workers.append(subprocess.Popen(
-            [sys.executable, "-c", _SIGNALLED_WORKER, *argv], stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
-        ))  # fmt: skip
-    outputs = []
-    try:
-        for worker in workers:
-            outputs.append(worker.communicate(timeout=600))
-    finally:
-        for worker in workers:
-            worker.kill()
-    for worker, (_, err) in zip(workers, outputs):
-        assert worker.returncode == 0, err[-3000:]
-    chief, other = (json.loads(out.split("RESULT ", 1)[1]) for out, _ in outputs)
+
+    chief, other = _run_two_workers(_SIGNALLED_WORKER, argv_of, tmp_path)
     # Both stopped after step 2 of epoch 1 and name the one snapshot, which the chief wrote.
     expected = str(tmp_path / "snapshots0" / "resnet50_voc_01_step00002.keras")
     # (each names it in its own --snapshot-path: the chief's folder on a shared file system)
@@ -398,3 +367,33 @@ def test_sigterm_to_one_worker_stops_all_at_the_same_step_with_one_snapshot(tmp_
     assert metadata["resume"]["step"] == 2 and metadata["epoch"] == 0
     snapshot = models.load_model(expected, compile=True)
     assert int(snapshot.optimizer.iterations.numpy()) == 2
+
+
+def _run_two_workers(script: str, argv_of, tmp_path) -> tuple[dict, dict]:
+    """Run ``script`` as workers 0 and 1 of a localhost cluster (``argv_of(index, cluster)``
+    gives each one's arguments); both must exit 0. Returns their ``RESULT`` records."""
+    cluster = ",".join(multi_worker.local_cluster(2))
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
+    env.pop("TF_CONFIG", None)
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, *argv_of(index, cluster)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+        )  # fmt: skip
+        for index in range(2)
+    ]
+    outputs = []
+    try:
+        for worker in workers:
+            outputs.append(worker.communicate(timeout=600))
+    finally:
+        for worker in workers:
+            worker.kill()
+    for worker, (_, err) in zip(workers, outputs):
+        assert worker.returncode == 0, err[-3000:]
+    chief, other = (json.loads(out.split("RESULT ", 1)[1]) for out, _ in outputs)
+    return chief, other
