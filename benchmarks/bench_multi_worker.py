@@ -61,6 +61,7 @@ def worker(spec: dict) -> dict:
 
     from keras_retinanet import models, training
     from keras_retinanet.model import anchors as anchors_lib
+    from keras_retinanet.model import targets as targets_lib
     from keras_retinanet.training import multi_worker
 
     keras.utils.set_random_seed(0)
@@ -69,7 +70,7 @@ def worker(spec: dict) -> dict:
     images = rng.uniform(-120, 150, size=(batch, side, side, 3)).astype("float32")
     annotations = random_annotations(rng, batch, side, side, 5, NUM_CLASSES)
     anchors = anchors_lib.anchors_for_shape((side, side))
-    regression, labels = anchors_lib.anchor_targets_bbox(
+    regression, labels = targets_lib.anchor_targets_bbox(
         anchors, [image.shape for image in images], annotations, NUM_CLASSES
     )
     steps = 1 + spec["warmup"] + spec["runs"]

@@ -101,6 +101,7 @@ def train_worker(spec: dict) -> dict:
 
     from keras_retinanet import models, training
     from keras_retinanet.model import anchors as anchors_lib
+    from keras_retinanet.model import targets as targets_lib
 
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
@@ -117,7 +118,7 @@ def train_worker(spec: dict) -> dict:
         training.compile_model(model, lr=LEARNING_RATE, clipnorm=CLIPNORM)
         anchors = anchors_lib.anchors_for_shape((height, width))
         start = time.perf_counter()
-        regression, labels = anchors_lib.anchor_targets_bbox(
+        regression, labels = targets_lib.anchor_targets_bbox(
             anchors, [images[i].shape for i in range(batch)], annotations, classes
         )
         targets_seconds = (time.perf_counter() - start) / batch

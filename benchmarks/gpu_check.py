@@ -51,7 +51,8 @@ def run_ours(args: argparse.Namespace) -> list[dict]:
     import numpy as np
 
     from keras_retinanet import models
-    from keras_retinanet.model.anchors import anchor_targets_bbox, anchors_for_shape
+    from keras_retinanet.model.anchors import anchors_for_shape
+    from keras_retinanet.model.targets import anchor_targets_bbox
     from keras_retinanet.training.build import compile_model
 
     if args.mixed_precision:

@@ -3,7 +3,7 @@
 The work behind ``retinanet-debug``, the tool to reach for when mAP stays at 0 or small
 objects are missed. Each image goes through the generator's own pipeline (augmentation when
 asked, resizing), the anchors of its padded input shape are laid out, and the training
-targets are computed with :func:`keras_retinanet.model.anchors.anchor_targets_bbox`. Then:
+targets are computed with :func:`keras_retinanet.model.targets.anchor_targets_bbox`. Then:
 
 * a box is **covered** when at least one anchor centred in the image overlaps it with IoU
   ``>= positive_overlap`` (0.5): it is taught from anchors that fit it;
@@ -25,9 +25,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from keras_retinanet.model.anchors import POSITIVE, AnchorParameters, anchor_targets_bbox
+from keras_retinanet.model.anchors import POSITIVE, AnchorParameters
 from keras_retinanet.model.anchors import anchors_for_shape as anchor_grid
 from keras_retinanet.model.boxes import compute_overlap
+from keras_retinanet.model.targets import anchor_targets_bbox
 from keras_retinanet.visualization import (
     draw_annotations,
     draw_box,
@@ -111,7 +112,7 @@ def image_coverage(
         anchor_parameters: the anchors; defaults to ``AnchorParameters()``.
         padded_shape: ``(H, W)`` of the padded network input the anchors are laid out on;
             the image's own shape if None.
-        negative_overlap: passed to :func:`~keras_retinanet.model.anchors.anchor_targets_bbox`.
+        negative_overlap: passed to :func:`~keras_retinanet.model.targets.anchor_targets_bbox`.
         positive_overlap: IoU a box needs with some anchor to count as covered (and the
             training threshold for positives).
         rule: the model variant's anchor rule (see

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from keras_retinanet.model.image_sizes import predict_sized
 from keras_retinanet.model.settings import (
-    DEFAULT_PAD_MULTIPLE,
     DetectionSettings,
     check_threshold,
     graph_settings,
@@ -50,7 +50,7 @@ def prepare_batch(
     images: Sequence[np.ndarray],
     min_side: float = 800,
     max_side: float = 1333,
-    pad_multiple: int = DEFAULT_PAD_MULTIPLE,
+    pad_multiple: int | None = None,
     variant: Any = None,
 ) -> tuple[np.ndarray, list[Any]]:
     """Resize, normalise and zero-pad BGR images into one network input.
@@ -61,20 +61,37 @@ def prepare_batch(
         images: BGR uint8 images ``(H_i, W_i, 3)``.
         min_side: see :func:`keras_retinanet.preprocessing.image.resize_image`.
         max_side: see :func:`keras_retinanet.preprocessing.image.resize_image`.
-        pad_multiple: pad height and width up to a multiple of this.
-        variant: the model variant (its resize rule and padding value); None: ours.
+        pad_multiple: pad height and width up to a multiple of this; None: the variant's
+            (:data:`DEFAULT_PAD_MULTIPLE` for ours, 1 for fizyr's, which pads a batch to
+            its largest image only).
+        variant: the model variant (its resize rule, padding and padding value); None: ours.
 
     Returns:
         ``(batch, scales)``: float32 ``(B, H, W, 3)`` and each image's resize scale (see
         :func:`keras_retinanet.preprocessing.image.resize_image`).
     """
+    batch, scales, _ = _prepare(images, min_side, max_side, pad_multiple, variant)
+    return batch, scales
+
+
+def _prepare(
+    images: Sequence[np.ndarray],
+    min_side: float,
+    max_side: float,
+    pad_multiple: int | None,
+    variant: Any,
+) -> tuple[np.ndarray, list[Any], list[tuple[int, int]]]:
+    """:func:`prepare_batch`, and each resized image's ``(height, width)`` in the batch."""
     variant = get_variant(variant)
+    if pad_multiple is None:
+        pad_multiple = variant.pad_multiple
     resized, scales = [], []
     for image in images:
         image, scale = resize_image(image, min_side, max_side, rule=variant.resize)
         resized.append(image)
         scales.append(scale)
-    return pad_batch(resized, pad_multiple, variant.pad_value()), scales
+    sizes = [(int(image.shape[0]), int(image.shape[1])) for image in resized]
+    return pad_batch(resized, pad_multiple, variant.pad_value()), scales, sizes
 
 
 def detect(
@@ -117,8 +134,10 @@ def detect(
     baked = graph_settings(model)
     if baked is not None:
         check_threshold(settings.score_threshold, baked.score_threshold)
-    batch, scales = prepare_batch(images, min_side, max_side, settings.pad_multiple, variant)
-    boxes, scores, labels = model.predict_on_batch(batch)
+    pad = settings.padding_for(get_variant(variant))
+    batch, scales, sizes = _prepare(images, min_side, max_side, pad, variant)
+    # Boxes are clipped to their image before NMS, so the padding a batch adds changes nothing.
+    boxes, scores, labels = predict_sized(model, batch, sizes)
     boxes, scores, labels = np.asarray(boxes), np.asarray(scores), np.asarray(labels)
     results = []
     for index, (image, scale) in enumerate(zip(images, scales)):

@@ -14,7 +14,6 @@ from keras_retinanet.model.anchors import (
     NEGATIVE,
     POSITIVE,
     AnchorParameters,
-    anchor_targets_bbox,
     anchors_for_shape,
     feature_shape,
     generate_anchors,
@@ -23,6 +22,7 @@ from keras_retinanet.model.anchors import (
 )
 from keras_retinanet.model.boxes import bbox_transform_inv, compute_overlap
 from keras_retinanet.model.layers import Anchors
+from keras_retinanet.model.targets import anchor_targets_bbox
 
 # sqrt(2048) and sqrt(512): the sides of a 32^2-area anchor with h / w = 0.5 or 2.
 S2048 = math.sqrt(2048.0)  # 45.2548

@@ -3,6 +3,7 @@
 import numpy as np
 
 from keras_retinanet.inference import detect, prepare_batch
+from keras_retinanet.model.variants import get_variant
 from keras_retinanet.preprocessing.generator import Generator
 from keras_retinanet.preprocessing.image import DEFAULT_PAD_MULTIPLE, pad_batch
 
@@ -28,7 +29,11 @@ def test_inference_pads_as_training_does():
     batch, scales = prepare_batch([image], min_side=70, max_side=1000)
     assert DEFAULT_PAD_MULTIPLE == 32 and scales == [1.0]
     assert batch.shape == (1, 128, 96, 3)
-    assert Generator.__init__.__kwdefaults__["pad_multiple"] == DEFAULT_PAD_MULTIPLE
+    # Both take the variant's multiple unless told otherwise: 32 for ours, 1 for fizyr's.
+    assert Generator.__init__.__kwdefaults__["pad_multiple"] is None
+    assert get_variant(None).pad_multiple == DEFAULT_PAD_MULTIPLE
+    fizyr_batch, _ = prepare_batch([image], min_side=70, max_side=1000, variant="fizyr")
+    assert fizyr_batch.shape == (1, 100, 70, 3)
     # The same function builds both batches: mean subtracted in the image, zeros around it.
     np.testing.assert_array_equal(batch, pad_batch([image]))
     np.testing.assert_allclose(batch[0, 0, 0], 200 - np.array([103.939, 116.779, 123.68]))

@@ -485,8 +485,8 @@ def test_imagenet_weights_use_keras_applications_download(marked_resnet50_weight
 @pytest.mark.slow
 def test_one_training_step_with_the_losses():
     """A compiled training step with focal and smooth L1 on loader targets runs and learns."""
-    from keras_retinanet.model.anchors import anchor_targets_bbox
     from keras_retinanet.model.losses import focal, smooth_l1
+    from keras_retinanet.model.targets import anchor_targets_bbox
 
     model = models.retinanet_model(NUM_CLASSES, weights=None)
     model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=[smooth_l1(), focal()])

@@ -13,11 +13,11 @@ from keras_retinanet.model.anchors import (
     IGNORE,
     NEGATIVE,
     POSITIVE,
-    anchor_targets_bbox,
     anchors_for_shape,
     num_anchors_for_shape,
 )
 from keras_retinanet.model.boxes import bbox_transform_inv, compute_overlap
+from keras_retinanet.model.targets import anchor_targets_bbox
 from keras_retinanet.preprocessing.csv import CSVGenerator
 from keras_retinanet.preprocessing.image import ImageReadError
 from keras_retinanet.preprocessing.transform import flip_boxes_horizontally, random_transform

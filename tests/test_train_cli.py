@@ -9,6 +9,7 @@ import pytest
 
 from keras_retinanet.cli import train as train_cli
 from keras_retinanet.training import TrainConfig
+from keras_retinanet.training.config import DEFAULT_LR
 
 ARGV = ["csv", "train.csv", "classes.csv"]
 
@@ -16,7 +17,8 @@ ARGV = ["csv", "train.csv", "classes.csv"]
 def test_the_command_line_defaults_are_train_configs():
     config = train_cli.config_from_args(train_cli.build_parser().parse_args(ARGV))
     assert config == TrainConfig(dataset=config.dataset)
-    assert config.lr == 1e-5 and config.image_min_side == 800  # what the README promises
+    assert config.lr is None and DEFAULT_LR == 1e-5  # None: 1e-5, or a resumed snapshot's
+    assert config.image_min_side == 800  # what the README promises
 
 
 def test_each_option_defaults_to_its_fields_default():
@@ -29,7 +31,7 @@ def test_each_option_defaults_to_its_fields_default():
                 assert action.default == field.default, action.dest
                 checked.append(action.dest)
     # The options that carry a default (the others default to None, as their fields do).
-    assert {"lr", "epochs", "batch_size", "image_max_side", "backbone", "clipnorm"} <= set(checked)
+    assert {"epochs", "batch_size", "image_max_side", "backbone", "clipnorm"} <= set(checked)
 
 
 def test_options_reach_the_config():

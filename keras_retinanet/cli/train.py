@@ -24,6 +24,7 @@ from keras_retinanet.model.anchor_config import read_anchor_parameters
 from keras_retinanet.model.backbones import BACKBONES
 from keras_retinanet.preprocessing import voc, voc_layout
 from keras_retinanet.training import TrainConfig, TrainingError, train
+from keras_retinanet.training.config import DEFAULT_LR
 from keras_retinanet.training.interrupt import TrainingInterrupted
 
 # Every default below is TrainConfig's (the one place they are written).
@@ -137,7 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=_positive_int, default=DEFAULT.batch_size)
     parser.add_argument("--epochs", type=_positive_int, default=DEFAULT.epochs)
     parser.add_argument("--steps", type=_positive_int, help="steps per epoch (default: all)")
-    parser.add_argument("--lr", type=float, default=DEFAULT.lr, help="Adam learning rate")
+    parser.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help=f"Adam learning rate (default {DEFAULT_LR:g}; with --snapshot, the snapshot's, "
+        "which the schedule may have lowered: --lr replaces it)",
+    )
     parser.add_argument(
         "--clipnorm",
         type=_clipnorm,

@@ -33,6 +33,7 @@ from keras_retinanet.evaluation.voc import (
     precision_recall,
 )
 from keras_retinanet.inference import Detections, batched, detect
+from keras_retinanet.model.image_sizes import predict_sized
 from keras_retinanet.model.retinanet import as_inference_model
 from keras_retinanet.model.settings import DetectionSettings, settings_of_model
 from keras_retinanet.preprocessing.image import ImageReadError
@@ -41,7 +42,8 @@ __all__ = ["METRICS", "ClassResult", "EvaluationResult", "evaluate"]
 
 
 class _TimedModel:
-    """Forwards ``predict_on_batch`` and records the seconds and batch size of each call."""
+    """Forwards ``predict_on_batch`` and ``predict_sized``, recording each call's seconds and
+    batch size."""
 
     def __init__(self, model: Any) -> None:
         self.model = model
@@ -52,11 +54,16 @@ class _TimedModel:
         self.calls: list[tuple[float, int]] = []
 
     def predict_on_batch(self, batch: np.ndarray) -> list[np.ndarray]:
+        return self._timed(lambda: self.model.predict_on_batch(batch), len(batch))
+
+    def predict_sized(self, batch: np.ndarray, sizes: np.ndarray) -> list[np.ndarray]:
+        return self._timed(lambda: predict_sized(self.model, batch, sizes), len(batch))
+
+    def _timed(self, predict: Any, images: int) -> list[np.ndarray]:
         start = time.perf_counter()
-        outputs = self.model.predict_on_batch(batch)
         # np.asarray waits for the result: JAX dispatches asynchronously.
-        outputs = [np.asarray(output) for output in outputs]
-        self.calls.append((time.perf_counter() - start, len(batch)))
+        outputs = [np.asarray(output) for output in predict()]
+        self.calls.append((time.perf_counter() - start, images))
         return outputs
 
     def seconds_per_image(self) -> float:

@@ -7,9 +7,11 @@ inside the graph what :func:`keras_retinanet.inference.detect` does in Python:
    unless the longer side would exceed ``max_side``
    (:func:`keras_retinanet.preprocessing.image.compute_resize_scale`), rounded to uint8
    levels as OpenCV does;
-2. Caffe mean subtraction and zero padding at the bottom and right to a multiple of 32
-   (:data:`keras_retinanet.preprocessing.image.DEFAULT_PAD_MULTIPLE`, as in training);
-3. the inference model;
+2. Caffe mean subtraction and zero padding at the bottom and right to the model variant's
+   multiple (32, :data:`keras_retinanet.preprocessing.image.DEFAULT_PAD_MULTIPLE`, for ours;
+   as in training);
+3. the inference model, its boxes clipped to the resized image before NMS
+   (:func:`keras_retinanet.model.image_sizes.sized_detector`);
 4. boxes divided by the resize scale and clipped to the input image; boxes left with no
    area (wholly in the padding) are dropped.
 
@@ -36,10 +38,10 @@ from typing import Any
 import keras
 
 from keras_retinanet.export.common import INPUT_NAME
+from keras_retinanet.model.image_sizes import sized_detector
 from keras_retinanet.model.variants import get_variant
 from keras_retinanet.preprocessing.image import (
     CAFFE_MEAN_BGR,
-    DEFAULT_PAD_MULTIPLE,
     compute_resize_scale,
 )
 
@@ -115,9 +117,10 @@ def network_input(
     min_side: float,
     max_side: float,
     image_size: Sequence[int] | None = None,
-    pad_multiple: int = DEFAULT_PAD_MULTIPLE,
+    pad_multiple: int | None = None,
     variant: Any = None,
-) -> tuple[Any, Any]:
+    return_size: bool = False,
+) -> tuple[Any, ...]:
     """The tensor the exported graph feeds the network, written in TensorFlow ops.
 
     The in-graph counterpart of :func:`keras_retinanet.inference.prepare_batch`: RGB -> BGR,
@@ -131,21 +134,26 @@ def network_input(
         max_side: bound on the longer side.
         image_size: the static ``(H, W)`` of ``images``, to make every size and resize weight
             a constant (TFLite needs static shapes); None reads the size from ``images``.
-        pad_multiple: see :func:`keras_retinanet.inference.prepare_batch`.
-        variant: the model variant, whose resize rule and padding value
+        pad_multiple: see :func:`keras_retinanet.inference.prepare_batch`; None: the
+            variant's.
+        variant: the model variant, whose resize rule, padding and padding value
             (:func:`keras_retinanet.preprocessing.image.resize_image`) the graph follows;
             None: this package's own.
+        return_size: also return the resized image's ``(height, width)`` inside the batch.
 
     Returns:
         ``(batch, scale)``: ``(B, H', W', 3)`` float32 network input and the resize scale
         (a Python float for a static size, else a float64 scalar tensor; under torchvision's
-        rule ``(s_x, s_y, s_x, s_y)``, as ``resize_image`` returns it).
+        rule ``(s_x, s_y, s_x, s_y)``, as ``resize_image`` returns it); with ``return_size``,
+        then ``(B, 2)`` float32 ``(height, width)`` of the image in the batch.
     """
     # TensorFlow only here: the package imports and runs on JAX without it
     import tensorflow as tf
 
     variant = get_variant(variant)
     rule = variant.resize
+    if pad_multiple is None:
+        pad_multiple = variant.pad_multiple
     if image_size is not None:
         height, width = int(image_size[0]), int(image_size[1])
         scale = compute_resize_scale((height, width), min_side=min_side, max_side=max_side)
@@ -184,7 +192,10 @@ def network_input(
     pad_value = tf.constant(variant.pad_value(), dtype=tf.float32)
     x = x - tf.constant(CAFFE_MEAN_BGR, dtype=tf.float32) - pad_value
     x = tf.pad(x, [[0, 0], [0, padded_h - new_h], [0, padded_w - new_w], [0, 0]]) + pad_value
-    return x, scale
+    if not return_size:
+        return x, scale
+    size = tf.cast(tf.stack([new_h, new_w]), tf.float32)
+    return x, scale, tf.tile(size[None], [tf.shape(x)[0], 1])
 
 
 def detection_function(
@@ -192,7 +203,7 @@ def detection_function(
     min_side: float,
     max_side: float,
     image_size: Sequence[int] | None = None,
-    pad_multiple: int = DEFAULT_PAD_MULTIPLE,
+    pad_multiple: int | None = None,
 ) -> Callable[[Any], dict[str, Any]]:
     """The whole detector as a function of uint8 RGB images, to trace with ``tf.function``.
 
@@ -220,10 +231,16 @@ def detection_function(
             raise ValueError(f"image size must be positive, got {image_size}")
 
     variant = getattr(model, "variant", None)  # set by retinanet_box / load_model
+    sized = sized_detector(model)  # boxes clipped to the image before NMS
 
     def detect(images: Any) -> dict[str, Any]:
-        x, scale = network_input(images, min_side, max_side, image_size, pad_multiple, variant)
-        boxes, scores, labels = model(x, training=False)
+        x, scale, sizes = network_input(
+            images, min_side, max_side, image_size, pad_multiple, variant, return_size=True
+        )
+        if sized is None:
+            boxes, scores, labels = model(x, training=False)
+        else:
+            boxes, scores, labels = sized([x, sizes], training=False)
         labels = tf.cast(labels, tf.int32)
         found = labels >= 0
         if image_size is not None:

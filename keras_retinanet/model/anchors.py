@@ -1,10 +1,12 @@
-"""Anchor generation and anchor-to-ground-truth target assignment.
+"""Anchor generation: the grid of anchors over the pyramid levels.
 
 There is exactly one implementation of the anchor grid: :func:`generate_anchors` for the base
 anchors of a level and :func:`shift` for tiling them over a feature map. :func:`shift` takes
 an ``xp`` argument (``numpy`` or ``keras.ops``), so the NumPy data loader
 (:func:`anchors_for_shape`) and the inference graph's ``Anchors`` layer compute the same numbers
 from the same code; ``tests/test_anchors.py`` checks that they agree.
+
+The targets a loader assigns to these anchors: :mod:`keras_retinanet.model.targets`.
 
 Anchor order, which the model's outputs follow: level by level (P3 first), then location by
 location in row-major order (x fastest), then anchor by anchor (ratio-major, scale-minor).
@@ -20,15 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_retinanet.model.boxes import (
-    DEFAULT_MEAN,
-    DEFAULT_STD,
-    bbox_transform,
-    bbox_transform_centre_size,
-    compute_overlap,
-)
-
-# Anchor states in the last column of the targets.
+# Anchor states in the last column of the targets (keras_retinanet.model.targets).
 IGNORE = -1
 NEGATIVE = 0
 POSITIVE = 1
@@ -277,119 +271,3 @@ def num_anchors_for_shape(
         int(np.prod(feature_shape(image_shape, stride))) * params.num_anchors
         for stride in params.strides
     )
-
-
-def anchor_targets_bbox(
-    anchors: np.ndarray,
-    image_group: Sequence[Any],
-    annotations_group: Sequence[dict],
-    num_classes: int,
-    negative_overlap: float = 0.4,  # bg < 0.4, fg >= 0.5, ignore between: Lin et al. 2017, sec. 4
-    positive_overlap: float = 0.5,
-    allow_low_quality_matches: bool = True,
-    mean: Any = DEFAULT_MEAN,
-    std: Any = DEFAULT_STD,
-    coder: str = "corners",
-) -> tuple[np.ndarray, np.ndarray]:
-    """Regression and classification targets for a batch.
-
-    An anchor is positive when its IoU with its best ground-truth box is ``>=
-    positive_overlap``, negative below ``negative_overlap`` and ignored in between. With
-    ``allow_low_quality_matches`` (as torchvision's RetinaNet), each box's best anchor(s) are
-    also made positive for it, so that no box, however thin, goes unlearned; such a forced
-    match only promotes an anchor that is positive for no box, and never moves an anchor that
-    is already positive (IoU ``>= positive_overlap`` with its own best box) to another box.
-    Anchors over the padding of the batch are matched like every other anchor, so those that
-    overlap no box are negatives: the model learns that the padding holds no object (as
-    torchvision's RetinaNet does; ignoring them let a trained model fire there, see
-    ``benchmarks/bench_accuracy.py``). Boxes flagged
-    ``difficult`` are not assigned; anchors that overlap one by ``>= negative_overlap`` are
-    ignored rather than used as negatives.
-
-    Args:
-        anchors: ``(N, 4)`` float anchors from :func:`anchors_for_shape` for the padded batch.
-        image_group: per image, the (unpadded) image or its shape ``(H, W[, C])``; only
-            their number is used (the padding is supervised like the image).
-        annotations_group: per image, ``{"bboxes": (M, 4) float, "labels": (M,) int}`` and
-            optionally ``"difficult": (M,) bool``, boxes in the image's (resized) pixels.
-        num_classes: K.
-        negative_overlap: IoU below which an anchor is background.
-        positive_overlap: IoU at or above which an anchor is foreground.
-        allow_low_quality_matches: also match each box to its highest-IoU anchor(s).
-        mean: regression target mean, see :func:`keras_retinanet.model.boxes.bbox_transform`.
-        std: regression target std.
-        coder: the model variant's box coder: ``"corners"`` (:func:`bbox_transform` with
-            ``mean``/``std``) or ``"centre_size"``
-            (:func:`keras_retinanet.model.boxes.bbox_transform_centre_size`, positives only: the
-            log of a zero-size box is not a number).
-
-    Returns:
-        ``regression`` ``(B, N, 5)`` float32 (4 deltas, then the anchor state) and
-        ``labels`` ``(B, N, K + 1)`` float32 (one-hot classes, then the anchor state); the
-        state is -1 ignore, 0 negative, 1 positive.
-    """
-    if len(image_group) != len(annotations_group):
-        raise ValueError(
-            f"got {len(image_group)} images but {len(annotations_group)} annotation sets"
-        )
-    anchors = np.asarray(anchors, dtype=np.float32)
-    batch_size, num_anchors = len(image_group), anchors.shape[0]
-    regression = np.zeros((batch_size, num_anchors, 5), dtype=np.float32)
-    labels = np.zeros((batch_size, num_anchors, num_classes + 1), dtype=np.float32)
-
-    for index, image_annotations in enumerate(annotations_group):
-        bboxes = np.asarray(image_annotations["bboxes"], dtype=np.float32).reshape(-1, 4)
-        box_labels = np.asarray(image_annotations["labels"], dtype=np.int64).reshape(-1)
-        difficult = np.asarray(
-            image_annotations.get("difficult", np.zeros(len(bboxes), dtype=bool)), dtype=bool
-        ).reshape(-1)
-        if len(box_labels) and (box_labels.min() < 0 or box_labels.max() >= num_classes):
-            raise ValueError(
-                f"annotation labels must be in [0, {num_classes}), got {box_labels.tolist()}"
-            )
-
-        state = np.zeros(num_anchors, dtype=np.float32)  # all negative to start
-        easy = ~difficult
-        if easy.any():
-            overlaps = compute_overlap(anchors, bboxes[easy])  # (N, M_easy)
-            argmax = overlaps.argmax(axis=1)
-            max_overlap = overlaps[np.arange(num_anchors), argmax]
-            positive = max_overlap >= positive_overlap
-            state[(max_overlap >= negative_overlap) & ~positive] = IGNORE
-            if allow_low_quality_matches:
-                best = overlaps.max(axis=0)  # (M_easy,)
-                matchable = best > 0
-                # A tie with best[j] needs max_overlap >= best[j]: searching only the rows that
-                # reach the smallest matchable best gives the same pairs as searching all N,
-                # at a fraction of the cost.
-                threshold = best[matchable].min() if matchable.any() else np.inf
-                rows = np.flatnonzero(max_overlap >= threshold)
-                row_idx, box_idx = np.nonzero((overlaps[rows] == best[None, :]) & matchable)
-                anchor_idx = rows[row_idx]
-                # A forced match only promotes an anchor that is positive for no box; one that
-                # already is keeps its own box (torchvision's set_low_quality_matches_ never
-                # takes a positive anchor from its box either), so no box loses its only
-                # positive anchor to a box of lower IoU.
-                promoted = ~positive[anchor_idx]
-                anchor_idx, box_idx = anchor_idx[promoted], box_idx[promoted]
-                argmax[anchor_idx] = box_idx
-                positive[anchor_idx] = True
-            state[positive] = POSITIVE
-            easy_boxes, easy_labels = bboxes[easy], box_labels[easy]
-            if coder == "centre_size":
-                regression[index, positive, :4] = bbox_transform_centre_size(
-                    anchors[positive], easy_boxes[argmax[positive]]
-                )
-            else:
-                regression[index, :, :4] = bbox_transform(
-                    anchors, easy_boxes[argmax], mean=mean, std=std
-                )
-            labels[index, positive, easy_labels[argmax[positive]]] = 1
-        if difficult.any():
-            near_difficult = compute_overlap(anchors, bboxes[difficult]).max(axis=1)
-            state[(near_difficult >= negative_overlap) & (state != POSITIVE)] = IGNORE
-
-        labels[index, state != POSITIVE, :num_classes] = 0
-        regression[index, :, 4] = state
-        labels[index, :, num_classes] = state
-    return regression, labels

@@ -185,10 +185,13 @@ class RegressBoxes(keras.layers.Layer):
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class ClipBoxes(keras.layers.Layer):
     """Clip boxes to the network input's ``[0, W] x [0, H]`` (or ``[0, W - 1] x [0, H - 1]``
-    with ``clip="size_minus_one"``, as fizyr).
+    with ``clip="size_minus_one"``, as fizyr), or to each image's own size inside it.
 
     Call: ``ClipBoxes()([image, boxes])`` with ``image`` ``(B, H, W, C)`` and ``boxes``
-    ``(B, N, 4)``; returns ``(B, N, 4)``.
+    ``(B, N, 4)``, or ``ClipBoxes()([image, boxes, image_sizes])`` with ``image_sizes``
+    ``(B, 2)`` the ``(height, width)`` of each image in the padded batch (its top-left
+    corner), so that a box reaching into the padding is cut at the image's edge before NMS
+    compares it, as torchvision clips to the resized image. Returns ``(B, N, 4)``.
     """
 
     def __init__(self, clip: str = "size", **kwargs: Any) -> None:
@@ -196,11 +199,16 @@ class ClipBoxes(keras.layers.Layer):
         self.clip = str(clip)
 
     def call(self, inputs: Sequence[Any]) -> Any:
-        image, boxes = inputs
-        shape = ops.shape(image)
+        image, boxes = inputs[0], inputs[1]
         margin = 1 if self.clip == "size_minus_one" else 0
-        height = ops.cast(shape[1] - margin, boxes.dtype)
-        width = ops.cast(shape[2] - margin, boxes.dtype)
+        if len(inputs) > 2:
+            sizes = ops.cast(inputs[2], boxes.dtype)
+            height = sizes[:, None, 0] - margin  # (B, 1): broadcast over the N boxes
+            width = sizes[:, None, 1] - margin
+        else:
+            shape = ops.shape(image)
+            height = ops.cast(shape[1] - margin, boxes.dtype)
+            width = ops.cast(shape[2] - margin, boxes.dtype)
         return boxes_lib.clip_boxes(boxes, height, width, xp=ops)
 
     def get_config(self) -> dict:

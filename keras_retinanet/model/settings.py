@@ -61,8 +61,8 @@ class DetectionSettings:
             model variant's (1000, Lin et al. 2017, sec. 4.1; none for fizyr's graph).
         class_specific_filter: NMS per class (True) or across classes (False).
         nms: run NMS at all (False keeps every candidate above the threshold).
-        pad_multiple: pad network input up to a multiple of this (see
-            :data:`DEFAULT_PAD_MULTIPLE`).
+        pad_multiple: pad network input up to a multiple of this; ``"auto"``: the model
+            variant's (:data:`DEFAULT_PAD_MULTIPLE` for ours and torchvision's, 1 for fizyr's).
         display_threshold: the score a person looks at: the default of ``retinanet-predict``
             and of the drawings. 0.5: half the detections a calibrated model draws are right.
     """
@@ -74,7 +74,7 @@ class DetectionSettings:
     pre_nms_top_k_per_level: int | None | str = "auto"
     class_specific_filter: bool = True
     nms: bool = True
-    pad_multiple: int = DEFAULT_PAD_MULTIPLE
+    pad_multiple: int | str = "auto"
     display_threshold: float = 0.5
 
     def __post_init__(self) -> None:
@@ -88,8 +88,15 @@ class DetectionSettings:
             value = getattr(self, name)
             if value not in (None, "auto") and int(value) < 1:
                 raise ValueError(f"{name} must be >= 1 or None, got {value}")
-        if int(self.pad_multiple) < 1:
-            raise ValueError(f"pad_multiple must be >= 1, got {self.pad_multiple}")
+        if self.pad_multiple != "auto" and int(self.pad_multiple) < 1:
+            raise ValueError(f"pad_multiple must be >= 1 or 'auto', got {self.pad_multiple}")
+
+    def padding_for(self, variant: Any) -> int:
+        """The pad multiple for a model variant (a
+        :class:`~keras_retinanet.model.variants.ModelVariant`, or None: ours)."""
+        if self.pad_multiple != "auto":
+            return int(self.pad_multiple)
+        return int(getattr(variant, "pad_multiple", DEFAULT_PAD_MULTIPLE))
 
     def replace(self, **changes: Any) -> DetectionSettings:
         """A copy with ``changes`` (field names; None is a value: "no cap" for the budgets).

@@ -34,6 +34,7 @@ import dataclasses
 from typing import Any
 
 from keras_retinanet.model.normalisation import padding_value
+from keras_retinanet.model.settings import DEFAULT_PAD_MULTIPLE
 
 # keras.applications' ResNets; keras-resnet and torchvision use PyTorch's default 1e-5.
 APPLICATIONS_BN_EPSILON = 1.001e-5
@@ -42,6 +43,10 @@ APPLICATIONS_BN_EPSILON = 1.001e-5
 @dataclasses.dataclass(frozen=True)
 class ModelVariant:
     """One RetinaNet architecture. Field values are strings so a variant reads as a config.
+
+    The last three fields are training choices: ``retinanet-train`` fine-tunes a converted model
+    as its source trained it (``tests/test_training_equivalence.py`` compares targets, losses and
+    gradients with the real packages).
 
     Attributes:
         name: the key in :data:`VARIANTS`.
@@ -77,6 +82,21 @@ class ModelVariant:
             bilinear without antialias on the float image, a scale per axis).
         pre_nms_top_k_per_level: the default per-level candidate budget of the inference
             model (None: none, as fizyr).
+        pad_multiple: a batch is padded to its largest image rounded up to a multiple of this,
+            in training and at inference (the detection settings' ``"auto"``): 32 for ours and
+            torchvision's (``size_divisible=32``); 1 for fizyr, which pads a batch to its
+            largest image only, and one image not at all.
+        matcher: which anchors learn which box
+            (:func:`keras_retinanet.model.targets.match_anchors`): ``"retinanet"`` (ours: low
+            quality matches for the box that needs them), ``"torchvision"`` (``Matcher(0.5, 0.4,
+            allow_low_quality_matches=True)``) or ``"fizyr"`` (none; anchors centred outside the
+            image ignored).
+        box_loss: ``"smooth_l1"`` (sigma 3 on the coder's deltas, fizyr and ours), ``"l1"``
+            (torchvision v1, on centre/size deltas) or ``"giou"`` (torchvision v2, generalised
+            IoU of the decoded box with its target).
+        loss_normalisation: ``"batch"`` (each loss summed over the batch, over the batch's
+            positive anchors: fizyr and ours) or ``"image"`` (each image's sum over its own
+            positives, at least 1, then the mean over images: torchvision).
     """
 
     name: str
@@ -94,6 +114,12 @@ class ModelVariant:
     clip: str = "size"
     resize: str = "area"
     pre_nms_top_k_per_level: int | None = 1000  # Lin et al. 2017, sec. 4.1
+    pad_multiple: int = DEFAULT_PAD_MULTIPLE
+    # Ours: fizyr's box loss and normalisation, torchvision's thresholds (ignore from 0.4 on)
+    # and low-quality matches, but for the box that needs them.
+    matcher: str = "retinanet"
+    box_loss: str = "smooth_l1"
+    loss_normalisation: str = "batch"
 
     def __post_init__(self) -> None:
         choices = {
@@ -109,6 +135,9 @@ class ModelVariant:
             "input_normalisation": ("caffe", "torch"),
             "clip": ("size", "size_minus_one"),
             "resize": ("area", "linear", "torchvision"),
+            "matcher": ("retinanet", "torchvision", "fizyr"),
+            "box_loss": ("smooth_l1", "l1", "giou"),
+            "loss_normalisation": ("batch", "image"),
         }
         for field, allowed in choices.items():
             if getattr(self, field) not in allowed:
@@ -116,6 +145,13 @@ class ModelVariant:
                     f"model variant {self.name!r}: {field} must be one of {allowed}, "
                     f"got {getattr(self, field)!r}"
                 )
+        if int(self.pad_multiple) < 1:
+            raise ValueError(f"model variant {self.name!r}: pad_multiple must be >= 1")
+        if self.box_loss in ("l1", "giou") and self.box_coder != "centre_size":
+            raise ValueError(
+                f"model variant {self.name!r}: box_loss {self.box_loss!r} is torchvision's, on "
+                "centre/size deltas; use box_coder='centre_size'"
+            )
         if self.backbone == "applications" and (self.stem_pool != "pad" or self.stride_in != "1x1"):
             raise ValueError(
                 f"model variant {self.name!r}: keras.applications' ResNet has a padded stem "
@@ -140,6 +176,10 @@ class ModelVariant:
             ValueError: an unknown field (the message lists the known ones).
         """
         known = {f.name for f in dataclasses.fields(cls)}
+        if "name" in config and config["name"] in VARIANTS:
+            # Snapshots from before the training fields existed take them from their variant.
+            base = VARIANTS[config["name"]].to_dict()
+            config = {**{k: base[k] for k in _TRAINING_FIELDS}, **config}
         unknown = set(config) - known
         if unknown:
             raise ValueError(
@@ -158,6 +198,8 @@ _FIZYR = ModelVariant(
     clip="size_minus_one",
     resize="linear",
     pre_nms_top_k_per_level=None,
+    pad_multiple=1,
+    matcher="fizyr",
 )
 _TORCHVISION_V1 = ModelVariant(
     "torchvision_v1",
@@ -170,6 +212,9 @@ _TORCHVISION_V1 = ModelVariant(
     anchor_rule="torchvision",
     input_normalisation="torch",
     resize="torchvision",
+    matcher="torchvision",
+    box_loss="l1",
+    loss_normalisation="image",
 )
 
 VARIANTS: dict[str, ModelVariant] = {
@@ -181,11 +226,19 @@ VARIANTS: dict[str, ModelVariant] = {
         _FIZYR, name="fizyr_keras_resnet_0_2", stem_conv="same"
     ),
     "torchvision_v1": _TORCHVISION_V1,
-    # v2: P6 from C5 and GroupNorm(32) in both heads; all else as v1.
+    # v2: P6 from C5, GroupNorm(32) in both heads and the GIoU box loss; all else as v1.
     "torchvision_v2": dataclasses.replace(
-        _TORCHVISION_V1, name="torchvision_v2", p6_from="C5", head_norm="group_norm"
+        _TORCHVISION_V1,
+        name="torchvision_v2",
+        p6_from="C5",
+        head_norm="group_norm",
+        box_loss="giou",
     ),
 }
+
+
+# Fields a snapshot written before they existed lacks: it gets its named variant's.
+_TRAINING_FIELDS = ("pad_multiple", "matcher", "box_loss", "loss_normalisation")
 
 
 def get_variant(variant: str | ModelVariant | dict | None) -> ModelVariant:

@@ -26,12 +26,12 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_retinanet.model.anchors import AnchorParameters, anchor_targets_bbox, anchors_for_shape
+from keras_retinanet.model.anchors import AnchorParameters, anchors_for_shape
+from keras_retinanet.model.targets import anchor_targets_bbox
 from keras_retinanet.model.variants import get_variant
 from keras_retinanet.preprocessing.batching import accepts_seed, group_images
 from keras_retinanet.preprocessing.dataset import DetectionDataset
 from keras_retinanet.preprocessing.image import (
-    DEFAULT_PAD_MULTIPLE,
     ImageReadError,
     pad_batch,
     pad_to_multiple,
@@ -61,10 +61,11 @@ class Generator(DetectionDataset, keras.utils.PyDataset):
         anchor_parameters: anchors the targets are assigned to; ``AnchorParameters()`` if None.
             Must be the same as the model's.
         pad_multiple: the batch is zero-padded (after mean subtraction) up to the largest
-            image, rounded up to a multiple of this (None or 1: no rounding). 32 is the stride
-            of C5, so every backbone level divides the input exactly and FPN's upsampled maps
-            line up; and rounding leaves far fewer distinct input shapes, each of which costs a
-            retrace of the model's ``tf.function``.
+            image, rounded up to a multiple of this (1: no rounding; None: the variant's, 32
+            for ours and torchvision's, 1 for fizyr's). 32 is the stride of C5, so every
+            backbone level divides the input exactly and FPN's upsampled maps line up; and
+            rounding leaves far fewer distinct input shapes, each of which costs a retrace of
+            the model's ``tf.function``.
         seed: seeds shuffling, grouping and augmentation; None draws a random seed.
         skip_bad_images: skip an unreadable image with a warning (counted in
             :attr:`skipped_images`) instead of raising ``ImageReadError``. With
@@ -99,7 +100,7 @@ class Generator(DetectionDataset, keras.utils.PyDataset):
         image_max_side: int = 1333,
         transform: Any = None,
         anchor_parameters: AnchorParameters | None = None,
-        pad_multiple: int | None = DEFAULT_PAD_MULTIPLE,
+        pad_multiple: int | None = None,
         seed: int | None = None,
         skip_bad_images: bool = False,
         workers: int = 1,
@@ -129,7 +130,7 @@ class Generator(DetectionDataset, keras.utils.PyDataset):
         self.transform = transform
         self.anchor_parameters = anchor_parameters or AnchorParameters()
         self.variant = get_variant(variant)
-        self.pad_multiple = int(pad_multiple) if pad_multiple else 1
+        self.pad_multiple = int(pad_multiple or self.variant.pad_multiple)
         self.seed = seed
         self.skip_bad_images = bool(skip_bad_images)
         self.full_batches = bool(full_batches)
@@ -309,7 +310,7 @@ class Generator(DetectionDataset, keras.utils.PyDataset):
         """Anchor targets of a group, for the anchors of the padded batch shape.
 
         Difficult boxes are passed on with their flag: their anchors are ignored, neither
-        positive nor negative (see :func:`keras_retinanet.model.anchors.anchor_targets_bbox`).
+        positive nor negative (see :func:`keras_retinanet.model.targets.anchor_targets_bbox`).
 
         Returns:
             ``regression`` ``(B, N, 5)`` and ``classification`` ``(B, N, K + 1)`` float32, the
@@ -324,6 +325,7 @@ class Generator(DetectionDataset, keras.utils.PyDataset):
             annotations_group,
             self.num_classes(),
             coder=self.variant.box_coder,
+            matcher=self.variant.matcher,
         )
 
     def compute_input_output(

@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import keras
 
 from keras_retinanet.model import losses
 from keras_retinanet.model import retinanet as models
 from keras_retinanet.model.anchors import AnchorParameters
-from keras_retinanet.training.config import TrainConfig, TrainingError
+from keras_retinanet.training.config import DEFAULT_LR, TrainConfig, TrainingError
 
 
 def compile_model(
-    model: keras.Model, lr: float = 1e-5, clipnorm: float | None = 0.001
+    model: keras.Model,
+    lr: float | None = DEFAULT_LR,
+    clipnorm: float | None = 0.001,
+    variant: Any = None,
 ) -> keras.Model:
-    """Compile with Adam, smooth L1 on ``regression`` and focal loss on ``classification``."""
+    """Compile with Adam and the model variant's losses
+    (:func:`keras_retinanet.model.losses.losses_for`: focal loss on ``classification``, the
+    variant's box loss on ``regression``); ``variant`` None: ours."""
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=lr, clipnorm=clipnorm),
-        loss={"regression": losses.smooth_l1(), "classification": losses.focal()},
+        optimizer=keras.optimizers.Adam(
+            learning_rate=DEFAULT_LR if lr is None else lr, clipnorm=clipnorm
+        ),
+        loss=losses.losses_for(variant),
     )
     return model
 
@@ -68,7 +76,15 @@ def build_or_resume(
                 "keeps the optimizer state): training goes on with a fresh Adam",
                 stacklevel=2,
             )
-            compile_model(model, config.lr, config.clipnorm)
+            compile_model(model, config.lr, config.clipnorm, config.variant)
+        elif config.lr is not None:
+            stored = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+            model.optimizer.learning_rate.assign(config.lr)
+            if config.verbose:
+                print(
+                    f"--lr {config.lr:g} replaces the learning rate {stored:g} of "
+                    f"{config.snapshot}'s optimizer"
+                )
         return model, int(metadata.get("epoch", 0))
     model = models.retinanet_model(
         num_classes,
@@ -78,4 +94,4 @@ def build_or_resume(
         anchor_parameters=params,
         variant=config.variant,
     )
-    return compile_model(model, config.lr, config.clipnorm), 0
+    return compile_model(model, config.lr, config.clipnorm, config.variant), 0

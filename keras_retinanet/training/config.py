@@ -13,6 +13,9 @@ class TrainingError(RuntimeError):
     """Training stopped for a reason the user must act on (the message says which)."""
 
 
+DEFAULT_LR = 1e-5  # Adam; fizyr's default, stable from ImageNet weights with clipnorm
+
+
 @dataclasses.dataclass
 class TrainConfig:
     """Everything :func:`train` needs. Defaults match ``retinanet-train``'s."""
@@ -25,7 +28,9 @@ class TrainConfig:
     batch_size: int = 1
     epochs: int = 50
     steps: int | None = None  # per epoch; None: the whole training set
-    lr: float = 1e-5  # Adam; fizyr's default, stable from ImageNet weights with clipnorm
+    # Adam's learning rate; None: DEFAULT_LR, or when resuming the snapshot's (which the
+    # plateau schedule may have lowered). Given when resuming, it replaces the snapshot's.
+    lr: float | None = None
     clipnorm: float | None = 0.001  # per variable; None: no clipping
     image_min_side: int = 800
     image_max_side: int = 1333

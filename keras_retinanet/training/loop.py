@@ -139,7 +139,8 @@ def _train(config: TrainConfig) -> dict:
     classes = [train_generator.label_to_name(i) for i in range(train_generator.num_classes())]
     if start:
         model = fine_tune_model(config.weights, start, classes, params, config.freeze_backbone)
-        model, initial_epoch = compile_model(model, config.lr, config.clipnorm), 0
+        model = compile_model(model, config.lr, config.clipnorm, variant_from_metadata(start))
+        initial_epoch = 0
         config = dataclasses.replace(
             config, initial_weights=start_record(config.weights, start, classes)
         )

@@ -1,32 +1,28 @@
 """Training across machines: ``tf.distribute.MultiWorkerMirroredStrategy`` with a custom loop.
 
-Keras 3's ``fit`` does not run under this strategy (keras-team/keras#20585). Before the first
-step it all-reduces the whole first batch to build the model, which the collective strategy
-rejects for a nested batch ("Attempt to convert a value (PerReplica ...) to a Tensor"), and
-after every step it reduces each logged scalar along an axis 0 it does not have. So under
-this strategy :func:`keras_retinanet.training.train` uses :func:`fit` here instead: one
-``tf.function`` runs the step on every replica with ``strategy.run``, the optimizer all-reduces
-the gradients, and the logged losses are averaged over all replicas, so every worker sees the
-same numbers. Callbacks, the progress bar and the history work as they do with ``model.fit``.
+Keras 3's ``fit`` does not run under this strategy (keras-team/keras#20585): it all-reduces
+the first batch to build the model (the collective strategy rejects a nested batch) and
+reduces each logged scalar along an axis 0 it does not have. So under this strategy
+:func:`keras_retinanet.training.train` uses :func:`fit` here instead: one ``tf.function`` runs
+the step on every replica with ``strategy.run``, the optimizer all-reduces the gradients, and
+the logged losses are averaged over all replicas. Callbacks, the progress bar and the history
+work as with ``model.fit``.
 
 How the workers share the work (all set up by ``train``):
 
 * Worker ``i`` of ``n`` reads the images whose index is ``i`` modulo ``n``
   (``Generator(shard=(i, n))``), in batches of ``batch_size / replicas`` images per replica.
 * Only the chief (worker 0) evaluates, writes snapshots, logs and TensorBoard summaries; the
-  others wait for it in the next step's all-reduce. It evaluates by calling the model
-  directly (:class:`DirectPredictor`): ``predict_on_batch`` would gather every worker's
-  predictions into one batch.
+  others wait for it in the next step's all-reduce. It calls the model directly
+  (:class:`DirectPredictor`), not through the strategy, which would gather every worker's.
 * The moving statistics of trained BatchNormalization layers, which each replica updates from
   its own images, are averaged over all replicas at the end of every epoch
   (:func:`state_averager`).
-* A stop asked for on any worker (a time limit, a callback, SIGTERM) is agreed on by all after
-  each batch and epoch (:func:`any_worker`); a NaN loss, being global, stops all at once.
-* A worker that dies fails the others' next all-reduce within seconds (TensorFlow's
-  coordination service); they stop with :class:`WorkerLost`, which says so.
+* A stop asked for on any worker (time limit, callback, SIGTERM) is agreed on after each batch
+  and epoch (:func:`any_worker`); a NaN loss, being global, stops all at once.
+* A worker that dies fails the others' next all-reduce: they stop with :class:`WorkerLost`.
 
-TensorFlow is imported inside the functions that use it, so that ``training`` (which imports
-this module) still imports on JAX and PyTorch.
+TensorFlow is imported inside the functions that use it: ``training`` imports on JAX too.
 """
 
 from __future__ import annotations
@@ -38,6 +34,8 @@ from typing import Any
 
 import keras
 import numpy as np
+
+from keras_retinanet.model.image_sizes import sized_detector
 
 
 def cluster_from_flags(hosts: list[str], task_index: int) -> Any:
@@ -161,9 +159,8 @@ def is_chief(strategy: Any = None) -> bool:
 
 
 class WorkerLost(RuntimeError):
-    """A step that all workers share failed because another worker stopped. TensorFlow's
-    coordination service notices a lost worker within seconds and fails the survivors'
-    collectives, so they stop instead of waiting."""
+    """A shared step failed because another worker stopped: TensorFlow's coordination service
+    fails the survivors' collectives within seconds, so they stop instead of waiting."""
 
 
 def _is_peer_failure(error: Exception) -> bool:
@@ -179,20 +176,23 @@ def _is_peer_failure(error: Exception) -> bool:
 
 
 class DirectPredictor:
-    """An inference model for use under a multi-worker strategy: ``predict_on_batch`` calls
-    the model in one ``tf.function`` on this worker's own device, with no collective (the
-    strategy's ``predict_on_batch`` would gather all workers' predictions). Other attributes
-    (``name``, ``get_layer``) are the model's."""
+    """An inference model under a multi-worker strategy: ``predict_on_batch`` and
+    ``predict_sized`` run in a ``tf.function`` on this worker's device, with no collective (the
+    strategy's would gather all workers' predictions). Other attributes are the model's."""
 
     def __init__(self, model: keras.Model) -> None:
         # TensorFlow only here: the package imports and runs on JAX without it
         import tensorflow as tf
 
-        self.model = model
+        self.model, sized = model, sized_detector(model)
         self._call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        self._sized = tf.function(lambda x, s: sized([x, s], training=False), reduce_retracing=True)
 
     def predict_on_batch(self, batch: Any) -> list[Any]:
         return [output.numpy() for output in self._call(batch)]
+
+    def predict_sized(self, batch: Any, sizes: Any) -> list[Any]:
+        return [output.numpy() for output in self._sized(batch, sizes)]
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.model, name)
