@@ -529,3 +529,19 @@ def test_variant_models_build_predict_and_round_trip(variant, tmp_path):
     np.testing.assert_allclose(
         np.asarray(loaded.predict_on_batch(batch)[1]), np.asarray(scores), atol=1e-5
     )
+
+
+def test_a_variant_training_model_is_decoded_with_its_variant(tmp_path):
+    # evaluate() turns a training model into an inference model (as_inference_model): a
+    # torchvision model must be decoded with its own coder, anchors and clip, not ours,
+    # whether it was built here or loaded from its snapshot.
+    from keras_retinanet.model.retinanet import as_inference_model
+
+    training = models.retinanet_model(3, variant="torchvision_v1", weights=None)
+    path = str(tmp_path / "tv.keras")
+    models.save_model(training, path, metadata={"variant": training.variant.to_dict()})
+    for model in (training, models.load_model(path)):
+        inference = as_inference_model(model)
+        assert inference.variant.name == "torchvision_v1"
+        assert inference.get_layer("boxes").coder == "centre_size"
+        assert inference.get_layer("anchors_0").rule == "torchvision"

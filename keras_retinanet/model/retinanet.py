@@ -146,7 +146,11 @@ def retinanet_model(
     classification = keras.layers.Concatenate(axis=1, name="classification")(
         [classification_model(f) for f in features]
     )
-    return keras.Model(inputs=inputs, outputs=[regression, classification], name=name)
+    model = keras.Model(inputs=inputs, outputs=[regression, classification], name=name)
+    # Not saved with the model (load_model sets it again from the metadata): what
+    # as_inference_model decodes it with.
+    model.variant = variant
+    return model
 
 
 def _variant_backbone(
@@ -371,4 +375,6 @@ def load_model(
         wanted = (settings or base).replace(**setting_overrides)
         model.detection_settings = inference_settings(model, wanted, baked, path)
         model = with_precision(model, choose_precision(precision))
+    else:
+        model.variant = variant_from_metadata(metadata)  # what as_inference_model decodes with
     return model
