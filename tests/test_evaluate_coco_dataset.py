@@ -82,6 +82,11 @@ def test_crowd_regions_and_json_areas_count_as_pycocotools_says(tmp_path):
     assert metrics["AP"] == pytest.approx(1.0)
     assert metrics["APs"] == pytest.approx(1.0)
     assert metrics["APm"] == -1.0
+    # The per-class table ignores the detection on the crowd region too (it counted it as a
+    # false positive: AP 0.5 beside COCO's AP50 of 1.0).
+    assert metrics["AP50"] == pytest.approx(1.0)
+    assert result.classes[0].average_precision == pytest.approx(1.0)
+    assert result.classes[0].num_annotations == 1
     results_file = write_coco_results(generator, result, tmp_path / "detections.json")
     rows = json.loads(Path(results_file).read_text())
     assert {(r["image_id"], r["category_id"]) for r in rows} == {(7, 1)}  # the file's ids

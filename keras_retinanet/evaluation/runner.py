@@ -106,6 +106,14 @@ def _per_class_annotations(
     ]
 
 
+def _with(annotations: dict[str, np.ndarray], more: dict[str, np.ndarray]) -> dict:
+    """Two annotation records of one image as one."""
+    return {
+        key: np.concatenate([np.asarray(annotations[key]), np.asarray(more[key])])
+        for key in ("bboxes", "labels", "difficult")
+    }
+
+
 def _load_image(generator: Any, index: int) -> np.ndarray | None:
     """The original image, or None for an unreadable one when the generator skips them."""
     if not getattr(generator, "skip_bad_images", False):
@@ -228,9 +236,12 @@ def evaluate(
             )
         if images:
             for index, image, detections in zip(kept, images, batch_detections):
-                ground_truth = generator.filter_annotations(
-                    image, generator.load_annotations(index), index
-                )
+                annotations = generator.load_annotations(index)
+                if hasattr(generator, "crowd_annotations"):
+                    # COCO's crowd regions, as difficult boxes: the per-class table ignores
+                    # the detections on them, as COCOeval does, instead of counting them false.
+                    annotations = _with(annotations, generator.crowd_annotations(index))
+                ground_truth = generator.filter_annotations(image, annotations, index)
                 image_indices.append(index)
                 image_sizes.append((int(image.shape[0]), int(image.shape[1])))
                 all_detections.append(_top_detections(detections, max_detections))

@@ -110,10 +110,20 @@ class CocoGenerator(Generator):
 
     def load_annotations(self, image_index: int) -> dict[str, np.ndarray]:
         """Boxes (original pixels), labels and (all False) difficult flags; no crowd boxes."""
+        return self._annotations(image_index, crowd=False)
+
+    def crowd_annotations(self, image_index: int) -> dict[str, np.ndarray]:
+        """The image's crowd boxes (``iscrowd=1``), flagged difficult: the evaluation's
+        per-class table ignores the detections on them, as COCOeval does."""
+        crowds = self._annotations(image_index, crowd=True)
+        crowds["difficult"][:] = True
+        return crowds
+
+    def _annotations(self, image_index: int, crowd: bool) -> dict[str, np.ndarray]:
         annotation_ids = self.coco.getAnnIds(imgIds=[self.image_ids[image_index]])
         boxes, labels = [], []
         for annotation in self.coco.loadAnns(annotation_ids):
-            if annotation.get("iscrowd", 0):
+            if bool(annotation.get("iscrowd", 0)) != crowd:
                 continue
             x, y, w, h = (float(v) for v in annotation["bbox"])
             boxes.append([x, y, x + w, y + h])
