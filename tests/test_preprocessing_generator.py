@@ -429,3 +429,27 @@ def test_training_input_loads_ahead_across_passes_from_the_next_pass():
     resumed, _ = fit_input(make(), first_step=4)  # resuming after 4 steps
     for step, (images, _) in enumerate(resumed.take(2), start=4):
         np.testing.assert_array_equal(images.numpy(), expected[step])
+
+
+@pytest.mark.parametrize("min_side, kept", [(200, 4), (100, 2)])
+def test_augmented_boxes_are_kept_or_dropped_by_their_size_in_network_pixels(
+    tmp_path, min_side, kept
+):
+    # Two 1-px boxes and two large ones; a zoom of 0.95 makes the thin ones 0.95 px wide. The
+    # augmentation dropped them before the resize (under 1 px); the rule is now on the box as
+    # the network sees it: 1.9 px at min side 200 (kept), 0.95 px at 100 (dropped).
+    rows = ["10,10,11,40,cat", "50,60,80,61,dog", "20,20,60,60,cat", "40,30,90,90,dog"]
+    csv_file, classes = write_csv_dataset(
+        tmp_path, {"a.png": (Image.new("RGB", (100, 100), (90, 120, 150)), rows)}
+    )
+    transform = random_transform(
+        flip_prob=0, scale=(0.95, 0.95), translate=0, color_jitter=False, seed=0
+    )
+    generator = CSVGenerator(
+        csv_file, classes, transform=transform, image_min_side=min_side, image_max_side=1000
+    )
+    _, annotations = generator.preprocess_group([0])[:2]
+    boxes = annotations[0]["bboxes"]
+    assert len(boxes) == kept
+    sides = boxes[:, 2:] - boxes[:, :2]
+    assert (sides >= 1).all() and sides.min() < (2 if kept == 4 else 100)

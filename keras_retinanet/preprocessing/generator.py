@@ -37,7 +37,12 @@ from keras_retinanet.preprocessing.image import (
     pad_to_multiple,
     resize_image,
 )
-from keras_retinanet.preprocessing.transform import filter_boxes, seed_for
+from keras_retinanet.preprocessing.transform import (
+    MIN_NETWORK_SIDE,
+    filter_boxes,
+    seed_for,
+    select_boxes,
+)
 
 GROUP_METHODS = ("none", "random", "ratio")
 
@@ -264,6 +269,9 @@ class Generator(DetectionDataset, keras.utils.PyDataset):
             annotations["bboxes"] = (
                 np.asarray(annotations["bboxes"], dtype=np.float32).reshape(-1, 4) * scale
             )
+            if self.transform is not None:  # the rule on the box as the network sees it
+                sides = annotations["bboxes"][:, 2:] - annotations["bboxes"][:, :2]
+                annotations = select_boxes(annotations, (sides >= MIN_NETWORK_SIDE).all(axis=1))
             images.append(image)
             annotations_group.append(annotations)
             scales.append(scale)

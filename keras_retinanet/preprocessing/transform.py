@@ -24,6 +24,11 @@ from keras_retinanet.preprocessing.image import CAFFE_MEAN_BGR
 # A transform as the generators use it: (BGR uint8 image, annotations) -> the same, augmented.
 Transform = Callable[[np.ndarray, dict], tuple[np.ndarray, dict]]
 
+# An augmented box narrower or lower than this many network pixels (after the resize) is
+# dropped: a sliver the affine cut at the border carries no signal and would give extreme
+# regression targets. Boxes the annotation gives are never dropped for their size.
+MIN_NETWORK_SIDE = 1.0
+
 
 def select_boxes(annotations: dict[str, Any], keep: np.ndarray) -> dict[str, np.ndarray]:
     """Keep a subset of the boxes, and of every per-box array with them.
@@ -243,10 +248,12 @@ class RandomTransform:
         indices = np.asarray(result["box_indices"], dtype=np.int64).reshape(-1)
         out = select_boxes(annotations, indices)
         out["bboxes"] = out_boxes
-        # Slivers under a pixel carry no signal and would produce extreme regression targets.
+        # Every box with an area is kept: whether it is too thin to learn depends on the size
+        # the network sees it at, which the generator decides after the resize
+        # (MIN_NETWORK_SIDE); a 1-px box zoomed by 0.95 here may be 2 px there.
         widths = out_boxes[:, 2] - out_boxes[:, 0]
         heights = out_boxes[:, 3] - out_boxes[:, 1]
-        return out_image, select_boxes(out, (widths >= 1) & (heights >= 1))
+        return out_image, select_boxes(out, (widths > 0) & (heights > 0))
 
 
 def random_transform(
@@ -268,7 +275,8 @@ def random_transform(
         color_jitter: random brightness, contrast, saturation (each +-20%) and a small hue
             shift, on half of the images.
         min_visibility: boxes keeping less than this fraction of their area inside the image
-            after scale/translate are dropped; 0 keeps every box that is still 1 px wide.
+            after scale/translate are dropped; 0 keeps every box with an area (the generator
+            then drops the ones under :data:`MIN_NETWORK_SIDE` in network pixels).
         seed: seed of the transform's own generator, used when it is called without ``seed=``.
 
     Returns:
