@@ -5,8 +5,9 @@ such as ``cudart_stub.cc: Could not find cuda drivers`` and, at the first operat
 ``E0000 ... failed call to cuInit: UNKNOWN ERROR (303)``: an "error" a user sees before
 anything has happened, though nothing is wrong. :func:`quiet_tensorflow_start` runs before
 Keras imports TensorFlow (``import keras_retinanet`` calls it): where no NVIDIA device exists
-it sets ``TF_CPP_MIN_LOG_LEVEL=3`` (unless the user set it) and imports TensorFlow with the
-C++ stderr muted. Where a GPU exists nothing changes, so TensorFlow still finds and uses it
+it sets ``TF_CPP_MIN_LOG_LEVEL=3`` (unless the user set it) and imports TensorFlow, and makes
+its first device query (the cuInit call, whose failure TensorFlow logs as an error even at
+level 2), with the C++ stderr muted. Where a GPU exists nothing changes, so TensorFlow still finds and uses it
 and says so. Python errors are not affected: an import that fails still raises.
 """
 
@@ -48,7 +49,11 @@ def quiet_tensorflow_start() -> bool:
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)  # the C++ library writes to file descriptor 2 directly
-        import tensorflow  # noqa: F401
+        import tensorflow
+
+        # The first device query calls cuInit, which logs its failure as an ERROR: shown at
+        # TF_CPP_MIN_LOG_LEVEL 2, which scripts and users often set. Made here, muted.
+        tensorflow.config.list_physical_devices()
     finally:
         os.dup2(saved, 2)
         os.close(saved)

@@ -448,3 +448,15 @@ def test_snapshots_keep_the_optimizer_only_where_a_resume_needs_it(tmp_path, cap
         train_cli.main(common + ["--epochs", "4", "--snapshot", str(fourth)] + dataset)
     assert "the snapshot already has 4 epochs and --epochs is 4" in capsys.readouterr().err
     assert time.monotonic() - start < 5
+
+    # --lr on a resume replaces the snapshot's learning rate, and says so (it was ignored).
+    capsys.readouterr()
+    train_cli.main(common + ["--epochs", "5", "--lr", "7e-5", "--snapshot", str(fourth)] + dataset)
+    said = capsys.readouterr().out
+    assert f"--lr 7e-05 replaces the learning rate {newest_lr:g}" in said, said[-2000:]
+    fifth = keras.saving.load_model(str(out / "resnet50_voc_05.keras"), compile=True)
+    # 7e-5, or a tenth of it if the plateau schedule cut it at the end of epoch 5.
+    assert float(fifth.optimizer.learning_rate.numpy()) in (
+        pytest.approx(7e-5),
+        pytest.approx(7e-6),
+    )

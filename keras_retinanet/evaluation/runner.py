@@ -162,7 +162,8 @@ def evaluate(
         score_threshold: keep detections scoring strictly above this; None: the settings'
             (0.05 by default, Lin et al. 2017, sec. 5.1).
         max_detections: detections kept per image (COCO's maxDets).
-        iou_threshold: a detection matches a box when their IoU is strictly greater.
+        iou_threshold: a detection matches a box when their IoU is at least this (``>=``, as the
+            VOC devkit).
         metric: ``"voc07"`` (11-point AP), ``"voc12"`` (all-point AP) or ``"coco"``
             (per-class all-point AP at ``iou_threshold`` plus COCOeval; the headline is
             COCO's AP at IoU 0.5:0.95).

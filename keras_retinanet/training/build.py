@@ -80,11 +80,11 @@ def build_or_resume(
         elif config.lr is not None:
             stored = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
             model.optimizer.learning_rate.assign(config.lr)
-            if config.verbose:
-                print(
-                    f"--lr {config.lr:g} replaces the learning rate {stored:g} of "
-                    f"{config.snapshot}'s optimizer"
-                )
+            # Said even under --quiet: the run differs from the one the snapshot was part of.
+            print(
+                f"--lr {config.lr:g} replaces the learning rate {stored:g} of "
+                f"{config.snapshot}'s optimizer"
+            )
         return model, int(metadata.get("epoch", 0))
     model = models.retinanet_model(
         num_classes,
