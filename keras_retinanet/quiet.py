@@ -7,8 +7,8 @@ anything has happened, though nothing is wrong. :func:`quiet_tensorflow_start` r
 Keras imports TensorFlow (``import keras_retinanet`` calls it): where no NVIDIA device exists
 it sets ``TF_CPP_MIN_LOG_LEVEL=3`` (unless the user set it) and imports TensorFlow, and makes
 its first device query (the cuInit call, whose failure TensorFlow logs as an error even at
-level 2), with the C++ stderr muted. Where a GPU exists nothing changes, so TensorFlow still finds and uses it
-and says so. Python errors are not affected: an import that fails still raises.
+level 2), with the C++ stderr muted. Where a GPU exists nothing changes, so TensorFlow still
+finds and uses it and says so. Python errors are not affected: an import that fails still raises.
 """
 
 from __future__ import annotations

@@ -23,8 +23,9 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fizyr_reference  # noqa: E402, F401  (the Keras 2 shim fizyr's code needs)
 import numpy as np  # noqa: E402
-from keras_retinanet import losses  # noqa: E402  (fizyr's package, from PYTHONPATH)
 from keras_retinanet.utils.anchors import anchor_targets_bbox, anchors_for_shape  # noqa: E402
+
+from keras_retinanet import losses  # noqa: E402  (fizyr's package, from PYTHONPATH)
 
 
 def main() -> None:
