@@ -75,7 +75,7 @@ def compare(snapshot: str, batch: np.ndarray, ref: dict) -> dict:
         ("resnet101", 328, 424),
     ],
 )
-def test_converted_fizyr_model_matches_fizyr(tmp_path, backbone, height, width):
+def test_converted_fizyr_model_matches_fizyr(tmp_path, capsys, backbone, height, width):
     image_npy, batch = raccoon_image(tmp_path, height, width)
     photo_path, _, bgr = raccoon_photo(tmp_path)
     sides = [str(side) for side in PHOTO_SIDES]
@@ -122,6 +122,18 @@ def test_converted_fizyr_model_matches_fizyr(tmp_path, backbone, height, width):
     np.testing.assert_allclose([r["box"] for r in rows], full["boxes"][:50], atol=0.5)
     np.testing.assert_allclose([r["score"] for r in rows], full["scores"][:50], atol=1e-4)
     assert [r["label"] for r in rows] == full["labels"][:50].tolist()
+
+    # fizyr's own files, given where a snapshot is taken, are converted on the way and said
+    # so in one line (they ended in a raw TypeError: BatchNormalization's 'freeze').
+    direct = tmp_path / "direct"
+    argv = [inference_h5, photo_path, "-o", str(direct), "--score-threshold", "0.05", *sides]
+    assert predict_cli.main([*argv, "--no-draw", "--no-progress"]) == 0
+    assert "is a fizyr keras-retinanet snapshot" in capsys.readouterr().err
+    same = json.loads((direct / "detections.json").read_text())["images"][0]["detections"]
+    assert sorted(same, key=lambda row: -row["score"])[:50] == rows
+    assert convert_cli.main([os.path.join(out, "model.h5"), str(tmp_path / "inf.keras")]) == 0
+    assert models.is_inference_model(models.load_model(str(tmp_path / "inf.keras")))
+    assert "--from fizyr" in capsys.readouterr().err
 
 
 def test_snapshot_of_fizyr_with_keras_resnet_0_2_matches_it(tmp_path):

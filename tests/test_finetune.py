@@ -7,8 +7,10 @@ import glob
 import json
 import os
 import shutil
+import sys
 
 import cv2
+import keras
 import numpy as np
 from shared_data import needs
 from sources.common import RACCOON, SOURCES, raccoon_image, run, torch_python
@@ -51,6 +53,15 @@ def test_fine_tune_converted_torchvision_model_on_raccoon(tmp_path):
     start = metadata["initial_weights"]
     assert start["path"] == os.path.abspath(source) and start["variant"] == "torchvision_v1"
     assert start["classification_reinitialised"] and start["source"]["from"] == "torchvision"
+
+    # It trains as torchvision trains v1: L1 box loss and focal loss, each image normalised
+    # by its own positives.
+    from keras_retinanet.model.losses import FocalLoss, L1Loss
+
+    losses = keras.saving.load_model(snapshot, compile=True).loss
+    assert isinstance(losses["regression"], L1Loss)
+    assert isinstance(losses["classification"], FocalLoss)
+    assert {losses[k].normalisation for k in losses} == {"image"}
 
     tuned = models.load_model(snapshot)
     # Frozen BatchNorm: the source's statistics exactly (variance + eps 1e-5 - 1e-5).
@@ -102,3 +113,36 @@ def test_fine_tune_converted_torchvision_model_on_raccoon(tmp_path):
     count = int(outputs["num_detections"][0])
     assert count == len(found.scores) > 0
     np.testing.assert_allclose(outputs["scores"][0][:count], found.scores, atol=1e-3)
+
+
+def test_fine_tuning_trains_with_the_variants_losses_and_a_fizyr_h5_as_weights(tmp_path, capsys):
+    # A fizyr training .h5 given to --weights is converted on the way (one line says so), and
+    # the run trains as fizyr did: its matcher and pad rule in the data, smooth L1 and focal
+    # normalised over the batch in the compiled model.
+    from sources.common import fizyr_path
+
+    from keras_retinanet.model.losses import FocalLoss, SmoothL1Loss
+
+    image_npy, _ = raccoon_image(tmp_path, 256, 320)
+    out = tmp_path / "reference"
+    run(
+        [sys.executable, os.path.join(SOURCES, "fizyr_reference.py"), image_npy, str(out)],
+        env={"PYTHONPATH": fizyr_path()},
+    )
+    code = train_cli.main(
+        [
+            "--weights", str(out / "model.h5"), "--epochs", "1", "--steps", "1",
+            "--image-min-side", "96", "--image-max-side", "128", "--no-evaluation",
+            "--seed", "0", "--workers", "0", "--quiet",
+            "--snapshot-path", str(tmp_path / "snapshots"), "voc", RACCOON,
+        ]
+    )  # fmt: skip
+    assert code in (0, None)
+    assert "is a fizyr keras-retinanet snapshot" in capsys.readouterr().err
+    (snapshot,) = glob.glob(str(tmp_path / "snapshots" / "*_01.keras"))
+    metadata = models.read_metadata(snapshot)
+    assert metadata["variant"]["name"] == "fizyr" and metadata["variant"]["matcher"] == "fizyr"
+    losses = keras.saving.load_model(snapshot, compile=True).loss
+    assert isinstance(losses["regression"], SmoothL1Loss)
+    assert isinstance(losses["classification"], FocalLoss)
+    assert {losses[k].normalisation for k in losses} == {"batch"}

@@ -20,6 +20,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from keras_retinanet.cli.foreign import snapshot_or_converted
 from keras_retinanet.convert import convert_fizyr, convert_torchvision
 from keras_retinanet.convert.pretrained import download_pretrained
 from keras_retinanet.errors import DEBUG_HELP, debugging, run_command
@@ -168,7 +169,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
         return _import(args)
 
     try:
-        path = convert_model(args.model_in, args.model_out, **_setting_options(args))
+        model_in = snapshot_or_converted(args.model_in, "retinanet-convert")
+        path = convert_model(model_in, args.model_out, **_setting_options(args))
     except (FileNotFoundError, ValueError) as e:
         if debugging():  # --debug: the traceback, not the message
             raise

@@ -20,6 +20,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+from keras_retinanet.cli.foreign import snapshot_or_converted
 from keras_retinanet.errors import DEBUG_HELP, debugging, run_command
 from keras_retinanet.evaluation import inputs, reports, runner
 from keras_retinanet.export.runtime import artifact_format, load_artifact
@@ -269,7 +270,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> None:
     """Evaluate as the parsed arguments say: build the data, load the model, report."""
 
-    model_path = args.model
+    model_path = snapshot_or_converted(args.model, "retinanet-evaluate")
     artifact = load_artifact(model_path) if artifact_format(model_path) else None
     metadata = artifact.metadata if artifact else read_metadata(model_path)
     min_side = args.image_min_side or metadata.get("image_min_side") or DEFAULT_MIN_SIDE

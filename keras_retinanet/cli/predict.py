@@ -15,6 +15,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from keras_retinanet.cli.foreign import snapshot_or_converted
 from keras_retinanet.errors import DEBUG_HELP, debugging, run_command
 from keras_retinanet.model.precision import PRECISIONS
 from keras_retinanet.model.settings import DetectionSettings
@@ -118,7 +119,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
     try:
         result = predict(
-            args.model,
+            snapshot_or_converted(args.model, "retinanet-predict"),
             args.inputs,
             output_dir=args.output,
             score_threshold=args.score_threshold,

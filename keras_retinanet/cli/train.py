@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 import keras
 
+from keras_retinanet.cli.foreign import snapshot_or_converted
 from keras_retinanet.errors import DEBUG_HELP, debugging, run_command
 from keras_retinanet.model.anchor_config import read_anchor_parameters
 from keras_retinanet.model.backbones import BACKBONES
@@ -129,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--weights",
         default=DEFAULT.weights,
         help="imagenet, none, a backbone .h5 weights file, or a snapshot of this package "
-        "(trained here or made by retinanet-convert --from fizyr|torchvision) to fine-tune: "
+        "(trained here or made by retinanet-convert --from fizyr|torchvision; a fizyr .h5 is "
+        "converted on the way) to fine-tune: "
         "its variant, backbone, FPN and box head are kept, the class head starts afresh for "
         "new classes",
     )
@@ -318,7 +320,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         distribute = "data_parallel" if keras.backend.backend() == "jax" else "mirrored"
     derived = {
         "dataset": dataset_record(args),
-        "weights": _none_if_none(args.weights),
+        "weights": snapshot_or_converted(_none_if_none(args.weights), "retinanet-train"),
         "snapshot_path": None if args.no_snapshots else args.snapshot_path,
         "keep_snapshots": args.keep_snapshots or None,
         "evaluation": not args.no_evaluation,

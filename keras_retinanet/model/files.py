@@ -116,7 +116,7 @@ def _check_hdf5(path: str, head: bytes, ours: bool) -> str:
             "weights (retinanet-train --weights PATH), or give the snapshot file instead"
         )
     text = config.decode() if isinstance(config, bytes) else str(config)
-    if "keras_resnet" in text or '"freeze"' in text:
+    if _is_fizyr_config(text):
         raise ModelFileError(
             f"{path} is a model of fizyr's keras-retinanet; convert it first: retinanet-convert "
             f"--from fizyr {path} OUT.keras"
@@ -131,6 +131,29 @@ def _check_hdf5(path: str, head: bytes, ours: bool) -> str:
     except json.JSONDecodeError as error:
         raise ModelFileError(f"{path} has a damaged model config ({error})") from error
     return "h5"
+
+
+def _is_fizyr_config(text: str) -> bool:
+    # keras-resnet's BatchNormalization carries "freeze"; its layers name their package.
+    return "keras_resnet" in text or '"freeze"' in text
+
+
+def is_fizyr_model(path: str) -> bool:
+    """Whether ``path`` is a training or inference ``.h5`` of fizyr's keras-retinanet
+    (keras-resnet layers in its model config); False for anything else, readable or not."""
+    path = os.fspath(path)
+    if not path.endswith(".h5") or not os.path.isfile(path):
+        return False
+    try:
+        import h5py  # Keras' own dependency; only .h5 files need it
+
+        with h5py.File(path, "r") as handle:
+            config = handle.attrs.get("model_config")
+    except (OSError, RuntimeError):
+        return False
+    if config is None:
+        return False
+    return _is_fizyr_config(config.decode() if isinstance(config, bytes) else str(config))
 
 
 def _looks(head: bytes) -> str:
