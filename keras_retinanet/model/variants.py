@@ -10,12 +10,19 @@ The variants, each checked against its source's code (``tests/test_convert_*.py`
 outputs with the real packages):
 
 - ``"retinanet"``: this package's own (keras.applications ResNet, fizyr's FPN, corner box
-  coding, anchors centred on cells). The default.
+  coding, anchors centred on cells). The default. It trains with torchvision's thresholds
+  (ignored from 0.4 to 0.5) and low-quality matches, but each promoted anchor goes to the box
+  that needs it, not to its own best box (:mod:`keras_retinanet.model.targets`); with fizyr's
+  box loss (smooth L1, sigma 3, on corner deltas) and normalisation (the batch's positives);
+  and, unlike fizyr, with the padding supervised as background; batches padded to 32.
 - ``"fizyr"``: fizyr keras-retinanet 1.0.0 with keras-resnet 0.1.0, the published COCO
   snapshot's code: keras-resnet's stem pools with ``padding="same"`` (keras.applications pads
   1 then pools, so on even sizes its windows sit one pixel earlier), BatchNormalization
   epsilon 1e-5 (keras.applications: 1.001e-5), convolutions without bias, boxes clipped to
   ``[0, W - 1]``, images resized by ``cv2.resize(fx=scale)``, and no per-level pre-NMS budget.
+  Trains as fizyr: no low-quality matches, ignored strictly above 0.4, anchors centred
+  outside the image ignored, smooth L1 and focal over the batch's positives; batches padded to
+  their largest image only.
 - ``"fizyr_keras_resnet_0_2"``: the same with keras-resnet 0.2.0 (what fizyr 1.0.0 installs),
   whose 7x7 stem convolution pads ``"same"`` too.
 - ``"torchvision_v1"`` / ``"torchvision_v2"``: ``retinanet_resnet50_fpn`` and
@@ -26,6 +33,10 @@ outputs with the real packages):
   corners centred at ``i * stride`` where the stride is ``padded_size // feature_size``,
   integer anchor sizes (32, 40, 50 on P3), and RGB / 255 input normalised by ImageNet's
   mean and std (a layer inside the model maps this package's caffe-style input to it).
+  Train as torchvision: ``Matcher(0.5, 0.4, allow_low_quality_matches=True)``, L1 (v1) or
+  GIoU (v2) box loss, each image normalised by its own positives; batches padded to 32.
+
+``tests/test_training_equivalence.py`` checks the training side against the real packages.
 """
 
 from __future__ import annotations
