@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 from keras import ops
 
-from keras_retinanet.model.losses import FocalLoss, SmoothL1Loss, focal, smooth_l1
+from keras_retinanet.model.boxes import bbox_transform_centre_size, bbox_transform_inv_centre_size
+from keras_retinanet.model.losses import (
+    FocalLoss,
+    GIoULoss,
+    L1Loss,
+    SmoothL1Loss,
+    focal,
+    losses_for,
+    smooth_l1,
+)
 
 
 def value(loss, y_true, y_pred):
@@ -150,8 +159,13 @@ def test_smooth_l1_sigma_one():
 
 @pytest.mark.parametrize(
     "loss",
-    [FocalLoss(alpha=0.3, gamma=1.5, name="cls"), SmoothL1Loss(sigma=2.0, name="reg")],
-    ids=["focal", "smooth_l1"],
+    [
+        FocalLoss(alpha=0.3, gamma=1.5, name="cls"),
+        SmoothL1Loss(sigma=2.0, name="reg"),
+        L1Loss(normalisation="batch", name="l1b"),
+        GIoULoss(eps=1e-6, name="g"),
+    ],
+    ids=["focal", "smooth_l1", "l1", "giou"],
 )
 def test_loss_config_round_trip(loss):
     config = loss.get_config()
@@ -165,6 +179,65 @@ def test_loss_config_round_trip(loss):
         assert (restored.alpha, restored.gamma) == (0.3, 1.5)
         args = (FOCAL_TRUE, FOCAL_PRED)
     else:
-        assert restored.sigma == 2.0
+        if isinstance(loss, SmoothL1Loss):
+            assert restored.sigma == 2.0
         args = ([[[0, 0, 0, 0, 1]]], [[[0.5, 3, 0, 0]]])
     assert value(restored, *args) == pytest.approx(value(loss, *args))
+
+
+def giou_loss_in_pixels(predicted, target):
+    """1 - GIoU of (x1, y1, x2, y2) pixel boxes, as torchvision's generalized_box_iou_loss."""
+    ix = max(0.0, min(predicted[2], target[2]) - max(predicted[0], target[0]))
+    iy = max(0.0, min(predicted[3], target[3]) - max(predicted[1], target[1]))
+    inter = ix * iy
+    area = lambda b: (b[2] - b[0]) * (b[3] - b[1])  # noqa: E731
+    union = area(predicted) + area(target) - inter
+    hull = (max(predicted[2], target[2]) - min(predicted[0], target[0])) * (
+        max(predicted[3], target[3]) - min(predicted[1], target[1])
+    )
+    return 1 - (inter / union - (hull - union) / hull)
+
+
+def test_giou_on_deltas_equals_giou_of_the_decoded_boxes_in_pixels():
+    # GIoU is unchanged by a translation and by scaling each axis, so the loss computed on a
+    # unit anchor from the deltas alone equals the loss on the boxes in pixels.
+    anchors = np.array([[10, 20, 42, 36], [100, 50, 164, 178], [0, 0, 50, 25]], np.float32)
+    targets = np.array([[12, 18, 40, 40], [90, 60, 150, 200], [60, 30, 90, 40]], np.float32)
+    deltas = np.array([[0.1, -0.2, 0.05, 0.3], [-0.3, 0.1, 0.2, -0.1], [0.0, 0.0, 0.0, 0.0]])
+    y_true = np.concatenate([bbox_transform_centre_size(anchors, targets), np.ones((3, 1))], 1)
+    decoded = bbox_transform_inv_centre_size(anchors, deltas.astype(np.float32))
+    expected = [giou_loss_in_pixels(p, t) for p, t in zip(decoded, targets)]
+    # One image: the mean of the three (each image over its own positives).
+    assert value(GIoULoss(), y_true[None], deltas[None]) == pytest.approx(
+        np.mean(expected), rel=1e-5
+    )
+    # The third pair does not overlap: GIoU below 0, the loss above 1.
+    assert expected[2] > 1
+
+
+def test_per_image_normalisation_averages_each_images_own_mean():
+    # Image 0: one positive with |error| 4; image 1: three positives with |error| 1 each.
+    # Per image (torchvision): (4 / 1 + 3 / 3) / 2 = 2.5; over the batch: 7 / 4 = 1.75.
+    y_true = np.zeros((2, 3, 5), np.float32)
+    y_true[0, 0, 4] = 1
+    y_true[1, :, 4] = 1
+    y_pred = np.zeros((2, 3, 4), np.float32)
+    y_pred[0, 0, 0] = 4
+    y_pred[1, :, 1] = 1
+    assert value(L1Loss(normalisation="image"), y_true, y_pred) == pytest.approx(2.5)
+    assert value(L1Loss(normalisation="batch"), y_true, y_pred) == pytest.approx(1.75)
+
+
+def test_each_variant_compiles_its_sources_losses():
+    kinds = {
+        name: (type(pair["regression"]).__name__, pair["regression"].normalisation)
+        for name in ("retinanet", "fizyr", "torchvision_v1", "torchvision_v2")
+        for pair in [losses_for(name)]
+    }
+    assert kinds == {
+        "retinanet": ("SmoothL1Loss", "batch"),
+        "fizyr": ("SmoothL1Loss", "batch"),
+        "torchvision_v1": ("L1Loss", "image"),
+        "torchvision_v2": ("GIoULoss", "image"),
+    }
+    assert losses_for("torchvision_v2")["classification"].normalisation == "image"

@@ -33,14 +33,15 @@ def group_images(generator: Any, epoch: int) -> list[np.ndarray]:
     return groups
 
 
-def accepts_seed(transform: Any) -> bool:
-    """Whether the augmentation callable takes ``seed=`` (then each image gets its own)."""
+def accepts_seed(transform: Any, name: str = "seed") -> bool:
+    """Whether the augmentation callable takes ``seed=`` (then each image gets its own), or
+    the keyword ``name``."""
     if transform is None:
         return False
     try:
         parameters = inspect.signature(transform).parameters
     except (TypeError, ValueError):
         return False
-    return "seed" in parameters or any(
+    return name in parameters or any(
         p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
     )

@@ -33,16 +33,12 @@ from keras_retinanet.preprocessing.batching import accepts_seed, group_images
 from keras_retinanet.preprocessing.dataset import DetectionDataset
 from keras_retinanet.preprocessing.image import (
     ImageReadError,
+    compute_resize_scale,
     pad_batch,
     pad_to_multiple,
     resize_image,
 )
-from keras_retinanet.preprocessing.transform import (
-    MIN_NETWORK_SIDE,
-    filter_boxes,
-    seed_for,
-    select_boxes,
-)
+from keras_retinanet.preprocessing.transform import filter_boxes, seed_for
 
 GROUP_METHODS = ("none", "random", "ratio")
 
@@ -156,6 +152,7 @@ class Generator(DetectionDataset, keras.utils.PyDataset):
         self._lock = threading.Lock()
         self._bad_images: dict[int, str] = {}
         self._transform_takes_seed = accepts_seed(transform)
+        self._transform_takes_scale = accepts_seed(transform, "network_scale")
         self._index_dataset()
         if self.size() == 0:
             # Not an error: a CLI may build an optional validation set and check size().
@@ -259,19 +256,20 @@ class Generator(DetectionDataset, keras.utils.PyDataset):
                 image, self.load_annotations(image_index), image_index
             )
             if self.transform is not None:
+                options = {}
                 if self._transform_takes_seed:
-                    seed = seed_for(self._base_seed, epoch, image_index)
-                    image, annotations = self.transform(image, annotations, seed=seed)
-                else:
-                    image, annotations = self.transform(image, annotations)
+                    options["seed"] = seed_for(self._base_seed, epoch, image_index)
+                if self._transform_takes_scale:  # boxes judged at the network's size
+                    options["network_scale"] = compute_resize_scale(
+                        image.shape, min_side=self.image_min_side, max_side=self.image_max_side
+                    )
+                image, annotations = self.transform(image, annotations, **options)
             image, scale = self.resize_image(image)
             annotations = dict(annotations)
             annotations["bboxes"] = (
                 np.asarray(annotations["bboxes"], dtype=np.float32).reshape(-1, 4) * scale
             )
-            if self.transform is not None:  # the rule on the box as the network sees it
-                sides = annotations["bboxes"][:, 2:] - annotations["bboxes"][:, :2]
-                annotations = select_boxes(annotations, (sides >= MIN_NETWORK_SIDE).all(axis=1))
+
             images.append(image)
             annotations_group.append(annotations)
             scales.append(scale)

@@ -24,10 +24,32 @@ from keras_retinanet.preprocessing.image import CAFFE_MEAN_BGR
 # A transform as the generators use it: (BGR uint8 image, annotations) -> the same, augmented.
 Transform = Callable[[np.ndarray, dict], tuple[np.ndarray, dict]]
 
-# An augmented box narrower or lower than this many network pixels (after the resize) is
-# dropped: a sliver the affine cut at the border carries no signal and would give extreme
-# regression targets. Boxes the annotation gives are never dropped for their size.
+# A box the augmentation cut at the image border to a sliver narrower or lower than this many
+# network pixels (after the resize), and to less than half its side, is dropped: it carries no
+# signal and would give extreme regression targets (see kept_after_augmentation).
 MIN_NETWORK_SIDE = 1.0
+
+
+def kept_after_augmentation(sides_before: np.ndarray, sides_after: np.ndarray) -> np.ndarray:
+    """Which augmented boxes to keep, judged in network pixels (as the network sees them).
+
+    A box is dropped when the augmentation left it with no area, or cut a side to under
+    :data:`MIN_NETWORK_SIDE` *and* to under half of what it was: a sliver at the border. A box
+    that was small to begin with is kept as small as the zoom makes it (a 1-px box zoomed by
+    0.95 stays, as it would without augmentation): its size is the annotation's, not a cut.
+
+    Args:
+        sides_before: ``(M, 2)`` width and height of each box before augmentation, in network
+            pixels.
+        sides_after: ``(M, 2)`` the same boxes after it.
+
+    Returns:
+        ``(M,)`` bool.
+    """
+    sides_before = np.asarray(sides_before, dtype=np.float64).reshape(-1, 2)
+    sides_after = np.asarray(sides_after, dtype=np.float64).reshape(-1, 2)
+    enough = sides_after >= np.minimum(MIN_NETWORK_SIDE, 0.5 * sides_before)
+    return (sides_after > 0).all(axis=1) & enough.all(axis=1)
 
 
 def select_boxes(annotations: dict[str, Any], keep: np.ndarray) -> dict[str, np.ndarray]:
@@ -209,7 +231,11 @@ class RandomTransform:
         )
 
     def __call__(
-        self, image: np.ndarray, annotations: dict[str, Any], seed: int | None = None
+        self,
+        image: np.ndarray,
+        annotations: dict[str, Any],
+        seed: int | None = None,
+        network_scale: Any = 1.0,
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Augment an image and its boxes.
 
@@ -219,6 +245,9 @@ class RandomTransform:
                 in the image's pixels.
             seed: makes this call deterministic; drawn from the transform's own generator
                 when None.
+            network_scale: the resize factor from this image to the network's input (the
+                generators pass it): boxes are kept or dropped by their size there
+                (:func:`kept_after_augmentation`). A number, or ``(s_x, s_y)``.
 
         Returns:
             ``(image, annotations)``: the augmented ``(H, W, 3)`` uint8 BGR image (same size)
@@ -248,12 +277,12 @@ class RandomTransform:
         indices = np.asarray(result["box_indices"], dtype=np.int64).reshape(-1)
         out = select_boxes(annotations, indices)
         out["bboxes"] = out_boxes
-        # Every box with an area is kept: whether it is too thin to learn depends on the size
-        # the network sees it at, which the generator decides after the resize
-        # (MIN_NETWORK_SIDE); a 1-px box zoomed by 0.95 here may be 2 px there.
-        widths = out_boxes[:, 2] - out_boxes[:, 0]
-        heights = out_boxes[:, 3] - out_boxes[:, 1]
-        return out_image, select_boxes(out, (widths > 0) & (heights > 0))
+        scale = np.broadcast_to(np.asarray(network_scale, dtype=np.float64).reshape(-1)[:2], (2,))
+        before = np.asarray(bboxes, dtype=np.float64).reshape(-1, 4)[indices]
+        keep = kept_after_augmentation(
+            (before[:, 2:] - before[:, :2]) * scale, (out_boxes[:, 2:] - out_boxes[:, :2]) * scale
+        )
+        return out_image, select_boxes(out, keep)
 
 
 def random_transform(
@@ -275,8 +304,8 @@ def random_transform(
         color_jitter: random brightness, contrast, saturation (each +-20%) and a small hue
             shift, on half of the images.
         min_visibility: boxes keeping less than this fraction of their area inside the image
-            after scale/translate are dropped; 0 keeps every box with an area (the generator
-            then drops the ones under :data:`MIN_NETWORK_SIDE` in network pixels).
+            after scale/translate are dropped; 0 keeps every box but the slivers of
+            :func:`kept_after_augmentation`.
         seed: seed of the transform's own generator, used when it is called without ``seed=``.
 
     Returns:
