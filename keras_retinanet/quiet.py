@@ -49,7 +49,7 @@ def quiet_tensorflow_start() -> bool:
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)  # the C++ library writes to file descriptor 2 directly
-        import tensorflow
+        import tensorflow  # here: muted, and only where TensorFlow is the backend
 
         # The first device query calls cuInit, which logs its failure as an ERROR: shown at
         # TF_CPP_MIN_LOG_LEVEL 2, which scripts and users often set. Made here, muted.

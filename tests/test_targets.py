@@ -71,3 +71,21 @@ def test_fizyr_ignores_only_strictly_above_the_negative_threshold():
     assert overlaps[1, 0] == pytest.approx(0.4)
     states = {m: match_anchors(overlaps, m)[1][1] for m in ("retinanet", "torchvision", "fizyr")}
     assert states == {"retinanet": IGNORE, "torchvision": IGNORE, "fizyr": NEGATIVE}
+
+
+def test_the_old_import_path_of_the_targets_still_works():
+    from keras_retinanet.model import anchors, targets
+
+    assert anchors.anchor_targets_bbox is targets.anchor_targets_bbox
+
+
+def test_fizyr_trains_difficult_boxes_as_any_other():
+    # fizyr's PascalVocGenerator(skip_difficult=False) keeps difficult boxes as ordinary ones;
+    # ours ignores the anchors on them.
+    anchors = np.array([[0, 0, 10, 10], FAR], np.float32)
+    difficult = {**annotation([[0, 0, 10, 10]], [0]), "difficult": np.array([True])}
+    states = {
+        m: anchor_targets_bbox(anchors, [(64, 64)], [difficult], 1, matcher=m)[0][0, 0, 4]
+        for m in ("retinanet", "fizyr")
+    }
+    assert states == {"retinanet": IGNORE, "fizyr": POSITIVE}

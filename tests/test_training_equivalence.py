@@ -55,8 +55,15 @@ def real_batch() -> tuple[list[np.ndarray], list[dict]]:
         boxes = annotation["bboxes"] * np.array(
             [size[0] / image.shape[1], size[1] / image.shape[0]] * 2
         )
-        annotations.append({"bboxes": boxes.astype(np.float32), "labels": annotation["labels"]})
+        annotations.append(
+            {
+                "bboxes": boxes.astype(np.float32),
+                "labels": annotation["labels"],
+                "difficult": annotation["difficult"],  # 000005 has two difficult chairs
+            }
+        )
     assert len(names) <= NUM_CLASSES and min(len(a["labels"]) for a in annotations) >= 5
+    assert sum(a["difficult"].sum() for a in annotations) >= 2
     return images, annotations
 
 
@@ -146,7 +153,9 @@ def test_losses_and_gradients_equal_torchvision_training(tmp_path, arch):
     )
     variant = f"torchvision_{arch}"
     assert models.read_metadata(snapshot)["variant"]["matcher"] == "torchvision"
-    ours = our_losses_and_gradients(snapshot, variant, images, annotations)
+    # torchvision knows no difficult flag: its users pass the boxes they train on; so do we.
+    plain = [{k: a[k] for k in ("bboxes", "labels")} for a in annotations]
+    ours = our_losses_and_gradients(snapshot, variant, images, plain)
     # The same padded input (32), and the same anchor states as torchvision's Matcher.
     assert tuple(ref["input_shape"][2:]) == ours["input_shape"][1:3]
     for i in range(len(images)):
@@ -168,6 +177,7 @@ def test_losses_and_gradients_equal_torchvision_training(tmp_path, arch):
 
 
 def test_targets_and_losses_equal_fizyr(tmp_path):
+    # The difficult flags go to ours too: fizyr trains difficult boxes as any other.
     images, annotations = real_batch()
     batch, anchors, regression, labels = our_targets("fizyr", images, annotations)
     # fizyr pads a batch to its largest image, no more: 320x240 and 350x262 -> 262x350.

@@ -14,7 +14,7 @@ import shutil
 import sys
 import tempfile
 
-from keras_retinanet.convert import convert_fizyr
+from keras_retinanet.convert import ConversionError, convert_fizyr
 from keras_retinanet.model.files import is_fizyr_model
 
 _converted: dict[str, str] = {}
@@ -35,7 +35,13 @@ def snapshot_or_converted(path: str | None, command: str) -> str | None:
         folder = tempfile.mkdtemp(prefix="retinanet-fizyr-")
         atexit.register(shutil.rmtree, folder, ignore_errors=True)
         output = os.path.join(folder, os.path.splitext(os.path.basename(path))[0] + ".keras")
-        metadata = convert_fizyr(path, output)
+        try:
+            metadata = convert_fizyr(path, output)
+        except ConversionError as error:
+            raise ConversionError(
+                f"{path} looks like a fizyr keras-retinanet snapshot (keras-resnet layers), but "
+                f"`retinanet-convert --from fizyr` cannot convert it: {error}"
+            ) from error
         print(
             f"{command}: {path} is a fizyr keras-retinanet snapshot ({metadata['backbone']}, "
             f"{metadata['num_classes']} classes): converted as `retinanet-convert --from fizyr "

@@ -239,8 +239,10 @@ def evaluate(
             for index, image, detections in zip(kept, images, batch_detections):
                 annotations = generator.load_annotations(index)
                 if hasattr(generator, "crowd_annotations"):
-                    # COCO's crowd regions, as difficult boxes: the per-class table ignores
-                    # the detections on them, as COCOeval does, instead of counting them false.
+                    # COCO's crowd regions, as difficult boxes: the per-class table ignores a
+                    # detection whose best match is one (at IoU >= the threshold) instead of
+                    # counting it false. COCOeval's rule is close, not the same: it matches a
+                    # crowd by the share of the detection inside it, after the other boxes.
                     annotations = _with(annotations, generator.crowd_annotations(index))
                 ground_truth = generator.filter_annotations(image, annotations, index)
                 image_indices.append(index)

@@ -271,3 +271,12 @@ def num_anchors_for_shape(
         int(np.prod(feature_shape(image_shape, stride))) * params.num_anchors
         for stride in params.strides
     )
+
+
+def __getattr__(name: str) -> Any:
+    # anchor_targets_bbox lived here before model/targets.py; its old path still imports.
+    if name == "anchor_targets_bbox":
+        from keras_retinanet.model.targets import anchor_targets_bbox  # here: targets imports us
+
+        return anchor_targets_bbox
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

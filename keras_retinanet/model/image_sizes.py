@@ -36,21 +36,33 @@ def sized_detector(model: Any) -> keras.Model | None:
         filtered = model.get_layer("filtered_detections")
     except (AttributeError, ValueError):
         return None
-    image, boxes = clip.input[0], clip.input[1]
+    # The inputs of each layer's call in *this* model's graph: a layer shared with another
+    # model (clone_model keeps some layer objects) has other calls, and its first is not ours.
+    clip_inputs, filter_inputs = _inputs_in(model, clip), _inputs_in(model, filtered)
+    if clip_inputs is None or filter_inputs is None:
+        return None
+    image, boxes = clip_inputs[0], clip_inputs[1]
     sizes = keras.Input((2,), name=SIZES_INPUT, dtype="float32")
     clipped = layers_lib.ClipBoxes(clip=clip.clip, name="clipped_to_image")([image, boxes, sizes])
-    outputs = filtered([clipped, *filtered.input[1:]])
+    outputs = filtered([clipped, *filter_inputs[1:]])
     sized = keras.Model([model.inputs[0], sizes], list(outputs), name=f"{model.name}_sized")
     for attribute in ("variant", "detection_settings"):
         if hasattr(model, attribute):
             setattr(sized, attribute, getattr(model, attribute))
     if getattr(model, "jit_compile", None) is not None:
         sized.jit_compile = model.jit_compile
-    try:
-        model._sized_detector = sized
-    except AttributeError:  # a model that takes no new attributes: build again next time
-        pass
+    # Kept outside Keras' attribute tracking, so that saving the model does not walk it.
+    object.__setattr__(model, "_sized_detector", sized)
     return sized
+
+
+def _inputs_in(model: Any, layer: Any) -> list | None:
+    """The input tensors of ``layer``'s call inside ``model``'s graph, or None."""
+    for nodes in getattr(model, "_nodes_by_depth", {}).values():
+        for node in nodes:
+            if node.operation is layer:
+                return list(node.input_tensors)
+    return None
 
 
 def predict_sized(model: Any, batch: np.ndarray, sizes: Any) -> list[Any]:

@@ -131,7 +131,8 @@ def anchor_targets_bbox(
 
     Anchors are matched by :func:`match_anchors` (``matcher``). Boxes flagged ``difficult``
     are not assigned; anchors that overlap one by ``>= negative_overlap`` are ignored rather
-    than used as negatives.
+    than used as negatives (the ``"fizyr"`` matcher treats them as any box, as fizyr's
+    ``PascalVocGenerator(skip_difficult=False)`` trains them).
 
     Args:
         anchors: ``(N, 4)`` float anchors from
@@ -172,6 +173,8 @@ def anchor_targets_bbox(
         difficult = np.asarray(
             image_annotations.get("difficult", np.zeros(len(bboxes), dtype=bool)), dtype=bool
         ).reshape(-1)
+        if matcher == "fizyr":  # fizyr's generators train difficult boxes as any other
+            difficult = np.zeros_like(difficult)
         if len(box_labels) and (box_labels.min() < 0 or box_labels.max() >= num_classes):
             raise ValueError(
                 f"annotation labels must be in [0, {num_classes}), got {box_labels.tolist()}"

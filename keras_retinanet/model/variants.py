@@ -158,10 +158,10 @@ class ModelVariant:
                 )
         if int(self.pad_multiple) < 1:
             raise ValueError(f"model variant {self.name!r}: pad_multiple must be >= 1")
-        if self.box_loss in ("l1", "giou") and self.box_coder != "centre_size":
+        if self.box_loss == "giou" and self.box_coder != "centre_size":
             raise ValueError(
-                f"model variant {self.name!r}: box_loss {self.box_loss!r} is torchvision's, on "
-                "centre/size deltas; use box_coder='centre_size'"
+                f"model variant {self.name!r}: the GIoU loss decodes centre/size deltas; use "
+                "box_coder='centre_size'"
             )
         if self.backbone == "applications" and (self.stem_pool != "pad" or self.stride_in != "1x1"):
             raise ValueError(

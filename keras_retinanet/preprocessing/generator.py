@@ -9,11 +9,9 @@ Each batch goes through
 
 and comes out as ``(images, (regression_targets, classification_targets))``.
 
-Subclasses hold the dataset index
-(:class:`~keras_retinanet.preprocessing.dataset.DetectionDataset`). They set ``self.classes``
-(names by label) and implement :meth:`~Generator.size`, :meth:`~Generator.image_path`,
-:meth:`~Generator.load_annotations` and :meth:`~Generator.dataset_info`, then call
-``super().__init__(**kwargs)``.
+Subclasses hold the dataset index (:class:`~.dataset.DetectionDataset`), set ``self.classes``
+(names by label), implement ``size``, ``image_path``, ``load_annotations`` and
+``dataset_info``, then call ``super().__init__(**kwargs)``.
 """
 
 from __future__ import annotations
@@ -58,15 +56,14 @@ class Generator(DetectionDataset, keras.utils.PyDataset):
             detectron2 / torchvision default.
         transform: augmentation applied to each image and its boxes before resizing, e.g.
             :func:`keras_retinanet.preprocessing.transform.random_transform`; None for none.
-            A callable that accepts ``seed=`` gets one derived from ``(seed, epoch, index)``.
+            A callable that accepts ``seed=`` gets one derived from ``(seed, epoch, index)``;
+            one that accepts ``network_scale=``, the resize factor that follows it.
         anchor_parameters: anchors the targets are assigned to; ``AnchorParameters()`` if None.
             Must be the same as the model's.
         pad_multiple: the batch is zero-padded (after mean subtraction) up to the largest
-            image, rounded up to a multiple of this (1: no rounding; None: the variant's, 32
-            for ours and torchvision's, 1 for fizyr's). 32 is the stride of C5, so every
-            backbone level divides the input exactly and FPN's upsampled maps line up; and
-            rounding leaves far fewer distinct input shapes, each of which costs a retrace of
-            the model's ``tf.function``.
+            image, rounded up to a multiple of this (None: the variant's, 32 or fizyr's 1).
+            32, C5's stride, lines up every level and FPN's maps, and leaves few input
+            shapes, each of which costs a retrace of the model's ``tf.function``.
         seed: seeds shuffling, grouping and augmentation; None draws a random seed.
         skip_bad_images: skip an unreadable image with a warning (counted in
             :attr:`skipped_images`) instead of raising ``ImageReadError``. With
@@ -186,8 +183,6 @@ class Generator(DetectionDataset, keras.utils.PyDataset):
         """Skipped images: index -> error message."""
         return dict(self._bad_images)
 
-    # ---- the per-image pipeline --------------------------------------------------------------
-
     def resize_image(self, image: np.ndarray) -> tuple[np.ndarray, float]:
         """Resize to ``image_min_side`` / ``image_max_side``; returns ``(image, scale)``."""
         return resize_image(
@@ -252,17 +247,15 @@ class Generator(DetectionDataset, keras.utils.PyDataset):
             image = self._load_image_or_skip(image_index)
             if image is None:
                 continue
-            annotations = self.filter_annotations(
-                image, self.load_annotations(image_index), image_index
-            )
+            annotations = self.load_annotations(image_index)
+            annotations = self.filter_annotations(image, annotations, image_index)
             if self.transform is not None:
                 options = {}
                 if self._transform_takes_seed:
                     options["seed"] = seed_for(self._base_seed, epoch, image_index)
                 if self._transform_takes_scale:  # boxes judged at the network's size
-                    options["network_scale"] = compute_resize_scale(
-                        image.shape, min_side=self.image_min_side, max_side=self.image_max_side
-                    )
+                    sides = {"min_side": self.image_min_side, "max_side": self.image_max_side}
+                    options["network_scale"] = compute_resize_scale(image.shape, **sides)
                 image, annotations = self.transform(image, annotations, **options)
             image, scale = self.resize_image(image)
             annotations = dict(annotations)

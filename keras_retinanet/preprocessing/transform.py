@@ -131,8 +131,8 @@ class RandomTransform:
 
     Built on albumentations (``HorizontalFlip``, ``Affine``, ``ColorJitter``). Boxes follow the
     geometric ops, are clipped to the image, and boxes left with less than ``min_visibility``
-    of their area or thinner than a pixel are dropped together with their labels and difficult
-    flags. Use :func:`random_transform` to build one.
+    of their area, or cut to slivers (:func:`kept_after_augmentation`, in network pixels), are
+    dropped together with their labels and difficult flags. :func:`random_transform` builds one.
 
     Determinism: ``transform(image, annotations, seed=s)`` gives the same output for the same
     ``s`` whatever ran before; the generators pass a seed derived from ``(seed, epoch, image

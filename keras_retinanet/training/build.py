@@ -79,7 +79,7 @@ def build_or_resume(
             compile_model(model, config.lr, config.clipnorm, config.variant)
         elif config.lr is not None:
             stored = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
-            model.optimizer.learning_rate.assign(config.lr)
+            model.optimizer.learning_rate = config.lr  # a variable or a schedule alike
             # Said even under --quiet: the run differs from the one the snapshot was part of.
             print(
                 f"--lr {config.lr:g} replaces the learning rate {stored:g} of "
