@@ -201,13 +201,22 @@ def giou_loss_in_pixels(predicted, target):
 def test_giou_on_deltas_equals_giou_of_the_decoded_boxes_in_pixels():
     # GIoU is unchanged by a translation and by scaling each axis, so the loss computed on a
     # unit anchor from the deltas alone equals the loss on the boxes in pixels.
-    anchors = np.array([[10, 20, 42, 36], [100, 50, 164, 178], [0, 0, 50, 25]], np.float32)
-    targets = np.array([[12, 18, 40, 40], [90, 60, 150, 200], [60, 30, 90, 40]], np.float32)
-    deltas = np.array([[0.1, -0.2, 0.05, 0.3], [-0.3, 0.1, 0.2, -0.1], [0.0, 0.0, 0.0, 0.0]])
-    y_true = np.concatenate([bbox_transform_centre_size(anchors, targets), np.ones((3, 1))], 1)
+    # The fourth predicts a width delta of 5, past the clamp at log(1000 / 16) = 4.14, which
+    # torchvision's decode (and bbox_transform_inv_centre_size) applies.
+    anchors = np.array(
+        [[10, 20, 42, 36], [100, 50, 164, 178], [0, 0, 50, 25], [0, 0, 8, 8]], np.float32
+    )
+    targets = np.array(
+        [[12, 18, 40, 40], [90, 60, 150, 200], [60, 30, 90, 40], [0, 0, 400, 8]], np.float32
+    )
+    deltas = np.array(
+        [[0.1, -0.2, 0.05, 0.3], [-0.3, 0.1, 0.2, -0.1], [0.0, 0.0, 0.0, 0.0], [0, 0, 5.0, 0]]
+    )
+    y_true = np.concatenate([bbox_transform_centre_size(anchors, targets), np.ones((4, 1))], 1)
     decoded = bbox_transform_inv_centre_size(anchors, deltas.astype(np.float32))
     expected = [giou_loss_in_pixels(p, t) for p, t in zip(decoded, targets)]
-    # One image: the mean of the three (each image over its own positives).
+    assert decoded[3, 2] - decoded[3, 0] == pytest.approx(1000 / 16 * 8, rel=1e-5)
+    # One image: the mean of the four (each image over its own positives).
     assert value(GIoULoss(), y_true[None], deltas[None]) == pytest.approx(
         np.mean(expected), rel=1e-5
     )

@@ -90,8 +90,35 @@ class FocalLoss(keras.losses.Loss):
         return config
 
 
+class _BoxLoss(keras.losses.Loss):
+    """What the box losses share: ``y_true`` ``(B, N, 5)`` (4 target deltas, then the anchor
+    state) and ``y_pred`` ``(B, N, 4)``; only positive anchors count, normalised as
+    ``normalisation`` says. A subclass gives :meth:`per_anchor`."""
+
+    def __init__(self, normalisation: str, name: str, **kwargs: Any) -> None:
+        kwargs.setdefault("reduction", "sum")
+        super().__init__(name=name, **kwargs)
+        self.normalisation = _check(normalisation)
+
+    def per_anchor(self, targets: Any, predictions: Any) -> Any:
+        """``(B, N)`` loss of each anchor from its ``(B, N, 4)`` target and predicted deltas."""
+        raise NotImplementedError
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        y_true = ops.cast(y_true, "float32")
+        positive = ops.cast(ops.equal(y_true[..., 4], 1.0), "float32")
+        # Rows of other anchors hold finite deltas and are masked out here.
+        per_anchor = self.per_anchor(y_true[..., :4], ops.cast(y_pred, "float32")) * positive
+        return normalised_sum(per_anchor, positive, self.normalisation)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update({"normalisation": self.normalisation})
+        return config
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class SmoothL1Loss(keras.losses.Loss):
+class SmoothL1Loss(_BoxLoss):
     """Smooth L1 (Huber) loss on the regression deltas of positive anchors.
 
     ``0.5 * (sigma * x)^2`` for ``|x| < 1 / sigma^2``, else ``|x| - 0.5 / sigma^2``; sigma 3
@@ -112,35 +139,27 @@ class SmoothL1Loss(keras.losses.Loss):
         name: str = "smooth_l1",
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("reduction", "sum")
-        super().__init__(name=name, **kwargs)
+        super().__init__(normalisation, name, **kwargs)
         self.sigma = float(sigma)
-        self.normalisation = _check(normalisation)
 
-    def call(self, y_true: Any, y_pred: Any) -> Any:
-        y_true = ops.cast(y_true, "float32")
-        regression = ops.cast(y_pred, "float32")
-        targets, state = y_true[..., :4], y_true[..., 4]
-        positive = ops.cast(ops.equal(state, 1.0), "float32")
-
+    def per_anchor(self, targets: Any, predictions: Any) -> Any:
         sigma_squared = self.sigma**2
-        difference = ops.abs(regression - targets)
+        difference = ops.abs(predictions - targets)
         per_value = ops.where(
             difference < 1.0 / sigma_squared,
             0.5 * sigma_squared * ops.square(difference),
             difference - 0.5 / sigma_squared,
         )
-        per_anchor = ops.sum(per_value, axis=-1) * positive
-        return normalised_sum(per_anchor, positive, self.normalisation)
+        return ops.sum(per_value, axis=-1)
 
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update({"sigma": self.sigma, "normalisation": self.normalisation})
+        config.update({"sigma": self.sigma})
         return config
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class L1Loss(keras.losses.Loss):
+class L1Loss(_BoxLoss):
     """L1 loss on the regression deltas of positive anchors (torchvision v1's box loss).
 
     Args:
@@ -150,21 +169,10 @@ class L1Loss(keras.losses.Loss):
     """
 
     def __init__(self, normalisation: str = "image", name: str = "l1", **kwargs: Any) -> None:
-        kwargs.setdefault("reduction", "sum")
-        super().__init__(name=name, **kwargs)
-        self.normalisation = _check(normalisation)
+        super().__init__(normalisation, name, **kwargs)
 
-    def call(self, y_true: Any, y_pred: Any) -> Any:
-        y_true = ops.cast(y_true, "float32")
-        positive = ops.cast(ops.equal(y_true[..., 4], 1.0), "float32")
-        difference = ops.abs(ops.cast(y_pred, "float32") - y_true[..., :4])
-        per_anchor = ops.sum(difference, axis=-1) * positive
-        return normalised_sum(per_anchor, positive, self.normalisation)
-
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config.update({"normalisation": self.normalisation})
-        return config
+    def per_anchor(self, targets: Any, predictions: Any) -> Any:
+        return ops.sum(ops.abs(predictions - targets), axis=-1)
 
 
 def _centre_size_box(deltas: Any, clamp: bool) -> tuple[Any, Any, Any, Any]:
@@ -178,14 +186,14 @@ def _centre_size_box(deltas: Any, clamp: bool) -> tuple[Any, Any, Any, Any]:
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class GIoULoss(keras.losses.Loss):
+class GIoULoss(_BoxLoss):
     """``1 - GIoU`` of each positive anchor's decoded box with its target box (Rezatofighi et
     al. 2019; torchvision v2's box loss, ``generalized_box_iou_loss`` with eps 1e-7).
 
     The boxes are decoded from centre/size deltas onto a unit anchor: GIoU is unchanged by
     translating both boxes and by scaling each axis, so this equals the loss on the boxes in
     pixels without needing the anchors (up to where eps 1e-7 is added: areas here are in
-    anchor units).
+    anchor units). Predicted size deltas are clamped at log(1000 / 16), as torchvision decodes.
 
     Args:
         normalisation: ``"batch"`` or ``"image"`` (torchvision's, see the module docstring).
@@ -197,17 +205,12 @@ class GIoULoss(keras.losses.Loss):
     def __init__(
         self, normalisation: str = "image", eps: float = 1e-7, name: str = "giou", **kwargs: Any
     ) -> None:
-        kwargs.setdefault("reduction", "sum")
-        super().__init__(name=name, **kwargs)
-        self.normalisation = _check(normalisation)
+        super().__init__(normalisation, name, **kwargs)
         self.eps = float(eps)
 
-    def call(self, y_true: Any, y_pred: Any) -> Any:
-        y_true = ops.cast(y_true, "float32")
-        positive = ops.cast(ops.equal(y_true[..., 4], 1.0), "float32")
-        # Non-positive rows hold zero deltas (a unit box): finite, and masked out below.
-        x1, y1, x2, y2 = _centre_size_box(ops.cast(y_pred, "float32"), clamp=True)
-        gx1, gy1, gx2, gy2 = _centre_size_box(y_true[..., :4], clamp=False)
+    def per_anchor(self, targets: Any, predictions: Any) -> Any:
+        x1, y1, x2, y2 = _centre_size_box(predictions, clamp=True)
+        gx1, gy1, gx2, gy2 = _centre_size_box(targets, clamp=False)
         inter_w = ops.maximum(ops.minimum(x2, gx2) - ops.maximum(x1, gx1), 0.0)
         inter_h = ops.maximum(ops.minimum(y2, gy2) - ops.maximum(y1, gy1), 0.0)
         intersection = inter_w * inter_h
@@ -216,12 +219,11 @@ class GIoULoss(keras.losses.Loss):
             ops.maximum(y2, gy2) - ops.minimum(y1, gy1)
         )
         iou = intersection / (union + self.eps)
-        giou = iou - (enclosing - union) / (enclosing + self.eps)
-        return normalised_sum((1.0 - giou) * positive, positive, self.normalisation)
+        return 1.0 - (iou - (enclosing - union) / (enclosing + self.eps))
 
     def get_config(self) -> dict:
         config = super().get_config()
-        config.update({"normalisation": self.normalisation, "eps": self.eps})
+        config.update({"eps": self.eps})
         return config
 
 

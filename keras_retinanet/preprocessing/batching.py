@@ -33,9 +33,13 @@ def group_images(generator: Any, epoch: int) -> list[np.ndarray]:
     return groups
 
 
-def accepts_seed(transform: Any, name: str = "seed") -> bool:
-    """Whether the augmentation callable takes ``seed=`` (then each image gets its own), or
-    the keyword ``name``."""
+def accepts_seed(transform: Any) -> bool:
+    """Whether the augmentation callable takes ``seed=`` (then each image gets its own)."""
+    return accepts_keyword(transform, "seed")
+
+
+def accepts_keyword(transform: Any, name: str) -> bool:
+    """Whether the augmentation callable takes the keyword argument ``name``."""
     if transform is None:
         return False
     try:

@@ -27,7 +27,7 @@ import numpy as np
 from keras_retinanet.model.anchors import AnchorParameters, anchors_for_shape
 from keras_retinanet.model.targets import anchor_targets_bbox
 from keras_retinanet.model.variants import get_variant
-from keras_retinanet.preprocessing.batching import accepts_seed, group_images
+from keras_retinanet.preprocessing.batching import accepts_keyword, accepts_seed, group_images
 from keras_retinanet.preprocessing.dataset import DetectionDataset
 from keras_retinanet.preprocessing.image import (
     ImageReadError,
@@ -149,7 +149,7 @@ class Generator(DetectionDataset, keras.utils.PyDataset):
         self._lock = threading.Lock()
         self._bad_images: dict[int, str] = {}
         self._transform_takes_seed = accepts_seed(transform)
-        self._transform_takes_scale = accepts_seed(transform, "network_scale")
+        self._transform_takes_scale = accepts_keyword(transform, "network_scale")
         self._index_dataset()
         if self.size() == 0:
             # Not an error: a CLI may build an optional validation set and check size().
