@@ -51,6 +51,7 @@ setup(
             "retinanet-evaluate=keras_retinanet.cli.evaluate:main",
             "retinanet-predict=keras_retinanet.cli.predict:main",
             "retinanet-debug=keras_retinanet.cli.debug:main",
+            "retinanet-anchors=keras_retinanet.cli.anchors:main",
             "retinanet-convert=keras_retinanet.cli.convert:main",
             "retinanet-export=keras_retinanet.cli.export:main",
             "retinanet-demo=keras_retinanet.demo:main",

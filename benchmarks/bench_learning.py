@@ -42,7 +42,7 @@ from machine import describe_cpu  # noqa: E402  (benchmarks/machine.py)
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")
-MODELS = ("ours", "kerashub", "torchvision")
+MODELS = ("ours", "ours_auto", "kerashub", "torchvision")  # ours: default anchors
 MEAN_RGB, STD_RGB = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
@@ -53,7 +53,11 @@ def _config(spec: dict):
     from keras_retinanet.training import TrainConfig
 
     data = spec["dataset"]
+    # "ours" keeps the standard anchors (the figures before issue #26); "ours_auto" trains with
+    # retinanet-train --anchors auto. The batches (images, boxes) are the same for both.
+    anchors = "auto" if spec.get("model") == "ours_auto" else "default"
     return TrainConfig(
+        anchors=anchors,
         dataset={"type": "voc", "data_dir": data, "train_set": spec["train_set"],
                  "val_set": None, "classes": os.path.join(data, "classes.txt")},
         weights=None, batch_size=spec["batch_size"], epochs=1, steps=spec["steps"],
@@ -189,7 +193,10 @@ def run_ours(spec: dict, arrays) -> tuple[dict, list]:
     for image in test_images(arrays):
         boxes, scores, labels = inference.predict_on_batch(pad_batch([image], 32, pad_value))
         detections.append((boxes[0], scores[0], labels[0]))
-    recipe = f"Adam lr {spec['ours_lr']:g}, clipnorm {spec['ours_clipnorm']}"
+    from keras_retinanet.preprocessing.anchor_fit import describe
+
+    recipe = (f"Adam lr {spec['ours_lr']:g}, clipnorm {spec['ours_clipnorm']}, anchors "
+              f"{config.anchors}: {describe(result['anchor_parameters'])}")  # fmt: skip
     return dict(clock.summary(spec["batch_size"]), recipe=recipe), detections
 
 
@@ -282,7 +289,8 @@ def worker(spec: dict) -> None:
     import numpy as np
 
     arrays = dict(np.load(spec["batches"]))
-    run = {"ours": run_ours, "kerashub": run_kerashub, "torchvision": run_torchvision}
+    run = {"ours": run_ours, "ours_auto": run_ours, "kerashub": run_kerashub,
+           "torchvision": run_torchvision}  # fmt: skip
     result, detections = run[spec["model"]](spec, arrays)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     flat = {}
@@ -337,7 +345,8 @@ def run(args: argparse.Namespace) -> list[dict]:
     """Every model on every dataset and seed; with ``--json`` the rows so far are written
     after each model, so a run stopped midway keeps what it measured."""
     rows = []
-    pythons = {"ours": sys.executable, "kerashub": sys.executable, "torchvision": args.torch_python}
+    pythons = {"ours": sys.executable, "ours_auto": sys.executable, "kerashub": sys.executable,
+               "torchvision": args.torch_python}  # fmt: skip
     with tempfile.TemporaryDirectory() as scratch:
         for dataset in args.datasets:
             name = os.path.basename(os.path.normpath(dataset))

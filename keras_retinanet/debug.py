@@ -26,6 +26,7 @@ from keras_retinanet.coverage import (  # noqa: F401  (re-exported: retinanet-de
     image_coverage,
 )
 from keras_retinanet.model.anchors import AnchorParameters
+from keras_retinanet.preprocessing.anchor_fit import BoxSample, coverage_of, size_advice
 from keras_retinanet.preprocessing.image import ImageReadError
 
 COVERAGE_FILE = "coverage.json"
@@ -49,6 +50,11 @@ class CoverageReport:
         uncovered_images: ``{image path: number of uncovered boxes}``, images with any.
         pictures: paths of the pictures written.
         skipped: images that could not be read.
+        image_min_side: the image size analysed (for the advice on uncovered boxes).
+        pad_multiple: the network input's padding multiple.
+        rule: the model variant's anchor rule.
+        uncovered_boxes: ``(x1, y1, x2, y2, rows, cols, padded_rows, padded_cols, label)``
+            of every uncovered box: the box in network pixels and its image's shapes.
     """
 
     class_names: list[str]
@@ -64,6 +70,10 @@ class CoverageReport:
     uncovered_images: dict[str, int] = field(default_factory=dict)
     pictures: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    image_min_side: int = 800
+    pad_multiple: int = 32
+    rule: str = "centred"
+    uncovered_boxes: list[tuple] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if len(self.boxes) == 0:
@@ -85,8 +95,10 @@ class CoverageReport:
         """Share of the counted boxes that no anchor covers (0 when there are no boxes)."""
         return self.total_uncovered / self.total_boxes if self.total_boxes else 0.0
 
-    def add(self, path: str, coverage: ImageCoverage) -> None:
-        """Count one image."""
+    def add(
+        self, path: str, coverage: ImageCoverage, padded_shape: tuple[int, int] | None = None
+    ) -> None:
+        """Count one image (``padded_shape``: of its network input; the image's own if None)."""
         self.images += 1
         counted, uncovered = coverage.counted, coverage.uncovered
         labels = np.asarray(coverage.annotations["labels"], dtype=np.int64).reshape(-1)
@@ -96,8 +108,11 @@ class CoverageReport:
         self.difficult += int((~counted).sum())
         self.positive_anchors += len(coverage.positive_anchors)
         self.best_ious.extend(float(v) for v in coverage.best_iou[counted])
-        for x1, y1, x2, y2 in bboxes[uncovered]:
+        shape = tuple(int(v) for v in coverage.image.shape[:2])
+        padded = tuple(padded_shape) if padded_shape is not None else shape
+        for (x1, y1, x2, y2), label in zip(bboxes[uncovered], labels[uncovered]):
             self.uncovered_sizes.append((float(x2 - x1), float(y2 - y1)))
+            self.uncovered_boxes.append((x1, y1, x2, y2, *shape, *padded, int(label)))
         if uncovered.any():
             self.uncovered_images[path] = int(uncovered.sum())
 
@@ -125,6 +140,26 @@ class CoverageReport:
             "uncovered_images": self.uncovered_images,
             "skipped": self.skipped,
         }
+
+    def size_advice(self) -> list[str]:
+        """Per class, the ``--image-min-side`` at which the uncovered boxes would be covered,
+        or the pyramid level they would need (:func:`~keras_retinanet.preprocessing.
+        anchor_fit.size_advice`)."""
+        if not self.uncovered_boxes:
+            return []
+        rows = np.asarray(self.uncovered_boxes, dtype=np.float64)
+        sample = BoxSample(
+            bboxes=rows[:, :4],
+            labels=rows[:, 8].astype(np.int64),
+            image_shapes=rows[:, 4:6].astype(np.int64),
+            padded_shapes=rows[:, 6:8].astype(np.int64),
+            class_names=self.class_names,
+        )
+        coverage = coverage_of(sample, self.anchor_parameters, self.rule, self.positive_overlap)
+        return size_advice(
+            sample, coverage, self.image_min_side, self.pad_multiple, self.rule,
+            self.positive_overlap,
+        )  # fmt: skip
 
     def format(self) -> str:
         """The statistics as a table for the console."""
@@ -161,6 +196,7 @@ class CoverageReport:
                 f" anchors span {smallest:.0f}..{largest:.0f} px (square side), ratios "
                 f"{', '.join(f'{r:g}' for r in params.ratios)}"
             )
+            lines.extend("  " + line for line in self.size_advice())
         if self.skipped:
             lines.append(f"{len(self.skipped)} unreadable image(s) skipped")
         if self.pictures:
@@ -204,6 +240,9 @@ def analyze_coverage(
         class_names=list(generator.classes),
         anchor_parameters=generator.anchor_parameters,
         positive_overlap=positive_overlap,
+        image_min_side=generator.image_min_side,
+        pad_multiple=generator.pad_multiple,
+        rule=generator.variant.anchor_rule,
     )
     if output_dir is not None:
         output_dir = os.fspath(output_dir)
@@ -224,17 +263,18 @@ def analyze_coverage(
             report.skipped.append(path)
             continue
         image, image_annotations = images[0], annotations[0]
+        padded_shape = generator.padded_shape([image])
         coverage = image_coverage(
             image,
             image_annotations,
             generator.num_classes(),
             generator.anchor_parameters,
-            padded_shape=generator.padded_shape([image]),
+            padded_shape=padded_shape,
             negative_overlap=negative_overlap,
             positive_overlap=positive_overlap,
             rule=generator.variant.anchor_rule,
         )
-        report.add(path, coverage)
+        report.add(path, coverage, padded_shape)
         if output_dir is not None and (draw_anchors or draw_ground_truth):
             picture = draw_coverage(coverage, report.class_names, draw_anchors, draw_ground_truth)
             stem = os.path.splitext(os.path.basename(path))[0]

@@ -75,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="IoU below which an anchor is background (default: %(default)s)",
     )
     common.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_dataset_commands(parser, common)
+    return parser
+
+
+def add_dataset_commands(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    """The ``voc DATA_DIR`` and ``csv ANNOTATIONS CLASSES`` sub-commands, each taking the
+    options of ``common`` (``retinanet-debug`` and ``retinanet-anchors`` share them)."""
     subparsers = parser.add_subparsers(dest="dataset_type", required=True, metavar="DATASET")
     voc = subparsers.add_parser(
         "voc", parents=[common], help="Pascal VOC layout (also custom VOC-layout data)"
@@ -93,8 +100,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     csv_parser.add_argument("annotations", help="annotations CSV")
     csv_parser.add_argument("classes", help="classes CSV (class_name,id)")
-
-    return parser
 
 
 def _settings(args: argparse.Namespace) -> tuple:

@@ -207,7 +207,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--multiprocessing", action="store_true")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--mixed-precision", action="store_true")
-    parser.add_argument("--config", help="anchor parameters (.json or .ini)")
+    parser.add_argument(
+        "--config", help="anchor parameters (.json or .ini, e.g. from retinanet-anchors)"
+    )
+    parser.add_argument(
+        "--anchors",
+        choices=("auto", "default"),
+        default=DEFAULT.anchors,
+        help="auto: fit the anchors to the training boxes when the defaults leave more than "
+        "10%% of a class without a positive anchor (says so, stored in the snapshot); "
+        "default: the standard anchors (default: %(default)s; --config overrides both)",
+    )
     parser.add_argument("--skip-bad-images", action="store_true")
     parser.add_argument(
         "--multi-gpu",

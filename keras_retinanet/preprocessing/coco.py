@@ -89,12 +89,12 @@ class CocoGenerator(Generator):
         info = self.coco.imgs[self.image_ids[image_index]]
         return os.path.join(self.image_dir, info["file_name"])
 
-    def image_aspect_ratio(self, image_index: int) -> float:
-        """Width / height, from the json."""
+    def image_size(self, image_index: int) -> tuple[int, int] | None:
+        """``(width, height)``, from the json (the file's header where the json has none)."""
         info = self.coco.imgs[self.image_ids[image_index]]
         if info.get("width") and info.get("height"):
-            return float(info["width"]) / float(info["height"])
-        return super().image_aspect_ratio(image_index)
+            return int(info["width"]), int(info["height"])
+        return super().image_size(image_index)
 
     def coco_image_id(self, image_index: int) -> int:
         """COCO image id of an image, for result files."""

@@ -31,7 +31,7 @@ class DetectionDataset:
         Raises:
             ValueError: two classes share a name.
         """
-        self._aspect_ratios: dict[int, float] = {}
+        self._image_sizes: dict[int, tuple[int, int] | None] = {}
         self._label_of = {name: label for label, name in enumerate(self.classes)}
         if len(self._label_of) != len(self.classes):
             raise ValueError(f"class names must be unique, got {list(self.classes)}")
@@ -96,19 +96,24 @@ class DetectionDataset:
         return read_image_bgr(self.image_path(image_index))
 
     def image_aspect_ratio(self, image_index: int) -> float:
-        """Width / height of an image as :meth:`load_image` returns it (read from the header)."""
-        ratio = self._aspect_ratios.get(image_index)
-        if ratio is None:
-            ratio = self._aspect_ratios[image_index] = self._read_aspect_ratio(image_index)
-        return ratio
+        """Width / height of an image as :meth:`load_image` returns it (read from the header);
+        1.0 for an unreadable file (its error, or its skip, comes when it is loaded)."""
+        size = self.image_size(image_index)
+        return 1.0 if size is None else size[0] / max(size[1], 1)
 
-    def _read_aspect_ratio(self, image_index: int) -> float:
+    def image_size(self, image_index: int) -> tuple[int, int] | None:
+        """``(width, height)`` of an image as :meth:`load_image` returns it, read from the file's
+        header without decoding it (EXIF rotations applied); None when it cannot be read."""
+        if image_index not in self._image_sizes:
+            self._image_sizes[image_index] = self._read_image_size(image_index)
+        return self._image_sizes[image_index]
+
+    def _read_image_size(self, image_index: int) -> tuple[int, int] | None:
         try:
             with Image.open(self.image_path(image_index)) as image:
                 width, height = image.size
                 if image.getexif().get(_EXIF_ORIENTATION) in _TRANSPOSED_ORIENTATIONS:
                     width, height = height, width
         except (OSError, UnidentifiedImageError, SyntaxError, ValueError):
-            # Unreadable: the error (or the skip) comes when the image is loaded.
-            return 1.0
-        return width / max(height, 1)
+            return None
+        return int(width), int(height)

@@ -102,6 +102,25 @@ def compute_resize_scale(image_shape: Any, min_side: float = 800, max_side: floa
     return scale
 
 
+def resized_shape(
+    image_shape: Any, min_side: float = 800, max_side: float = 1333, rule: str = "area"
+) -> tuple[tuple[int, int], Any]:
+    """``((rows, cols), scale)`` that :func:`resize_image` gives an image of ``image_shape``,
+    without resizing anything (for box statistics over a dataset read from file headers).
+
+    ``scale`` is what :func:`resize_image` returns: a float, or under ``"torchvision"`` the
+    per-axis ``(s_x, s_y, s_x, s_y)`` float32 array.
+    """
+    scale = compute_resize_scale(image_shape, min_side=min_side, max_side=max_side)
+    rows, cols = int(image_shape[0]), int(image_shape[1])
+    if rule == "torchvision":
+        height, width = max(1, math.floor(rows * scale)), max(1, math.floor(cols * scale))
+        s_x, s_y = width / cols, height / rows
+        return (height, width), np.array([s_x, s_y, s_x, s_y], dtype=np.float32)
+    # cv2.resize rounds fx * cols to the nearest integer, as the "area" rule does.
+    return (max(1, round(rows * scale)), max(1, round(cols * scale))), scale
+
+
 def resize_image(
     img: np.ndarray, min_side: float = 800, max_side: float = 1333, rule: str = "area"
 ) -> tuple[np.ndarray, Any]:
@@ -128,14 +147,13 @@ def resize_image(
     if rule == "linear":
         resized = cv2.resize(np.asarray(img, np.float32), None, fx=scale, fy=scale)
         return resized, scale
+    (height, width), box_scale = resized_shape(img.shape, min_side, max_side, rule)
     if rule == "torchvision":
-        height, width = max(1, math.floor(rows * scale)), max(1, math.floor(cols * scale))
         resized = np.asarray(img, np.float32)
         if (height, width) != (rows, cols):
             resized = cv2.resize(resized, (width, height), interpolation=cv2.INTER_LINEAR)
-        s_x, s_y = width / cols, height / rows
-        return resized, np.array([s_x, s_y, s_x, s_y], dtype=np.float32)
-    size = (max(1, round(cols * scale)), max(1, round(rows * scale)))
+        return resized, box_scale
+    size = (width, height)
     if size == (cols, rows):
         return img, scale
     interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR

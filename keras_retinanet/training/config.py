@@ -48,6 +48,10 @@ class TrainConfig:
     seed: int | None = None
     mixed_precision: bool = False
     anchor_parameters: AnchorParameters | None = None
+    # "auto": anchors fitted to the training boxes when the defaults leave more than 10% of a
+    # class uncovered (training.inputs.auto_anchors); "default": the defaults. Either way
+    # anchor_parameters, a resumed snapshot's or a fine-tuned one's anchors come first.
+    anchors: str = "auto"
     distribute: str | None = None  # None, "mirrored", "multi_worker" (TF) or "data_parallel"
     num_devices: int | None = None  # devices for "mirrored" / "data_parallel"
     cluster: list[str] | None = None  # "multi_worker": every worker's host:port, chief first

@@ -9,6 +9,13 @@ import keras
 import numpy as np
 
 from keras_retinanet.model.anchors import AnchorParameters
+from keras_retinanet.preprocessing.anchor_fit import (
+    AUTO_FIT_SHARE,
+    collect_boxes,
+    coverage_of,
+    describe,
+    fit_anchors,
+)
 from keras_retinanet.preprocessing.factory import create_generator
 from keras_retinanet.preprocessing.transform import random_transform
 from keras_retinanet.training.config import TrainConfig
@@ -139,3 +146,48 @@ def create_generators(
             config.dataset, "val", shuffle=False, group_method="none", **val_kwargs
         )
     return train_generator, validation_generator
+
+
+# Images --anchors auto reads (evenly spaced): a few thousand boxes pin the box sizes down, and
+# reading COCO's 118k headers would take minutes.
+AUTO_FIT_IMAGES = 5000
+
+
+def auto_anchors(config: TrainConfig) -> tuple[AnchorParameters | None, str]:
+    """``--anchors auto``: anchors fitted to the training boxes when the default anchors leave
+    more than :data:`~keras_retinanet.preprocessing.anchor_fit.AUTO_FIT_SHARE` of some class's
+    boxes without a positive anchor at the training image size.
+
+    The boxes come from the whole training set (up to :data:`AUTO_FIT_IMAGES` images, no
+    augmentation, image sizes read from the file headers), so every worker of a cluster fits
+    the same anchors.
+
+    Returns:
+        ``(anchors, message)``: the fitted anchors, or None where the defaults are kept, and
+        one line saying what was done and why.
+    """
+    kwargs = dict(_generator_kwargs(config, AnchorParameters()), workers=1)
+    generator = create_generator(config.dataset, "train", shuffle=False, **kwargs)
+    sample = collect_boxes(generator, limit=AUTO_FIT_IMAGES, progress=False)
+    rule = generator.variant.anchor_rule
+    defaults = coverage_of(sample, AnchorParameters(), rule)
+    uncovered = 1 - np.nan_to_num(defaults.class_shares, nan=1.0)
+    worst = int(np.argmax(uncovered)) if len(uncovered) else 0
+    size = f"{config.image_min_side}-{config.image_max_side} px"
+    if not len(sample) or uncovered[worst] <= AUTO_FIT_SHARE:
+        worst_text = (
+            f"{sample.class_names[worst]} {100 * uncovered[worst]:.0f}%" if len(sample) else "-"
+        )
+        return None, (
+            f"anchors: the defaults cover the training boxes at {size} (most uncovered class: "
+            f"{worst_text}, at most {100 * AUTO_FIT_SHARE:.0f}% allowed); kept"
+        )
+    _, fitted = fit_anchors(sample, AnchorParameters(), rule)
+    after = 1 - np.nan_to_num(fitted.class_shares, nan=1.0)
+    return fitted.params, (
+        f"anchors: fitted to the training boxes because {100 * uncovered[worst]:.0f}% of "
+        f"{sample.class_names[worst]} had no anchor with IoU >= 0.5 at {size} (now "
+        f"{100 * after[worst]:.0f}%; all classes {100 * (1 - defaults.share):.1f}% -> "
+        f"{100 * (1 - fitted.share):.1f}%): {describe(fitted.params)}; "
+        "stored in the snapshot (--anchors default keeps the defaults)"
+    )

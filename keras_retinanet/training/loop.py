@@ -22,7 +22,7 @@ from keras_retinanet.training.callbacks import CSVLog, JSONLogger, Plateau, Stop
 from keras_retinanet.training.config import TrainConfig, TrainingError
 from keras_retinanet.training.distribute import distribution_scope, replicas_in_sync
 from keras_retinanet.training.finetune import fine_tune_model, snapshot_start, start_record
-from keras_retinanet.training.inputs import create_generators, fit_input
+from keras_retinanet.training.inputs import auto_anchors, create_generators, fit_input
 from keras_retinanet.training.interrupt import (
     Checkpointer,
     ResumedEpochLogs,
@@ -107,6 +107,12 @@ def _train(config: TrainConfig) -> dict:
         if resumed.get("data_seed") is not None and config.seed is None:
             # The data order (shuffle, augmentation) goes on from the resumed run's seed.
             config = dataclasses.replace(config, seed=int(resumed["data_seed"]))
+    if config.anchors not in ("auto", "default"):
+        raise TrainingError(f"anchors must be auto or default, got {config.anchors!r}")
+    if params is None and config.anchors == "auto":
+        params, message = auto_anchors(config)
+        if config.verbose:
+            print(message, flush=True)
     params = params or AnchorParameters()
 
     replicas = replicas_in_sync()
