@@ -17,7 +17,6 @@ from keras_retinanet.model.settings import (
     DetectionSettings,
     check_threshold,
     graph_settings,
-    keep_scores,
     settings_of_model,
 )
 from keras_retinanet.model.variants import get_variant
@@ -102,6 +101,10 @@ def detect(
     score_threshold: float | None = None,
     pad_multiple: int | None = None,
     settings: DetectionSettings | None = None,
+    tile: Sequence[int] | None = None,
+    tile_overlap: float = 0.2,
+    tile_whole: bool = False,
+    progress: bool = False,
 ) -> list[Detections]:
     """Run an inference model (from ``retinanet_box``) on one batch of BGR images.
 
@@ -114,6 +117,11 @@ def detect(
         pad_multiple: see :func:`prepare_batch`; None: the settings'.
         settings: the detection settings; None: the model's own (``detection_settings``, which
             ``retinanet_box`` and ``load_model`` set, else its graph's), else the defaults.
+        tile: ``(height, width)``: detect each image tile by tile (photo pixels), merged as
+            :func:`keras_retinanet.tiles.detect_tiled` does; None: the whole image at once.
+        tile_overlap: share of a tile side that neighbouring tiles share.
+        tile_whole: with ``tile``, also detect on the whole image (the large objects).
+        progress: with ``tile``, a progress bar over each image's tiles.
 
     The images are resized and padded by the rule of the model's variant (its ``variant``
     attribute, which :func:`keras_retinanet.model.retinanet.retinanet_box` and
@@ -134,6 +142,21 @@ def detect(
     baked = graph_settings(model)
     if baked is not None:
         check_threshold(settings.score_threshold, baked.score_threshold)
+    if tile is not None:
+        from keras_retinanet.tiles import detect_tiled  # here: tiles imports this module
+
+        def whole_images(crops: list[np.ndarray]) -> list[Detections]:
+            return detect(model, crops, min_side, max_side, settings=settings)
+
+        results = []
+        for image in images:
+            found = detect_tiled(
+                whole_images, image, tile, tile_overlap, tile_whole, settings.nms_threshold,
+                progress=progress,
+            )  # fmt: skip
+            cap = int(settings.max_detections)
+            results.append(Detections(found.boxes[:cap], found.scores[:cap], found.labels[:cap]))
+        return results
     pad = settings.padding_for(get_variant(variant))
     batch, scales, sizes = _prepare(images, min_side, max_side, pad, variant)
     # Boxes are clipped to their image before NMS, so the padding a batch adds changes nothing.
@@ -141,7 +164,7 @@ def detect(
     boxes, scores, labels = np.asarray(boxes), np.asarray(scores), np.asarray(labels)
     results = []
     for index, (image, scale) in enumerate(zip(images, scales)):
-        keep = (labels[index] >= 0) & keep_scores(scores[index], settings.score_threshold)
+        keep = settings.keep(scores[index], labels[index])
         image_boxes = boxes[index][keep] / scale
         height, width = image.shape[:2]
         image_boxes[:, [0, 2]] = np.clip(image_boxes[:, [0, 2]], 0, width)

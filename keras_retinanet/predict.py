@@ -27,6 +27,7 @@ under ``"skipped"`` and left out; the other images go on.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import warnings
@@ -38,6 +39,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from keras_retinanet.class_names import class_name, load_class_names  # noqa: F401  (re-exported)
+from keras_retinanet.evaluation.thresholds import threshold_settings
 from keras_retinanet.export.runtime import artifact_format, load_artifact
 from keras_retinanet.inference import Detections, batched, detect
 from keras_retinanet.model import retinanet as models
@@ -48,6 +51,7 @@ from keras_retinanet.preprocessing.image import (  # noqa: F401  (IMAGE_EXTENSIO
     collect_images,
     read_image_bgr,
 )
+from keras_retinanet.tiles import DEFAULT_TILE_OVERLAP, tiled
 from keras_retinanet.visualization import draw_detections
 
 DETECTIONS_FILE = "detections.json"
@@ -55,50 +59,6 @@ DETECTIONS_FILE = "detections.json"
 # The defaults of training (detectron2 / torchvision); a snapshot's metadata overrides them.
 DEFAULT_MIN_SIDE = 800
 DEFAULT_MAX_SIDE = 1333
-
-
-def load_class_names(
-    model_path: str | os.PathLike,
-    classes_file: str | os.PathLike | None = None,
-    metadata: dict | None = None,
-) -> list[str] | None:
-    """Class names by label: from ``classes_file`` if given, else from the snapshot metadata.
-
-    Args:
-        model_path: a snapshot written by :func:`keras_retinanet.model.retinanet.save_model`.
-        classes_file: a text file with one class name per line (label = line index, blank
-            lines ignored), for models saved without metadata.
-        metadata: the model's metadata, if already read (an exported artifact's).
-
-    Returns:
-        The names, or None when neither source has them (labels are then shown as numbers).
-
-    Raises:
-        FileNotFoundError: ``classes_file`` or ``model_path`` does not exist.
-    """
-    if classes_file is not None:
-        classes_file = os.fspath(classes_file)
-        if not os.path.isfile(classes_file):
-            raise FileNotFoundError(
-                f"classes file not found: {classes_file} (expected one class name per line)"
-            )
-        with open(classes_file, encoding="utf-8-sig") as f:
-            names = [line.strip() for line in f if line.strip()]
-        if not names:
-            raise ValueError(f"no class names in {classes_file} (expected one name per line)")
-        return names
-    if metadata is None:
-        metadata = models.read_metadata(os.fspath(model_path))
-    names = metadata.get("classes")
-    return [str(n) for n in names] if names else None
-
-
-def class_name(label: int, class_names: Sequence[str] | None) -> str:
-    """Name of ``label``, or the label number when it has none."""
-    label = int(label)
-    if class_names is not None and 0 <= label < len(class_names):
-        return class_names[label]
-    return str(label)
 
 
 def detections_record(
@@ -186,6 +146,9 @@ def predict_images(
     draw: bool = True,
     progress: bool = True,
     metadata: dict[str, Any] | None = None,
+    tile: Sequence[int] | None = None,
+    tile_overlap: float = DEFAULT_TILE_OVERLAP,
+    tile_whole: bool = False,
 ) -> PredictionResult:
     """Detect objects in image files, draw them and write ``detections.json``.
 
@@ -203,6 +166,10 @@ def predict_images(
         draw: write the images with detections drawn (``output_dir`` must be set).
         progress: show a progress bar.
         metadata: extra top-level entries for the JSON (e.g. ``{"model": path}``).
+        tile: ``(height, width)``: detect each photo tile by tile (large photos with small
+            objects, see :mod:`keras_retinanet.tiles`); None: whole photos.
+        tile_overlap: share of a tile side that neighbouring tiles share.
+        tile_whole: with ``tile``, also detect on the whole photo (the large objects).
 
     Returns:
         A :class:`PredictionResult`.
@@ -226,7 +193,9 @@ def predict_images(
             if not images:
                 detections = []
             elif hasattr(model, "detect_images"):  # an exported artifact runs its own graph
-                detections = model.detect_images(photos, score_threshold)
+                run = functools.partial(model.detect_images, score_threshold=score_threshold)
+                nms = model.detection_settings.nms_threshold
+                detections = tiled(run, tile, tile_overlap, tile_whole, nms)(photos)
             else:
                 detections = detect(
                     model,
@@ -234,6 +203,9 @@ def predict_images(
                     min_side=image_min_side,
                     max_side=image_max_side,
                     score_threshold=score_threshold,
+                    tile=tile,
+                    tile_overlap=tile_overlap,
+                    tile_whole=tile_whole,
                 )
             if images:
                 for (path, image), image_detections in zip(images, detections):
@@ -268,8 +240,16 @@ def predict_images(
         document.update(
             {
                 "score_threshold": float(score_threshold),
+                "class_score_thresholds": _class_thresholds(model, class_names),
                 "image_min_side": image_min_side,
                 "image_max_side": image_max_side,
+                "tile": None
+                if tile is None
+                else {
+                    "size": list(tile),
+                    "overlap": tile_overlap,
+                    "whole": tile_whole,
+                },  # fmt: skip
                 "classes": list(class_names) if class_names is not None else None,
                 "images": result.records,
                 "skipped": result.skipped,
@@ -285,11 +265,20 @@ def predict_images(
     return result
 
 
+def _class_thresholds(model: Any, class_names: Sequence[str] | None) -> dict | None:
+    """The per-class thresholds a model applies, by class name (label where unnamed)."""
+    settings = settings_of_model(model)
+    values = settings.class_score_thresholds if settings is not None else None
+    if not values:
+        return None
+    return {class_name(label, class_names): value for label, value in enumerate(values)}
+
+
 def predict(
     model_path: str | os.PathLike,
     inputs: Sequence[str | os.PathLike],
     output_dir: str | os.PathLike = "predictions",
-    score_threshold: float | None = None,
+    score_threshold: float | str | None = None,
     image_min_side: float | None = None,
     image_max_side: float | None = None,
     batch_size: int = 1,
@@ -299,6 +288,9 @@ def predict(
     draw: bool = True,
     progress: bool = True,
     precision: str = "float32",
+    tile: Sequence[int] | None = None,
+    tile_overlap: float = DEFAULT_TILE_OVERLAP,
+    tile_whole: bool = False,
 ) -> PredictionResult:
     """Load a snapshot and run :func:`predict_images` on files, folders and glob patterns.
 
@@ -308,8 +300,10 @@ def predict(
             thresholds and budgets apply; ``nms_threshold`` and ``max_detections`` do not).
         inputs: see :func:`collect_images`.
         output_dir: see :func:`predict_images`.
-        score_threshold: keep detections scoring above this; None: the snapshot's detection
-            settings' ``display_threshold`` (0.5 unless it records another).
+        score_threshold: keep detections scoring above this; ``"best:REPORT.json"``: each
+            class's best-F1 threshold from a ``retinanet-evaluate`` report; None: the
+            snapshot's per-class thresholds if it records some, else its detection settings'
+            ``display_threshold`` (0.5 unless it records another).
         image_min_side: resize target; by default the snapshot's training value, else 800.
         image_max_side: bound on the longer side; by default the snapshot's, else 1333.
         batch_size: images per forward pass.
@@ -321,6 +315,7 @@ def predict(
         progress: show a progress bar.
         precision: ``"bfloat16"`` runs a snapshot's network in bfloat16 where the CPU has it
             (:func:`keras_retinanet.model.precision.with_precision`).
+        tile, tile_overlap, tile_whole: tiled detection, see :func:`predict_images`.
 
     Returns:
         A :class:`PredictionResult`.
@@ -355,13 +350,22 @@ def predict(
     if image_max_side is None:
         image_max_side = metadata.get("image_max_side", DEFAULT_MAX_SIDE)
     recorded = DetectionSettings.from_dict(metadata.get("detection_settings"))
-    if score_threshold is None:
+    per_class = recorded.class_score_thresholds if score_threshold is None else None
+    if isinstance(score_threshold, str):  # best:REPORT.json
+        chosen = threshold_settings(score_threshold, class_names, num_classes)
+        per_class = chosen["class_score_thresholds"]
+    if per_class:
+        score_threshold = min(per_class)
+    elif score_threshold is None:
         score_threshold = recorded.display_threshold
     asked = {"nms_threshold": nms_threshold, "max_detections": max_detections}
     if score_threshold < recorded.score_threshold:  # a training model's graph must keep more
         asked["score_threshold"] = score_threshold
     asked = {k: v for k, v in asked.items() if v is not None}
     model = artifact or models.load_model(model_path, convert=True, precision=precision, **asked)
+    if per_class:
+        settings = settings_of_model(model) or recorded
+        model.detection_settings = settings.replace(class_score_thresholds=tuple(per_class))
     return predict_images(
         model,
         image_paths,
@@ -374,4 +378,7 @@ def predict(
         draw=draw,
         progress=progress,
         metadata={"model": model_path},
+        tile=tile,
+        tile_overlap=tile_overlap,
+        tile_whole=tile_whole,
     )

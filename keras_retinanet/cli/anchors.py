@@ -44,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common.add_argument("--image-min-side", type=int, default=None, help="default: 800")
     common.add_argument("--image-max-side", type=int, default=None, help="default: 1333")
-    common.add_argument("--config", help="anchors to start from (.json or .ini); their strides stay")
+    common.add_argument(
+        "--config", help="anchors to start from (.json or .ini); their strides stay"
+    )
     common.add_argument(
         "--snapshot", help="take the anchors, image sizes and model variant from this snapshot"
     )
@@ -54,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="fit to the boxes after the training augmentation (decodes every image)",
     )
     common.add_argument(
-        "--passes", type=int, default=2, help="augmented passes with --random-transform (default: 2)"
+        "--passes", type=int, default=2, help="augmented passes with --random-transform (2)"
     )
     common.add_argument("--seed", type=int, default=0, help="seed of --random-transform")
     common.add_argument("--limit", type=int, help="use N images spread over the dataset")

@@ -24,8 +24,10 @@ from keras_retinanet.cli.foreign import snapshot_or_converted
 from keras_retinanet.convert import convert_fizyr, convert_torchvision
 from keras_retinanet.convert.pretrained import download_pretrained
 from keras_retinanet.errors import DEBUG_HELP, debugging, run_command
+from keras_retinanet.evaluation.thresholds import score_threshold_option, threshold_settings
 from keras_retinanet.export import convert_model
 from keras_retinanet.model.presets import presets_of
+from keras_retinanet.model.retinanet import read_metadata
 from keras_retinanet.model.settings import DetectionSettings
 
 DEFAULT = DetectionSettings()
@@ -112,10 +114,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--score-threshold",
-        type=float,
+        type=score_threshold_option,
         default=None,
-        help="keep detections scoring above this (default: the snapshot's, "
-        f"{DEFAULT.score_threshold} unless it records another)",
+        help="keep detections scoring above this, or best:REPORT.json: each class's best-F1 "
+        "threshold from a retinanet-evaluate report, recorded in the model (the graph keeps "
+        "the lowest; load_model, retinanet-predict and exports apply the rest) (default: the "
+        f"snapshot's, {DEFAULT.score_threshold} unless it records another)",
     )
     parser.add_argument(
         "--max-detections",
@@ -136,7 +140,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             "a snapshot to an inference model: convert first, then run retinanet-convert on it"
         )
     try:
-        DEFAULT.with_options(**_setting_options(args))
+        numeric = {k: v for k, v in _setting_options(args).items() if not isinstance(v, str)}
+        DEFAULT.with_options(**numeric)
     except ValueError as error:  # the message names the setting and its range
         parser.error(str(error))
     return args
@@ -170,7 +175,14 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
     try:
         model_in = snapshot_or_converted(args.model_in, "retinanet-convert")
-        path = convert_model(model_in, args.model_out, **_setting_options(args))
+        options = _setting_options(args)
+        if isinstance(args.score_threshold, str):  # best:REPORT.json
+            metadata = read_metadata(model_in)
+            classes = metadata.get("classes")
+            options.update(
+                threshold_settings(args.score_threshold, classes, metadata.get("num_classes"))
+            )
+        path = convert_model(model_in, args.model_out, **options)
     except (FileNotFoundError, ValueError) as e:
         if debugging():  # --debug: the traceback, not the message
             raise

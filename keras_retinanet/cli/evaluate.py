@@ -21,8 +21,10 @@ import warnings
 from collections.abc import Sequence
 
 from keras_retinanet.cli.foreign import snapshot_or_converted
+from keras_retinanet.cli.tile_options import add_tile_arguments, check_tile_arguments
 from keras_retinanet.errors import DEBUG_HELP, debugging, run_command
 from keras_retinanet.evaluation import inputs, reports, runner
+from keras_retinanet.evaluation.thresholds import format_thresholds, threshold_report
 from keras_retinanet.export.runtime import artifact_format, load_artifact
 from keras_retinanet.model.precision import PRECISIONS
 from keras_retinanet.model.retinanet import load_model, read_metadata
@@ -62,12 +64,15 @@ def _add_common_options(parser: argparse.ArgumentParser, suppress: bool = False)
     def default(value):
         return argparse.SUPPRESS if suppress else value
 
+    add_tile_arguments(parser, default)
+
     parser.add_argument(
         "--score-threshold",
         type=float,
         default=default(None),
         help="keep detections scoring above this (default: the model's detection settings, "
-        f"{DetectionSettings().score_threshold} unless converted otherwise)",
+        f"{DetectionSettings().score_threshold} unless converted otherwise); precision, recall "
+        "and F1 are reported at it",
     )
     parser.add_argument(
         "--iou-threshold",
@@ -241,6 +246,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     else:
         args = _snapshot_parser().parse_args(argv)
         args.dataset_type = None
+    check_tile_arguments(dataset_parser, args)
     return args
 
 
@@ -339,8 +345,18 @@ def run(args: argparse.Namespace) -> None:
         image_min_side=min_side,
         image_max_side=max_side,
         verbose=0 if args.quiet else 1,
+        tile=args.tile,
+        tile_overlap=args.tile_overlap,
+        tile_whole=args.tile_whole,
     )
     print(reports.format_table(result))
+    print()
+    print(
+        f"precision, recall and F1 at --score-threshold {result.score_threshold:g}, and at "
+        "each class's best-F1 threshold (retinanet-predict --score-threshold "
+        "best:SAVE_PATH/report.json uses those):"
+    )
+    print(format_thresholds(threshold_report(result)))
 
     if args.save_path:
         save_path = args.save_path

@@ -16,7 +16,9 @@ import sys
 from collections.abc import Sequence
 
 from keras_retinanet.cli.foreign import snapshot_or_converted
+from keras_retinanet.cli.tile_options import add_tile_arguments, check_tile_arguments
 from keras_retinanet.errors import DEBUG_HELP, debugging, run_command
+from keras_retinanet.evaluation.thresholds import score_threshold_option
 from keras_retinanet.model.precision import PRECISIONS
 from keras_retinanet.model.settings import DetectionSettings
 from keras_retinanet.predict import predict
@@ -49,10 +51,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--score-threshold",
-        type=float,
+        type=score_threshold_option,
         default=None,
-        help="keep detections scoring above this (default: the snapshot's display threshold, "
-        f"{DEFAULT.display_threshold} unless it records another)",
+        help="keep detections scoring above this, or best:REPORT.json for each class's best-F1 "
+        "threshold from retinanet-evaluate --save-path's report.json (default: the snapshot's "
+        f"per-class thresholds if any, else its display threshold, {DEFAULT.display_threshold} "
+        "unless it records another)",
     )
     parser.add_argument(
         "--image-min-side",
@@ -99,11 +103,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="bfloat16: the network in bfloat16, decoding and NMS in float32, on CPUs with "
         "AVX512-BF16 or AMX (elsewhere it says so and runs float32)",
     )
+    add_tile_arguments(parser)
     args = parser.parse_args(argv)
+    check_tile_arguments(parser, args)
     if args.batch_size < 1:
         parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.score_threshold is not None and not 0.0 <= args.score_threshold <= 1.0:
-        parser.error(f"--score-threshold must be in [0, 1], got {args.score_threshold}")
     return args
 
 
@@ -132,6 +136,9 @@ def _main(argv: Sequence[str] | None = None) -> int:
             draw=not args.no_draw,
             progress=not args.no_progress,
             precision=args.precision,
+            tile=args.tile,
+            tile_overlap=args.tile_overlap,
+            tile_whole=args.tile_whole,
         )
     except (FileNotFoundError, ValueError) as e:
         if debugging():  # --debug: the traceback, not the message

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from keras_retinanet.evaluation.runner import EvaluationResult
+from keras_retinanet.evaluation.thresholds import threshold_report
 from keras_retinanet.evaluation.voc import mean_average_precision, plot_precision_recall
 from keras_retinanet.visualization import draw_annotations, draw_detections
 
@@ -52,7 +53,10 @@ def format_table(result: EvaluationResult) -> str:
 def write_json_report(
     result: EvaluationResult, path: str | os.PathLike, extra: dict | None = None
 ) -> str:
-    """Write :meth:`EvaluationResult.to_dict` (plus ``extra`` entries) as JSON.
+    """Write :meth:`EvaluationResult.to_dict`, the thresholds report (``"thresholds"``:
+    precision, recall and F1 at the score threshold and the best-F1 threshold per class, see
+    :func:`~keras_retinanet.evaluation.thresholds.threshold_report`) and ``extra`` entries as
+    JSON.
 
     Args:
         result: the evaluation.
@@ -64,6 +68,7 @@ def write_json_report(
     """
     path = os.fspath(path)
     report = result.to_dict()
+    report["thresholds"] = threshold_report(result)
     report.update(extra or {})
     parent = os.path.dirname(path)
     if parent:

@@ -27,6 +27,7 @@ class ClassResult:
         num_detections: detections of the class over the data set.
         recall: ``(P,)`` float64, recall after each ranked detection that counts.
         precision: ``(P,)`` float64, precision at the same points.
+        scores: ``(P,)`` score of the detection at each point (non-increasing).
     """
 
     label: int
@@ -36,6 +37,7 @@ class ClassResult:
     num_detections: int
     recall: np.ndarray = field(repr=False)
     precision: np.ndarray = field(repr=False)
+    scores: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
 
 
 @dataclass

@@ -13,6 +13,7 @@ The metric maths is NumPy (:mod:`keras_retinanet.evaluation.voc`).
 
 from __future__ import annotations
 
+import functools
 import time
 import warnings
 from collections.abc import Sequence
@@ -37,6 +38,7 @@ from keras_retinanet.model.image_sizes import predict_sized
 from keras_retinanet.model.retinanet import as_inference_model
 from keras_retinanet.model.settings import DetectionSettings, settings_of_model
 from keras_retinanet.preprocessing.image import ImageReadError
+from keras_retinanet.tiles import DEFAULT_TILE_OVERLAP, tiled
 
 __all__ = ["METRICS", "ClassResult", "EvaluationResult", "evaluate"]
 
@@ -140,6 +142,9 @@ def evaluate(
     class_names: Sequence[str] | None = None,
     verbose: int = 1,
     settings: DetectionSettings | None = None,
+    tile: Sequence[int] | None = None,
+    tile_overlap: float = DEFAULT_TILE_OVERLAP,
+    tile_whole: bool = False,
 ) -> EvaluationResult:
     """Run a model over every image of a generator and score its detections.
 
@@ -175,6 +180,10 @@ def evaluate(
         class_names: names by label for the results; by default ``generator.classes``.
         verbose: 1 for a progress bar, 0 for none.
         settings: the detection settings; None: the model's own, else the defaults.
+        tile: ``(height, width)``: detect each image tile by tile (large photos, see
+            :mod:`keras_retinanet.tiles`); None: whole images.
+        tile_overlap: share of a tile side that neighbouring tiles share.
+        tile_whole: with ``tile``, also detect on each whole image (the large objects).
 
     Returns:
         An :class:`EvaluationResult`.
@@ -203,6 +212,9 @@ def evaluate(
     settings = (settings or settings_of_model(model) or DetectionSettings()).with_options(
         score_threshold=score_threshold
     )
+    # AP integrates over every score: a model's per-class thresholds (from an earlier report)
+    # would cut each class's curve short.
+    settings = settings.replace(class_score_thresholds=None)
     score_threshold = settings.score_threshold
     model = as_inference_model(
         model, settings, anchor_parameters, variant=getattr(generator, "variant", None)
@@ -229,12 +241,17 @@ def evaluate(
                 kept.append(index)
         if images and hasattr(model, "detect_images"):  # an exported artifact runs its graph
             start = time.perf_counter()
-            batch_detections = model.detect_images(images, settings.score_threshold)
+            artifact = functools.partial(
+                model.detect_images, score_threshold=settings.score_threshold, per_class=False
+            )
+            run = tiled(artifact, tile, tile_overlap, tile_whole, settings.nms_threshold)
+            batch_detections = run(images)
             timed.calls.append((time.perf_counter() - start, len(images)))
         elif images:
             batch_detections = detect(
-                timed, images, min_side=min_side, max_side=max_side, settings=settings
-            )
+                timed, images, min_side=min_side, max_side=max_side, settings=settings,
+                tile=tile, tile_overlap=tile_overlap, tile_whole=tile_whole,
+            )  # fmt: skip
         if images:
             for index, image, detections in zip(kept, images, batch_detections):
                 annotations = generator.load_annotations(index)
@@ -261,8 +278,8 @@ def evaluate(
     use_07_metric = metric == "voc07"
     classes = []
     for label in range(num_classes):
-        recall, precision, num_annotations = precision_recall(
-            detections_by_class, annotations_by_class, label, iou_threshold=iou_threshold
+        recall, precision, num_annotations, scores = precision_recall(
+            detections_by_class, annotations_by_class, label, iou_threshold, return_scores=True
         )
         ap = (
             average_precision(recall, precision, use_07_metric=use_07_metric)
@@ -278,6 +295,7 @@ def evaluate(
                 num_detections=int(sum(len(d[label]) for d in detections_by_class)),
                 recall=recall,
                 precision=precision,
+                scores=scores,
             )
         )
 

@@ -168,7 +168,8 @@ def precision_recall(
     annotations: Sequence[Sequence[Mapping[str, np.ndarray]]],
     label: int,
     iou_threshold: float = 0.5,
-) -> tuple[np.ndarray, np.ndarray, int]:
+    return_scores: bool = False,
+) -> tuple[np.ndarray, ...]:
     """Precision/recall curve of one class over a data set, with the VOC matching protocol.
 
     See the module docstring for the protocol. Detections are ranked by descending score with
@@ -187,11 +188,14 @@ def precision_recall(
         iou_threshold: a detection matches a box when their IoU is at least this (the devkit's
             ``ovmax >= minoverlap``).
             0.5 is the VOC value (Everingham et al. 2010, sec. 4.4).
+        return_scores: also return the score of each point.
 
     Returns:
         ``(recall, precision, num_annotations)``: two ``(P,)`` float64 arrays, one point per
         detection that is a true or false positive in ranked order, and the number of
-        non-difficult boxes of the class. With no such box, recall is all zeros.
+        non-difficult boxes of the class. With no such box, recall is all zeros. With
+        ``return_scores``, a fourth entry: the ``(P,)`` scores of those detections
+        (non-increasing).
 
     Raises:
         ValueError: if the two lists differ in length or an entry has the wrong shape.
@@ -230,7 +234,8 @@ def precision_recall(
     )
     num_annotations = int(np.count_nonzero(~difficult))
     if not scores_per_image:
-        return np.zeros(0), np.zeros(0), num_annotations
+        empty = (np.zeros(0), np.zeros(0), num_annotations)
+        return (*empty, np.zeros(0)) if return_scores else empty
 
     scores = np.concatenate(scores_per_image)
     best_iou = np.concatenate(best_iou_per_image)
@@ -261,6 +266,8 @@ def precision_recall(
     # Every kept point has tp + fp >= 1, so the division is safe.
     precision = tp / (tp + fp)
     recall = tp / num_annotations if num_annotations > 0 else np.zeros_like(tp)
+    if return_scores:
+        return recall, precision, num_annotations, scores[order][counted]
     return recall, precision, num_annotations
 
 

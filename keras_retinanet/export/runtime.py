@@ -25,7 +25,7 @@ from keras_retinanet.export.common import INPUT_NAME, METADATA_FILE, SIGNATURE_K
 from keras_retinanet.export.tflite import tflite_metadata
 from keras_retinanet.inference import Detections
 from keras_retinanet.model.saving import METADATA_KEY
-from keras_retinanet.model.settings import DetectionSettings, check_threshold, keep_scores
+from keras_retinanet.model.settings import DetectionSettings, check_threshold
 
 
 def artifact_format(path: str | os.PathLike) -> str | None:
@@ -71,17 +71,26 @@ class Artifact:
         return self.metadata.get("num_classes") or (len(classes) if classes else None)
 
     def detect_images(
-        self, images: Sequence[np.ndarray], score_threshold: float | None = None
+        self,
+        images: Sequence[np.ndarray],
+        score_threshold: float | None = None,
+        per_class: bool = True,
     ) -> list[Detections]:
         """Detections of BGR uint8 photos of any size, in each photo's pixels.
 
         A fixed-size artifact gets each photo resized to its input size (``cv2.INTER_AREA``),
         and its boxes are scaled back per axis; any other takes the photo as it is.
 
+        ``per_class`` applies the per-class thresholds the artifact records (its detection
+        settings' ``class_score_thresholds``); evaluation turns them off.
+
         Raises:
             ThresholdError: ``score_threshold`` below the one the artifact's graph applies.
         """
         threshold = self.detection_settings.score_threshold
+        settings = self.detection_settings
+        if not per_class:
+            settings = settings.replace(class_score_thresholds=None)
         if score_threshold is not None:
             check_threshold(score_threshold, threshold, self.path)
             threshold = score_threshold
@@ -99,7 +108,7 @@ class Artifact:
             boxes = np.asarray(outputs["boxes"], np.float32)[0][:count] * scale
             scores = np.asarray(outputs["scores"], np.float32)[0][:count]
             labels = np.asarray(outputs["labels"]).astype(np.int32)[0][:count]
-            keep = keep_scores(scores, threshold) & (labels >= 0)
+            keep = settings.keep(scores, labels, threshold)
             results.append(Detections(boxes[keep], scores[keep], labels[keep]))
         return results
 

@@ -65,6 +65,10 @@ class DetectionSettings:
             variant's (:data:`DEFAULT_PAD_MULTIPLE` for ours and torchvision's, 1 for fizyr's).
         display_threshold: the score a person looks at: the default of ``retinanet-predict``
             and of the drawings. 0.5: half the detections a calibrated model draws are right.
+        class_score_thresholds: per-class thresholds by label (each class's best-F1 threshold
+            from ``retinanet-evaluate``'s report), applied after the graph on top of
+            ``score_threshold``; where set, ``retinanet-predict`` uses them instead of
+            ``display_threshold``. None: one threshold for every class.
     """
 
     score_threshold: float = 0.05
@@ -76,8 +80,17 @@ class DetectionSettings:
     nms: bool = True
     pad_multiple: int | str = "auto"
     display_threshold: float = 0.5
+    class_score_thresholds: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.class_score_thresholds is not None:
+            values = tuple(float(v) for v in self.class_score_thresholds)
+            if not values or not all(0.0 <= v <= 1.0 for v in values):
+                raise ValueError(
+                    f"class_score_thresholds must be values in [0, 1], one per class, got "
+                    f"{self.class_score_thresholds}"
+                )
+            object.__setattr__(self, "class_score_thresholds", values)
         for name in ("score_threshold", "nms_threshold", "display_threshold"):
             value = getattr(self, name)
             if not 0.0 <= float(value) <= 1.0:
@@ -113,6 +126,28 @@ class DetectionSettings:
     def with_options(self, **options: Any) -> DetectionSettings:
         """A copy with the options a user set: None means "not given" and changes nothing."""
         return self.replace(**{k: v for k, v in options.items() if v is not None})
+
+    def keep(self, scores: Any, labels: Any, threshold: float | None = None) -> np.ndarray:
+        """Which detections to keep: a real label, a score above ``threshold`` (the settings'
+        ``score_threshold`` if None) and above its class's threshold where there are some.
+
+        Args:
+            scores: ``(D,)`` scores.
+            labels: ``(D,)`` int labels, -1 for padding.
+            threshold: the one threshold for every class.
+
+        Returns:
+            ``(D,)`` bool.
+        """
+        scores, labels = np.asarray(scores), np.asarray(labels)
+        keep = keep_scores(scores, self.score_threshold if threshold is None else threshold)
+        keep &= labels >= 0
+        if self.class_score_thresholds is not None:
+            per_class = np.asarray(self.class_score_thresholds, np.float64)
+            known = labels < len(per_class)
+            limit = per_class[np.clip(labels, 0, len(per_class) - 1)]
+            keep &= ~known | (scores > limit)
+        return keep
 
     def graph_kwargs(self) -> dict[str, Any]:
         """The fields :class:`~keras_retinanet.model.layers.FilterDetections` takes."""

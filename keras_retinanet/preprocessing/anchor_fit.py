@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from keras_retinanet.model.anchors import AnchorParameters, base_anchors, feature_shape
+from keras_retinanet.model.anchors import AnchorParameters, base_anchors
 from keras_retinanet.preprocessing.image import pad_to_multiple, resized_shape
 from keras_retinanet.preprocessing.transform import filter_boxes
 
@@ -467,9 +467,8 @@ def coverage_table(
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = []
     for n, line in enumerate(lines):
-        out.append(
-            "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
-        )
+        cells = (c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
+        out.append("  ".join(cells))
         if n == 0:
             out.append("  ".join("-" * w for w in widths))
     title = f"uncovered boxes (no anchor with IoU >= {positive_overlap:g}), per class and size:"
