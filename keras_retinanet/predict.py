@@ -195,7 +195,7 @@ def predict_images(
             elif hasattr(model, "detect_images"):  # an exported artifact runs its own graph
                 run = functools.partial(model.detect_images, score_threshold=score_threshold)
                 nms = model.detection_settings.nms_threshold
-                detections = tiled(run, tile, tile_overlap, tile_whole, nms)(photos)
+                detections = tiled(run, tile, tile_overlap, tile_whole, nms, progress)(photos)
             else:
                 detections = detect(
                     model,
@@ -206,6 +206,7 @@ def predict_images(
                     tile=tile,
                     tile_overlap=tile_overlap,
                     tile_whole=tile_whole,
+                    progress=progress,
                 )
             if images:
                 for (path, image), image_detections in zip(images, detections):

@@ -15,6 +15,7 @@ seen at its own pixels), and merges the detections in the photo's pixels:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -31,14 +32,14 @@ DEFAULT_TILE_OVERLAP = 0.2  # of the tile side: 102 px of a 512 tile, wider than
 
 
 def tile_origins(length: int, tile: int, overlap: float) -> list[int]:
-    """Start offsets along one axis: steps of ``tile * (1 - overlap)``, the last tile flush
-    with the end; one tile when the photo is no longer than it."""
+    """Start offsets along one axis: the fewest tiles whose steps are at most
+    ``tile * (1 - overlap)``, spread evenly from 0 to flush with the end (so neighbours share
+    at least ``overlap`` of a tile); one tile when the photo is no longer than it."""
     if length <= tile:
         return [0]
-    step = max(1, int(tile * (1 - overlap)))
-    starts = list(range(0, length - tile, step))
-    starts.append(length - tile)
-    return starts
+    step = max(1.0, tile * (1 - overlap))
+    count = math.ceil((length - tile) / step) + 1
+    return [round(i * (length - tile) / (count - 1)) for i in range(count)]
 
 
 def tile_windows(
@@ -155,6 +156,7 @@ def tiled(
     overlap: float = DEFAULT_TILE_OVERLAP,
     whole: bool = False,
     nms_threshold: float = 0.5,
+    progress: bool = False,
 ) -> Callable[[list[np.ndarray]], list[Detections]]:
     """``detect_images`` made to run each image tile by tile (:func:`detect_tiled`); itself
     when ``tile`` is None. For detectors other than a Keras model (an exported artifact's
@@ -164,7 +166,9 @@ def tiled(
 
     def run(images: list[np.ndarray]) -> list[Detections]:
         return [
-            detect_tiled(detect_images, image, tile, overlap, whole, nms_threshold)
+            detect_tiled(
+                detect_images, image, tile, overlap, whole, nms_threshold, progress=progress
+            )
             for image in images
         ]
 
