@@ -17,7 +17,8 @@ from keras_retinanet.cli import anchors as anchors_cli
 from keras_retinanet.cli import debug as debug_cli
 from keras_retinanet.coverage import image_coverage
 from keras_retinanet.model.anchor_config import read_anchor_parameters
-from keras_retinanet.model.anchors import AnchorParameters
+from keras_retinanet.model.anchors import AnchorParameters, anchors_for_shape
+from keras_retinanet.model.boxes import compute_overlap
 from keras_retinanet.preprocessing import anchor_fit
 from keras_retinanet.preprocessing.anchor_fit import BoxSample, coverage_of, fit_anchors
 from keras_retinanet.preprocessing.image import pad_to_multiple
@@ -70,6 +71,29 @@ def test_best_anchor_iou_equals_the_whole_grid(rule, pad, params):
     # float32 box coordinates in the grid's computation: agreement to rounding.
     np.testing.assert_allclose(fast, brute, atol=2e-6)
     assert 0.05 < (brute >= 0.5).mean() < 0.999  # both covered and uncovered boxes
+
+
+@pytest.mark.parametrize(
+    "rule, pad, params",
+    [
+        ("centred", 32, AnchorParameters()),
+        ("torchvision", 32, AnchorParameters()),
+        ("centred", 1, AnchorParameters(scales=(0.63, 1.0, 1.59), ratios=(0.7, 1.0, 1.4))),
+    ],
+)
+def test_positives_per_box_equal_the_whole_grid(rule, pad, params):
+    sample = random_sample(seed=3, pad=pad)
+    fast = anchor_fit.positives_per_box(sample, params, rule)
+    brute = np.zeros(len(sample))
+    for shape in np.unique(sample.image_shapes, axis=0):
+        mine = (sample.image_shapes == shape).all(axis=1)
+        grid = anchors_for_shape(tuple(sample.padded_shapes[mine][0]), params, rule)
+        centre_x, centre_y = (grid[:, 0] + grid[:, 2]) / 2, (grid[:, 1] + grid[:, 3]) / 2
+        grid = grid[(centre_x < shape[1]) & (centre_y < shape[0])]  # training ignores the rest
+        iou = compute_overlap(grid, sample.bboxes[mine].astype(np.float32))
+        brute[mine] = (iou >= 0.5).sum(axis=0)
+    np.testing.assert_array_equal(fast, brute)
+    assert brute.mean() > 3
 
 
 def hard_sample() -> BoxSample:
@@ -207,3 +231,10 @@ def test_bccd_platelets_fitted_on_trainval_are_covered_on_test(capsys):
     assert 1 - after.class_shares[platelets] <= 0.05
     for label in range(len(names)):
         assert after.class_shares[label] >= before.class_shares[label]
+    # And every class is taught from at least as many positive anchors per box: the fit did
+    # not buy the platelets' coverage by moving the red cells to a coarser level.
+    old = anchor_fit.positives_per_box(sample, AnchorParameters())
+    new = anchor_fit.positives_per_box(sample, fitted.params)
+    for label in range(len(names)):
+        mine = sample.labels == label
+        assert new[mine].mean() >= old[mine].mean()
