@@ -97,7 +97,9 @@ def _main(argv: Sequence[str] | None = None) -> int:
     print(f"{len(sample)} boxes in {sample.images} images at --image-min-side {min_side}")
     print(f"start:  {describe(before.params)}")
     print(f"fitted: {describe(after.params)}")
-    print(coverage_table(sample, [("start", before), ("fitted", after)], args.positive_overlap))
+    print(
+        coverage_table(sample, [("start", before), ("fitted", after)], args.positive_overlap, rule)
+    )
     advice = size_advice(
         sample, after, min_side, generator.pad_multiple, rule, args.positive_overlap
     )

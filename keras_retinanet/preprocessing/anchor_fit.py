@@ -546,9 +546,14 @@ def coverage_table(
     sample: BoxSample,
     coverages: Sequence[tuple[str, Coverage]],
     positive_overlap: float = 0.5,
+    rule: str = "centred",
 ) -> str:
-    """Uncovered share per class and per box-size bucket, one column per anchor set."""
-    header = ["", "boxes"] + [name for name, _ in coverages]
+    """Uncovered boxes per class and per box-size bucket, and the mean number of positive
+    anchors per box (:func:`positives_per_box`), two columns per anchor set."""
+    header = ["", "boxes"]
+    for name, _ in coverages:
+        header += [f"uncovered, {name}", "positives/box"]
+    positives = [positives_per_box(sample, c.params, rule, positive_overlap) for _, c in coverages]
     rows = []
     for label, name in enumerate(sample.class_names):
         mine = sample.labels == label
@@ -565,9 +570,10 @@ def coverage_table(
     lines = [header]
     for name, mine in rows:
         cells = [name, str(int(mine.sum()))]
-        for _, coverage in coverages:
+        for (_, coverage), counts in zip(coverages, positives):
             missed = int((~coverage.covered[mine]).sum())
             cells.append(f"{missed} ({100 * missed / mine.sum():.1f}%)")
+            cells.append(f"{counts[mine].mean():.1f}")
         lines.append(cells)
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = []
@@ -576,7 +582,10 @@ def coverage_table(
         out.append("  ".join(cells))
         if n == 0:
             out.append("  ".join("-" * w for w in widths))
-    title = f"uncovered boxes (no anchor with IoU >= {positive_overlap:g}), per class and size:"
+    title = (
+        f"boxes without an anchor of IoU >= {positive_overlap:g}, and anchors of IoU >= "
+        f"{positive_overlap:g} per box, by class and size:"
+    )
     return title + "\n" + "\n".join(out)
 
 
