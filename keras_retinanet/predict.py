@@ -42,7 +42,7 @@ from tqdm import tqdm
 from keras_retinanet.class_names import class_name, load_class_names  # noqa: F401  (re-exported)
 from keras_retinanet.evaluation.thresholds import threshold_settings
 from keras_retinanet.export.runtime import artifact_format, load_artifact
-from keras_retinanet.inference import Detections, batched, detect
+from keras_retinanet.inference import DEFAULT_TILE_OVERLAP, Detections, batched, detect, tiled
 from keras_retinanet.model import retinanet as models
 from keras_retinanet.model.settings import DetectionSettings, settings_of_model
 from keras_retinanet.preprocessing.image import (  # noqa: F401  (IMAGE_EXTENSIONS re-exported)
@@ -51,7 +51,6 @@ from keras_retinanet.preprocessing.image import (  # noqa: F401  (IMAGE_EXTENSIO
     collect_images,
     read_image_bgr,
 )
-from keras_retinanet.tiles import DEFAULT_TILE_OVERLAP, tiled
 from keras_retinanet.visualization import draw_detections
 
 DETECTIONS_FILE = "detections.json"
@@ -167,7 +166,7 @@ def predict_images(
         progress: show a progress bar.
         metadata: extra top-level entries for the JSON (e.g. ``{"model": path}``).
         tile: ``(height, width)``: detect each photo tile by tile (large photos with small
-            objects, see :mod:`keras_retinanet.tiles`); None: whole photos.
+            objects, see :mod:`keras_retinanet.inference`); None: whole photos.
         tile_overlap: share of a tile side that neighbouring tiles share.
         tile_whole: with ``tile``, also detect on the whole photo (the large objects).
 

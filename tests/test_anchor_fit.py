@@ -147,11 +147,11 @@ def test_size_advice_names_an_image_size_that_covers_the_boxes():
     assert side > 256
     # At that size, at least 90% of the dots are covered (the advice's promise).
     mine = sample.labels == 0
-    part = anchor_fit._subset(sample, mine & ~defaults.covered)
+    part = anchor_fit.subset(sample, mine & ~defaults.covered)
     scaled = part.scaled(side / 256, 32)
     assert coverage_of(scaled, AnchorParameters()).share >= 0.9
     # Boxes no image size can cover are named with the level they would need.
-    speck = anchor_fit._subset(sample, np.arange(len(sample)) < 1)
+    speck = anchor_fit.subset(sample, np.arange(len(sample)) < 1)
     speck.bboxes = np.array([[0.0, 0.0, 200.0, 1.0]])  # 200 x 1: no ratio reaches it
     (line,) = anchor_fit.size_advice(speck, coverage_of(speck, AnchorParameters()), 256, 32)
     assert "at no size" in line and "stride 4 (P2)" in line

@@ -15,10 +15,16 @@ import numpy as np
 import pytest
 
 from keras_retinanet import models
-from keras_retinanet.inference import Detections, detect
+from keras_retinanet.inference import (
+    SEAM_MARGIN,
+    Detections,
+    class_nms,
+    detect,
+    detect_tiled,
+    tile_windows,
+)
 from keras_retinanet.model.boxes import compute_overlap
 from keras_retinanet.preprocessing.image import compute_resize_scale
-from keras_retinanet.tiles import SEAM_MARGIN, class_nms, detect_tiled, tile_windows
 
 COLOURS = {0: (0, 0, 255), 1: (255, 0, 0)}  # BGR: class 0 red, class 1 blue
 MIN_SIDE, MAX_SIDE = 256, 4000
@@ -114,7 +120,7 @@ def test_tiles_find_the_small_objects_once_each():
     best = compute_overlap(across, tiled.boxes).max(axis=1)
     assert best.min() > 0.8  # cut pieces were dropped, the whole square kept
     # Without the seam rule the cut pieces survive NMS as extra detections.
-    import keras_retinanet.tiles as tiles
+    import keras_retinanet.inference as tiles
 
     original = tiles.SEAM_MARGIN
     try:

@@ -1,5 +1,5 @@
 """``--tile H W``, ``--tile-overlap F`` and ``--tile-whole``: the options of tiled detection
-that ``retinanet-predict`` and ``retinanet-evaluate`` share (:mod:`keras_retinanet.tiles`)."""
+that ``retinanet-predict`` and ``retinanet-evaluate`` share (:mod:`keras_retinanet.inference`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from keras_retinanet.tiles import DEFAULT_TILE_OVERLAP
+from keras_retinanet.inference import DEFAULT_TILE_OVERLAP
 
 
 def add_tile_arguments(

@@ -207,9 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--multiprocessing", action="store_true")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--mixed-precision", action="store_true")
-    parser.add_argument(
-        "--config", help="anchor parameters (.json or .ini, e.g. from retinanet-anchors)"
-    )
+    parser.add_argument("--config", help="anchor parameters (.json or .ini; retinanet-anchors)")
     parser.add_argument(
         "--anchors",
         choices=("auto", "default"),

@@ -33,12 +33,11 @@ from keras_retinanet.evaluation.voc import (
     mean_average_precision,
     precision_recall,
 )
-from keras_retinanet.inference import Detections, batched, detect
+from keras_retinanet.inference import DEFAULT_TILE_OVERLAP, Detections, batched, detect, tiled
 from keras_retinanet.model.image_sizes import predict_sized
 from keras_retinanet.model.retinanet import as_inference_model
 from keras_retinanet.model.settings import DetectionSettings, settings_of_model
 from keras_retinanet.preprocessing.image import ImageReadError
-from keras_retinanet.tiles import DEFAULT_TILE_OVERLAP, tiled
 
 __all__ = ["METRICS", "ClassResult", "EvaluationResult", "evaluate"]
 
@@ -181,7 +180,7 @@ def evaluate(
         verbose: 1 for a progress bar, 0 for none.
         settings: the detection settings; None: the model's own, else the defaults.
         tile: ``(height, width)``: detect each image tile by tile (large photos, see
-            :mod:`keras_retinanet.tiles`); None: whole images.
+            :mod:`keras_retinanet.inference`); None: whole images.
         tile_overlap: share of a tile side that neighbouring tiles share.
         tile_whole: with ``tile``, also detect on each whole image (the large objects).
 
