@@ -171,16 +171,19 @@ def auto_anchors(config: TrainConfig) -> tuple[AnchorParameters | None, str]:
     sample = collect_boxes(generator, limit=AUTO_FIT_IMAGES, progress=False)
     rule = generator.variant.anchor_rule
     defaults = coverage_of(sample, AnchorParameters(), rule)
+    # Classes without boxes count as covered: nothing to fit them to.
     uncovered = 1 - np.nan_to_num(defaults.class_shares, nan=1.0)
     worst = int(np.argmax(uncovered)) if len(uncovered) else 0
     size = f"{config.image_min_side}-{config.image_max_side} px"
     if not len(sample) or uncovered[worst] <= AUTO_FIT_SHARE:
-        worst_text = (
-            f"{sample.class_names[worst]} {100 * uncovered[worst]:.0f}%" if len(sample) else "-"
-        )
+        worst_text = "every box has one"
+        if len(sample) and uncovered[worst] > 0:
+            worst_text = (
+                f"most uncovered: {sample.class_names[worst]} {100 * uncovered[worst]:.0f}%, at "
+                f"most {100 * AUTO_FIT_SHARE:.0f}% allowed"
+            )
         return None, (
-            f"anchors: the defaults cover the training boxes at {size} (most uncovered class: "
-            f"{worst_text}, at most {100 * AUTO_FIT_SHARE:.0f}% allowed); kept"
+            f"anchors: the defaults cover the training boxes at {size} ({worst_text}); kept"
         )
     _, fitted = fit_anchors(sample, AnchorParameters(), rule)
     after = 1 - np.nan_to_num(fitted.class_shares, nan=1.0)
