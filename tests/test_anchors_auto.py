@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 from heads import spread_out_heads
@@ -21,6 +22,7 @@ from keras_retinanet.export import convert_model
 from keras_retinanet.export.runtime import load_artifact
 from keras_retinanet.inference import detect, prepare_batch
 from keras_retinanet.model.anchors import AnchorParameters
+from keras_retinanet.predict import predict
 from keras_retinanet.preprocessing.anchor_fit import AUTO_FIT_SHARE
 from keras_retinanet.training import TrainConfig
 from keras_retinanet.training.inputs import auto_anchors
@@ -105,3 +107,14 @@ def test_anchors_auto_snapshot_evaluates_converts_and_exports(tmp_path, capsys):
     (found,) = artifact.detect_images([image])
     assert_same_detections(reference, as_outputs(found))
     assert np.isfinite(found.boxes).all()
+    # The artifact tiles too (retinanet-predict --tile on an exported detector): one tile of
+    # the whole image gives its detections again.
+    photo = tmp_path / "scene.png"
+    cv2.imwrite(str(photo), image)
+    result = predict(str(exported), [str(photo)], None, score_threshold=0.3, tile=(128, 128),
+                     progress=False)  # fmt: skip
+    assert len(result.records[0]["detections"]) == len(reference)
+    result = predict(str(exported), [str(photo)], None, score_threshold=0.3, tile=(64, 64),
+                     tile_overlap=0.5, progress=False)  # fmt: skip
+    boxes = np.array([d["box"] for d in result.records[0]["detections"]]).reshape(-1, 4)
+    assert len(boxes) > 0 and (boxes >= 0).all() and (boxes <= 128).all()
