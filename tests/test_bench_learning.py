@@ -83,14 +83,14 @@ def test_ratios_are_means_over_seeds_and_undefined_for_a_peer_at_zero():
 
 
 @pytest.mark.skipif(not os.path.exists(TORCH_PYTHON), reason=f"no torchvision at {TORCH_PYTHON}")
-def test_quick_mode_trains_and_scores_all_three(tmp_path):
+def test_quick_mode_trains_and_scores_every_model(tmp_path):
     out = tmp_path / "rows.json"
     command = [sys.executable, str(ROOT / "benchmarks" / "bench_learning.py"), "--quick",
                "--torch-python", TORCH_PYTHON, "--json", str(out)]  # fmt: skip
     process = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert process.returncode == 0, process.stderr[-3000:]
     rows = json.loads(out.read_text())
-    assert [r["model"] for r in rows] == ["ours", "kerashub", "torchvision"]
+    assert [r["model"] for r in rows] == ["ours", "ours_auto", "kerashub", "torchvision"]
     for r in rows:
         assert r["dataset"] == "raccoon" and r["steps"] == 2 and r["train_seconds"] > 0
         assert r["img_s"] > 0 and r["peak_rss_mb"] > 200
