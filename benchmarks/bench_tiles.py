@@ -29,6 +29,7 @@ from machine import describe_cpu  # noqa: E402  (benchmarks/machine.py)
 
 SIDE = 256
 SCORE = 0.3
+LOW_SCORE = 0.05  # the evaluation's threshold: what the model finds at all
 
 
 def train(args: argparse.Namespace) -> str:
@@ -62,10 +63,10 @@ def photo(seed: int = 1):
     return image, boxes, labels
 
 
-def scores(found, boxes, labels) -> dict:
+def scores(found, boxes, labels, score: float = SCORE) -> dict:
     from keras_retinanet.model.boxes import compute_overlap
 
-    keep = found.scores > SCORE
+    keep = found.scores > score
     found_boxes, found_labels = found.boxes[keep], found.labels[keep]
     if not len(found_boxes):
         return {"recall": 0.0, "precision": 1.0, "detections": 0, "duplicates": 0}
@@ -112,18 +113,19 @@ def main(argv: list[str] | None = None) -> None:
             start = time.perf_counter()
             found = detect(model, [image], **options)[0]
             times.append(time.perf_counter() - start)
-        rows.append((name, scores(found, boxes, labels), min(times)))
+        low = scores(found, boxes, labels, LOW_SCORE)["recall"]
+        rows.append((name, scores(found, boxes, labels), low, min(times)))
     print(f"\nsnapshot {snapshot}; photo 3000 x 2000, {len(boxes)} shapes of 18-24 px; "
           f"detections scoring > {SCORE}, IoU 0.5")  # fmt: skip
     print(
-        "| mode | recall | precision | detections | duplicates | seconds (best of "
-        f"{args.repeats}) |"
+        f"| mode | recall | precision | detections | duplicates | recall > {LOW_SCORE} | "
+        f"seconds (best of {args.repeats}) |"
     )
-    print("|---|---:|---:|---:|---:|---:|")
-    for name, s, seconds in rows:
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, s, low, seconds in rows:
         print(
             f"| {name} | {s['recall']:.3f} | {s['precision']:.3f} | {s['detections']} | "
-            f"{s['duplicates']} | {seconds:.1f} |"
+            f"{s['duplicates']} | {low:.3f} | {seconds:.1f} |"
         )
 
 
