@@ -62,7 +62,9 @@ def run_ours(args: argparse.Namespace) -> list[dict]:
     rng = np.random.default_rng(0)
     results = []
     keras.utils.set_random_seed(0)
-    model = compile_model(models.retinanet_model(NUM_CLASSES, weights=None), lr=1e-5)
+    model = models.retinanet_model(NUM_CLASSES, backbone=args.backbone, weights=None)
+    model = compile_model(model, lr=1e-5)
+    label = "ours" if args.backbone == "resnet50" else f"ours/{args.backbone}"
     anchors = anchors_for_shape((height, width, 3))
     for batch in args.batches:
         images = rng.uniform(-120, 150, (batch, height, width, 3)).astype("float32")
@@ -80,7 +82,7 @@ def run_ours(args: argparse.Namespace) -> list[dict]:
             args.warmup,
             args.steps,
         )
-        results.append(_result("ours", backend, args, "train", batch, seconds))
+        results.append(_result(label, backend, args, "train", batch, seconds))
     inference = models.retinanet_box(model)
     for batch in args.inference_batches:
         images = rng.uniform(-120, 150, (batch, height, width, 3)).astype("float32")
@@ -90,7 +92,7 @@ def run_ours(args: argparse.Namespace) -> list[dict]:
             args.warmup,
             args.steps,
         )
-        results.append(_result("ours", backend, args, "infer", batch, seconds))
+        results.append(_result(label, backend, args, "infer", batch, seconds))
     memory = _jax_peak_memory_gb() if backend == "jax" else None
     for result in results:
         result["peak_memory_gb"] = memory
@@ -191,6 +193,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--inference-batches", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--backbone", default="resnet50", help="ours: a backbone preset")
     args = parser.parse_args(argv)
     print(describe_cpu(), flush=True)  # every figure below is this CPU's
     args.height, args.width = (int(v) for v in args.size.lower().split("x"))

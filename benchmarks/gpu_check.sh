@@ -9,6 +9,7 @@
 #
 #   bash benchmarks/gpu_check.sh                 # the GPU run
 #   bash benchmarks/gpu_check.sh --cpu-smoke     # tiny sizes on CPU: proves the script runs
+#   bash benchmarks/gpu_check.sh --backbone mobilenet_v3_large_lite   # ours on another preset
 #
 # Environment: PYTHON (ours, default python3), TORCH_PYTHON (torchvision, default $PYTHON).
 set -euo pipefail
@@ -17,15 +18,21 @@ PYTHON=${PYTHON:-python3}
 TORCH_PYTHON=${TORCH_PYTHON:-$PYTHON}
 export KERAS_BACKEND=jax  # the GPU machine has no TensorFlow; ours runs on JAX
 ARGS=()
+OURS=()  # ours only: --backbone NAME
 PARALLEL=0
-if [ "${1:-}" = "--cpu-smoke" ]; then
-    # Two rows at a time: the smoke test measures nothing, and compiling is single-threaded.
-    export CUDA_VISIBLE_DEVICES="" JAX_PLATFORMS=cpu
-    ARGS=(--size 64x64 --batches 1 --inference-batches 1 --warmup 0 --steps 1)
-    PARALLEL=1
-elif [ -n "${1:-}" ]; then
-    echo "usage: $0 [--cpu-smoke]" >&2; exit 2
-fi
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --cpu-smoke)
+            # Two rows at a time: the smoke test measures nothing; compiling is single-threaded.
+            export CUDA_VISIBLE_DEVICES="" JAX_PLATFORMS=cpu
+            ARGS=(--size 64x64 --batches 1 --inference-batches 1 --warmup 0 --steps 1)
+            PARALLEL=1; shift ;;
+        --backbone)
+            [ $# -ge 2 ] || { echo "usage: $0 [--cpu-smoke] [--backbone NAME]" >&2; exit 2; }
+            OURS=(--backbone "$2"); shift 2 ;;
+        *) echo "usage: $0 [--cpu-smoke] [--backbone NAME]" >&2; exit 2 ;;
+    esac
+done
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 run() {  # row, python, label, args...; one process per row, so memory peaks are its own
@@ -35,13 +42,13 @@ run() {  # row, python, label, args...; one process per row, so memory peaks are
 }
 "$PYTHON" -c "import jax; print('jax', jax.__version__, jax.devices())" >&2
 if [ "$PARALLEL" = 1 ]; then
-    run 1 "$PYTHON" "ours, float32" ours &
+    run 1 "$PYTHON" "ours, float32" ours ${OURS[@]+"${OURS[@]}"} &
     FIRST=$!
-    run 2 "$PYTHON" "ours, mixed precision" ours --mixed-precision
+    run 2 "$PYTHON" "ours, mixed precision" ours --mixed-precision ${OURS[@]+"${OURS[@]}"}
     wait "$FIRST"
 else
-    run 1 "$PYTHON" "ours, float32" ours
-    run 2 "$PYTHON" "ours, mixed precision" ours --mixed-precision
+    run 1 "$PYTHON" "ours, float32" ours ${OURS[@]+"${OURS[@]}"}
+    run 2 "$PYTHON" "ours, mixed precision" ours --mixed-precision ${OURS[@]+"${OURS[@]}"}
 fi
 run 3 "$TORCH_PYTHON" "torchvision, float32" torchvision
 run 4 "$TORCH_PYTHON" "torchvision, mixed precision" torchvision --mixed-precision

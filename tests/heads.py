@@ -27,11 +27,11 @@ def spread_out_heads(model: keras.Model, batch: np.ndarray) -> None:
         outputs = np.concatenate(
             [np.asarray(raw(f)).reshape(-1, last.filters) for f in features], axis=0
         )
-        kernel, bias = last.get_weights()
+        *depthwise, kernel, bias = last.get_weights()  # a separable conv: depthwise first
         factor = std / outputs.std(axis=0)
         if mean is not None:
             bias = mean - factor * (outputs.mean(axis=0) - bias)
-        last.set_weights([kernel * factor, bias.astype("float32")])
+        last.set_weights([*depthwise, kernel * factor, bias.astype("float32")])
 
 
 # retinanet-train on tiny images from random weights (test_train, test_labelimg_layout).

@@ -6,6 +6,7 @@ environment (no TensorFlow in it) and torchvision from the torch one, as there.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -52,3 +53,22 @@ def test_gpu_check_cpu_smoke_prints_one_row_per_measurement():
         ["bash", str(ROOT / "benchmarks/gpu_check.sh"), "--cpu"], capture_output=True, text=True
     )
     assert wrong.returncode == 2 and "usage" in wrong.stderr
+
+
+@pytest.mark.skipif(not os.path.exists(JAX_PYTHON), reason="needs the JAX environment")
+def test_gpu_check_takes_a_backbone_preset():
+    """``gpu_check.sh --backbone NAME``: ours trains and detects on that preset, on JAX."""
+    command = [JAX_PYTHON, str(ROOT / "benchmarks/gpu_check.py"), "ours", "--backbone",
+               "mobilenet_v3_small_lite", "--size", "64x64", "--batches", "1",
+               "--inference-batches", "1", "--warmup", "0", "--steps", "1"]  # fmt: skip
+    completed = subprocess.run(
+        command, capture_output=True, text=True, timeout=600,
+        env=dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu"),
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    results = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
+    assert [json.loads(r[7:])["model"] for r in results] == ["ours/mobilenet_v3_small_lite"] * 2
+    assert all(json.loads(r[7:])["images_per_second"] > 0 for r in results)
+    script = str(ROOT / "benchmarks/gpu_check.sh")
+    wrong = subprocess.run(["bash", script, "--backbone"], capture_output=True, text=True)
+    assert wrong.returncode == 2 and "--backbone NAME" in wrong.stderr

@@ -12,7 +12,9 @@ from keras_retinanet.model.boxes import compute_overlap
 from keras_retinanet.model.layers import (
     Anchors,
     ClipBoxes,
+    ErfGelu,
     FilterDetections,
+    NormalizeInput,
     RegressBoxes,
     UpsampleLike,
     greedy_nms_mask,
@@ -342,7 +344,17 @@ LAYERS = [
         pre_nms_top_k=None,
         name="filter",
     ),
+    NormalizeInput("tf", name="normalize_tf"),
+    NormalizeInput("rgb", name="normalize_rgb"),
+    ErfGelu(name="gelu"),
 ]
+
+
+def test_erf_gelu_is_keras_exact_gelu():
+    x = np.linspace(-6, 6, 241, dtype=np.float32).reshape(1, -1)
+    expected = to_numpy(keras.activations.gelu(x, approximate=False))
+    np.testing.assert_allclose(to_numpy(ErfGelu()(x)), expected, rtol=1e-6, atol=1e-6)
+    assert np.abs(expected).max() > 5  # not zeros compared with zeros
 
 
 @pytest.mark.parametrize("layer", LAYERS, ids=lambda layer: type(layer).__name__)

@@ -1,4 +1,4 @@
-"""ResNet backbones from ``keras.applications``, tapped at C3, C4 and C5."""
+"""Backbones from ``keras.applications``, tapped at C3, C4 and C5, behind the input each needs."""
 
 from __future__ import annotations
 
@@ -6,13 +6,17 @@ import os
 from typing import Any
 
 import keras
+import numpy as np
 
+from keras_retinanet.model import layers as layers_lib
+from keras_retinanet.model.backbone_families import BACKBONE_FAMILIES, BackboneFamily
 from keras_retinanet.model.download import fetch_file
-from keras_retinanet.model.presets import BACKBONE_FAMILIES, PRESETS, presets_of
+from keras_retinanet.model.presets import PRESETS, presets_of
+from keras_retinanet.model.variants import ModelVariant, get_variant
 
-# The backbones a detector can be built on, by name: the "backbone" presets' families
-# (keras.applications constructor, C3/C4/C5 layers), a view of the one registry.
-BACKBONES: dict[str, tuple[str, tuple[str, str, str]]] = {
+# The backbones a detector can be built on, by name: the "backbone" presets' families, a view
+# of the one registry (a name ending in _lite is its family with the "lite" variant).
+BACKBONES: dict[str, BackboneFamily] = {
     name: BACKBONE_FAMILIES[preset.backbone] for name, preset in presets_of("backbone").items()
 }
 
@@ -30,6 +34,12 @@ def validate_backbone(name: str) -> str:
     if key not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}")
     return key
+
+
+def preset_variant(backbone: str) -> ModelVariant:
+    """The model variant a backbone preset builds (``"lite"`` for the ``*_lite`` presets, the
+    default for the others)."""
+    return get_variant(PRESETS[validate_backbone(backbone)].variant)
 
 
 def resolve_weights(weights: str | None) -> str | None:
@@ -60,53 +70,70 @@ def backbone_features(
     freeze_backbone: bool = False,
     freeze_batch_norm: bool = True,
 ) -> tuple[Any, Any, Any]:
-    """Build a ResNet on ``inputs`` and return its C3, C4, C5 feature maps.
+    """Build a backbone on ``inputs`` and return its C3, C4, C5 feature maps.
 
     Args:
-        inputs: ``(B, H, W, 3)`` symbolic input of caffe-preprocessed BGR images.
-        backbone: ``"resnet50"``, ``"resnet101"`` or ``"resnet152"``.
+        inputs: ``(B, H, W, 3)`` symbolic input of caffe-preprocessed BGR images; a layer maps
+            them to what the family's network takes (:class:`~keras_retinanet.model.layers.
+            NormalizeInput`), so every detector takes the same input whatever its backbone.
+        backbone: a name in :data:`BACKBONES` (``"resnet50"``, ``"mobilenet_v3_large"``, ...).
         weights: ``"imagenet"``, None, or a path to a local ``.h5`` weights file of the same
-            ResNet without its top (as ``keras.applications`` writes it).
+            network without its top (as ``keras.applications`` writes it).
         freeze_backbone: make every backbone layer non-trainable.
         freeze_batch_norm: keep BatchNormalization layers in inference mode with fixed
             statistics. Detection trains with 1-2 images per device, too few for batch
             statistics (detectron2 and fizyr freeze them too).
 
     Returns:
-        ``(C3, C4, C5)`` with strides 8, 16, 32 and 512, 1024, 2048 channels.
+        ``(C3, C4, C5)`` with strides 8, 16, 32 (ResNet50: 512, 1024, 2048 channels).
     """
     name = validate_backbone(backbone)
     weights = resolve_weights(weights)
-    constructor_name, taps = BACKBONES[name]
-    constructor = getattr(keras.applications, constructor_name)
+    family = BACKBONES[name]
+    constructor = getattr(keras.applications, family.constructor)
     if weights == "imagenet":
         # Fetched here, into the cache keras.applications reads, so that a failure says what,
         # why and the way around it; the constructor then finds the file.
-        preset = PRESETS[name]
         fetch_file(
-            f"{constructor_name} ImageNet weights",
-            preset.weights.url,
+            f"{family.constructor} ImageNet weights",
+            family.url,
             "pass its path as --weights PATH (Python: weights=PATH), or train from random "
             "weights with --weights none",
             cache_subdir="models",
-            file_hash=preset.weights.file_hash,
+            file_hash=family.file_hash,
         )
+    x = inputs
+    if family.input != "caffe":
+        x = layers_lib.NormalizeInput(family.input, name="normalize_input")(inputs)
     model = constructor(
         include_top=False,
         weights="imagenet" if weights == "imagenet" else None,
-        input_tensor=inputs,
+        input_tensor=x,
     )
     if weights not in (None, "imagenet"):
         try:
             model.load_weights(weights)
         except Exception as e:  # h5py/Keras raise several types for a mismatched file
             raise ValueError(
-                f"could not load backbone weights from {weights} into {constructor_name} "
-                f"(include_top=False): {e}. Use the notop weights file of the same ResNet."
+                f"could not load backbone weights from {weights} into {family.constructor} "
+                f"(include_top=False): {e}. Use the notop weights file of the same network."
             ) from e
-    model = without_conv_bias(model, inputs)
+    model = portable_ops(without_conv_bias(model, inputs), inputs)
     set_trainable(model.layers, freeze_backbone, freeze_batch_norm)
-    return tuple(model.get_layer(tap).output for tap in taps)
+    return tuple(tap_output(model, tap) for tap in family.taps)
+
+
+def tap_output(model: keras.Model, tap: str) -> Any:
+    """The output a tap names (:mod:`keras_retinanet.model.backbone_families`): a layer's name,
+    ``"output"`` (the network's output) or ``"NAME>"`` (the one layer consuming ``NAME``)."""
+    if tap == "output":
+        return model.output
+    if tap.endswith(">"):
+        consumers = model.get_layer(tap[:-1])._outbound_nodes
+        if len(consumers) != 1:
+            raise ValueError(f"tap {tap!r}: {tap[:-1]} has {len(consumers)} consumers, not 1")
+        return consumers[0].operation.output
+    return model.get_layer(tap).output
 
 
 def set_trainable(layers: Any, freeze_backbone: bool, freeze_batch_norm: bool) -> None:
@@ -166,3 +193,87 @@ def without_conv_bias(model: keras.Model, inputs: Any) -> keras.Model:
         elif layer.name not in folds.values():
             target.set_weights(layer.get_weights())
     return copy
+
+
+def portable_ops(model: keras.Model, inputs: Any) -> keras.Model:
+    """A copy of ``model`` on ``inputs`` computing the same function with ops that every
+    runtime we export to has; ``model`` itself when nothing needs replacing.
+
+    - A grouped convolution with one input channel per group (ConvNeXt's 7x7 ones,
+      ``Conv2D(groups=C)``) becomes a ``DepthwiseConv2D`` of the same name and weights
+      (kernel ``(k, k, 1, C)`` as ``(k, k, C, 1)``). TensorFlow has no grouped convolution
+      on a CPU: Keras runs one as an XLA-compiled call, which tf2onnx cannot convert and which
+      costs a call per layer; a depthwise convolution is a native op everywhere.
+    - A GELU activation becomes :class:`~keras_retinanet.model.layers.ErfGelu` (TensorFlow's
+      GELU uses ``erfc``, which ONNX lacks).
+    - A ``Normalization`` layer (EfficientNet's, EfficientNetV2's and ConvNeXt's input
+      statistics) becomes the ``Rescaling`` it computes, ``(x - mean) / std``: given its
+      statistics as numbers, Keras holds them as tensors outside the graph, which a traced
+      export captures as extra inputs that tf2onnx cannot feed.
+    """
+
+    def is_grouped(layer: keras.layers.Layer) -> bool:
+        return (
+            type(layer) is keras.layers.Conv2D
+            and layer.groups > 1
+            and layer.groups == layer.filters
+            and layer.kernel.shape[-2] == 1
+        )
+
+    def is_gelu(layer: keras.layers.Layer) -> bool:
+        return (
+            type(layer) is keras.layers.Activation
+            and getattr(layer.activation, "__name__", "") == "gelu"
+        )
+
+    grouped = {layer.name for layer in model.layers if is_grouped(layer)}
+    gelus = {layer.name for layer in model.layers if is_gelu(layer)}
+    rescalings = {
+        layer.name: _as_rescaling(layer)
+        for layer in model.layers
+        if type(layer) is keras.layers.Normalization
+    }
+    if not grouped and not gelus and not rescalings:
+        return model
+
+    def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
+        config = layer.get_config()
+        if layer.name in rescalings:
+            return rescalings[layer.name]
+        if layer.name in gelus:
+            return layers_lib.ErfGelu(name=layer.name, dtype=config.get("dtype"))
+        if layer.name not in grouped:
+            return layer.__class__.from_config(config)
+        keep = ("name", "kernel_size", "strides", "padding", "data_format", "dilation_rate",
+                "activation", "use_bias", "dtype", "trainable")  # fmt: skip
+        return keras.layers.DepthwiseConv2D(**{k: config[k] for k in keep if k in config})
+
+    input_tensors = [inputs] if isinstance(model.input, list) else inputs
+    copy = keras.models.clone_model(model, input_tensors=input_tensors, clone_function=clone)
+    for layer in model.layers:
+        if not layer.weights or layer.name in rescalings:
+            continue
+        weights = layer.get_weights()
+        if layer.name in grouped:  # (k, k, 1, C) -> (k, k, C, 1)
+            weights[0] = weights[0].transpose(0, 1, 3, 2)
+        copy.get_layer(layer.name).set_weights(weights)
+    return copy
+
+
+def _as_rescaling(layer: keras.layers.Normalization) -> keras.layers.Rescaling:
+    """The ``Rescaling`` that computes what a last-axis ``Normalization`` does now:
+    ``(x - mean) / max(sqrt(variance), epsilon)``, Keras' own formula."""
+    if tuple(layer.axis) not in ((-1,), (3,)) or getattr(layer, "invert", False):
+        raise ValueError(f"{layer.name}: only a last-axis, non-inverted Normalization converts")
+    if layer.input_mean is not None:
+        mean, variance = layer.input_mean, layer.input_variance
+    else:
+        mean, variance = layer.adapt_mean, layer.adapt_variance
+    mean = np.asarray(keras.ops.convert_to_numpy(mean), dtype=np.float64).reshape(-1)
+    variance = np.asarray(keras.ops.convert_to_numpy(variance), dtype=np.float64).reshape(-1)
+    std = np.maximum(np.sqrt(variance), keras.backend.epsilon())
+    return keras.layers.Rescaling(
+        scale=[float(v) for v in 1.0 / std],
+        offset=[float(v) for v in -mean / std],
+        name=layer.name,
+    )

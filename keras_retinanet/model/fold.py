@@ -4,7 +4,8 @@ At inference a batch normalisation is a fixed per-channel affine map, ``y * s + 
 ``s = gamma / sqrt(moving_variance + epsilon)`` and ``t = beta - moving_mean * s``. After a
 convolution ``y = conv(x, W) + b`` (no activation between them) the pair is one convolution:
 
-    W' = W * s          (per output channel, the kernel's last axis)
+    W' = W * s          (per output channel: the kernel's last axis; a depthwise kernel's
+                         last two, input channel by multiplier)
     b' = b * s + t
 
 so the inference graph runs convolution + bias (+ ReLU) and no normalisation. TensorFlow's
@@ -23,11 +24,16 @@ from typing import Any
 import keras
 import numpy as np
 
+# Convolutions a following BatchNormalization folds into: full ones, and depthwise ones
+# (MobileNet's and EfficientNet's), whose output channel c * multiplier + m has its own scale.
+_FOLDABLE = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
+
 
 def batch_norm_pairs(model: keras.Model) -> dict[int, Any]:
     """The foldable ``BatchNormalization`` layers of ``model`` and its nested models.
 
-    A batch normalisation is foldable when its one input is the output of a ``Conv2D`` with
+    A batch normalisation is foldable when its one input is the output of a ``Conv2D`` or
+    ``DepthwiseConv2D`` with
     no activation, the convolution is called once, its output goes to that normalisation
     alone, and the normalisation scales the channel axis (the last).
 
@@ -45,7 +51,7 @@ def batch_norm_pairs(model: keras.Model) -> dict[int, Any]:
             continue
         conv = inputs[0]._keras_history.operation
         if (
-            type(conv) is keras.layers.Conv2D
+            type(conv) in _FOLDABLE
             and conv.get_config()["activation"] == "linear"
             and len(conv._inbound_nodes) == 1
             and len(conv._outbound_nodes) == 1
@@ -115,8 +121,11 @@ def _fold(conv: Any, bn: Any) -> list[np.ndarray]:
     beta = _numpy(bn.beta) if bn.center else 0.0
     scale = gamma / np.sqrt(variance + bn.epsilon)
     dtype = conv.kernel.dtype
+    kernel_scale = scale
+    if isinstance(conv, keras.layers.DepthwiseConv2D):  # kernel (kh, kw, C_in, multiplier)
+        kernel_scale = np.reshape(scale, kernel.shape[2:])
     return [
-        (kernel * scale).astype(dtype),
+        (kernel * kernel_scale).astype(dtype),
         ((bias - mean) * scale + beta).astype(dtype),
     ]
 

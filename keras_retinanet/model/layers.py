@@ -223,24 +223,32 @@ class ClipBoxes(keras.layers.Layer):
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class NormalizeInput(keras.layers.Layer):
     """Map this package's caffe-style input (BGR minus the ImageNet mean, 0-255) to the input
-    normalisation a model variant was trained with.
+    a network was trained with.
 
     Args:
-        mode: ``"torch"``: RGB / 255, minus ImageNet's mean, over its std (torchvision's).
+        mode: ``"torch"``: RGB / 255, minus ImageNet's mean, over its std (torchvision's,
+            DenseNet's); ``"tf"``: RGB / 127.5 - 1 (ResNetV2's, MobileNetV2's); ``"rgb"``: RGB
+            0-255 (networks that normalise inside: MobileNetV3, EfficientNet, ConvNeXt).
 
     Call: ``(B, H, W, 3)`` float caffe-style images; returns ``(B, H, W, 3)``. The loaders pad
-    such a model's batches with the value this maps to 0
+    a torch-input variant's batches with the value this maps to 0
     (:meth:`keras_retinanet.model.variants.ModelVariant.pad_value`), as PyTorch pads.
     """
 
+    MODES = ("torch", "tf", "rgb")
+
     def __init__(self, mode: str = "torch", **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if mode != "torch":
-            raise ValueError(f"NormalizeInput mode must be 'torch', got {mode!r}")
+        if mode not in self.MODES:
+            raise ValueError(f"NormalizeInput mode must be one of {self.MODES}, got {mode!r}")
         self.mode = mode
 
     def call(self, images: Any) -> Any:
         rgb = ops.flip(images + ops.convert_to_tensor(CAFFE_MEAN_BGR, images.dtype), axis=-1)
+        if self.mode == "rgb":
+            return rgb
+        if self.mode == "tf":
+            return rgb / 127.5 - 1.0
         mean = ops.convert_to_tensor(TORCH_MEAN_RGB, images.dtype)
         std = ops.convert_to_tensor(TORCH_STD_RGB, images.dtype)
         return (rgb / 255.0 - mean) / std
@@ -252,6 +260,28 @@ class NormalizeInput(keras.layers.Layer):
         config = super().get_config()
         config.update({"mode": self.mode})
         return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ErfGelu(keras.layers.Layer):
+    """The exact GELU, ``x * Phi(x) = 0.5 * x * (1 + erf(x / sqrt(2)))``, written with erf.
+
+    ``keras.activations.gelu`` computes the same with TensorFlow's ``erfc``, which ONNX has no
+    operator for (tf2onnx writes an ``Erfc`` node onnxruntime cannot load); ``erf`` is an ONNX,
+    TFLite and XLA op. :func:`keras_retinanet.model.backbones.portable_ops` puts this layer in
+    place of ConvNeXt's GELU activations.
+
+    Call: any float tensor; returns the same shape.
+    """
+
+    def call(self, x: Any) -> Any:
+        return 0.5 * x * (1.0 + ops.erf(x * (1.0 / math.sqrt(2.0))))
+
+    def compute_output_shape(self, input_shape: Sequence[int | None]) -> tuple:
+        return tuple(input_shape)
+
+    def get_config(self) -> dict:
+        return super().get_config()
 
 
 def prior_bias(probability: float) -> float:

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 
-# keras.applications' ImageNet files (the notop ones a detector's backbone loads).
-_KERAS_APPLICATIONS = "https://storage.googleapis.com/tensorflow/keras-applications/"
+from keras_retinanet.model.backbone_families import BACKBONE_FAMILIES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,13 +64,6 @@ class Preset:
     note: str = ""
 
 
-# keras.applications constructor and the output layers of the last block of stages 3, 4, 5.
-BACKBONE_FAMILIES: dict[str, tuple[str, tuple[str, str, str]]] = {
-    "resnet50": ("ResNet50", ("conv3_block4_out", "conv4_block6_out", "conv5_block3_out")),
-    "resnet101": ("ResNet101", ("conv3_block4_out", "conv4_block23_out", "conv5_block3_out")),
-    "resnet152": ("ResNet152", ("conv3_block8_out", "conv4_block36_out", "conv5_block3_out")),
-}
-
 # The 80 COCO categories in the order of their ids (1..90 with 10 ids unused); fizyr's COCO
 # snapshot labels them 0..79 in this order.
 COCO_CLASSES: tuple[str, ...] = (
@@ -100,38 +92,24 @@ def coco_classes_by_id() -> list[str]:
     return names
 
 
-def _imagenet(name: str, md5: str) -> Weights:
-    url = f"{_KERAS_APPLICATIONS}resnet/{name}_weights_tf_dim_ordering_tf_kernels_notop.h5"
-    return Weights("keras.applications", url, md5)
+def _backbone_presets() -> list[Preset]:
+    """One preset per backbone family with ImageNet weights from keras.applications, and its
+    ``_lite`` twin: the same backbone under the thin pyramid and heads of the ``"lite"``
+    variant."""
+    presets = []
+    for name, family in BACKBONE_FAMILIES.items():
+        weights = Weights("keras.applications", family.url, family.file_hash)
+        note = f"keras.applications {family.constructor}, ImageNet"
+        presets.append(Preset(name, "backbone", name, "retinanet", weights, note=note))
+        lite_note = f"{note}; thin depthwise-separable pyramid and heads"
+        presets.append(Preset(f"{name}_lite", "backbone", name, "lite", weights, note=lite_note))
+    return presets
 
 
 PRESETS: dict[str, Preset] = {
     preset.name: preset
     for preset in (
-        Preset(
-            "resnet50",
-            "backbone",
-            "resnet50",
-            "retinanet",
-            _imagenet("resnet50", "4d473c1dd8becc155b73f8504c6f6626"),
-            note="keras.applications ResNet50, ImageNet (MIT-licensed Keras weights)",
-        ),
-        Preset(
-            "resnet101",
-            "backbone",
-            "resnet101",
-            "retinanet",
-            _imagenet("resnet101", "88cf7a10940856eca736dc7b7e228a21"),
-            note="keras.applications ResNet101, ImageNet",
-        ),
-        Preset(
-            "resnet152",
-            "backbone",
-            "resnet152",
-            "retinanet",
-            _imagenet("resnet152", "ee4c566cf9a93f14d82f913c2dc6dd0c"),
-            note="keras.applications ResNet152, ImageNet",
-        ),
+        *_backbone_presets(),
         Preset(
             "fizyr_resnet50_coco",
             "detector",

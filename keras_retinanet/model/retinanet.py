@@ -30,7 +30,7 @@ from keras_retinanet.model.pyramid import (  # noqa: F401  (re-exported)
     feature_pyramid,
     regression_subnet,
 )
-from keras_retinanet.model.resnet import resnet_features
+from keras_retinanet.model.resnet import DEPTHS, resnet_features
 from keras_retinanet.model.saving import (  # noqa: F401  (re-exported)
     METADATA_KEY,
     _check_model_path,
@@ -54,9 +54,9 @@ def retinanet_model(
     weights: str | None = "imagenet",
     freeze_backbone: bool = False,
     anchor_parameters: AnchorParameters | None = None,
-    pyramid_feature_size: int = 256,
-    classification_feature_size: int = 256,
-    regression_feature_size: int = 256,
+    pyramid_feature_size: int | None = None,
+    classification_feature_size: int | None = None,
+    regression_feature_size: int | None = None,
     prior_probability: float = 0.01,
     freeze_batch_norm: bool | None = None,
     name: str = "retinanet",
@@ -66,15 +66,18 @@ def retinanet_model(
 
     Args:
         num_classes: K, number of object classes (no background class).
-        backbone: ``"resnet50"``, ``"resnet101"`` or ``"resnet152"``.
+        backbone: a backbone preset (:data:`keras_retinanet.model.backbones.BACKBONES`:
+            ``"resnet50"``, ``"mobilenet_v3_large_lite"``, ...).
         weights: backbone weights: ``"imagenet"`` (downloaded by ``keras.applications``), None,
             or the path of a local ``.h5`` weights file.
         freeze_backbone: make the backbone non-trainable.
         anchor_parameters: anchors; the pyramid levels used are ``log2(strides)`` (3..7 by
             default) and A = ``len(ratios) * len(scales)``.
-        pyramid_feature_size: FPN channels.
-        classification_feature_size: channels of the classification subnet's hidden convs.
-        regression_feature_size: channels of the regression subnet's hidden convs.
+        pyramid_feature_size: FPN channels; None: the variant's (256, lite 64).
+        classification_feature_size: channels of the classification subnet's hidden convs;
+            None: the variant's.
+        regression_feature_size: channels of the regression subnet's hidden convs; None: the
+            variant's.
         prior_probability: initial foreground probability of every anchor.
         freeze_batch_norm: keep the backbone's BatchNormalization frozen (see
             :func:`keras_retinanet.model.backbones.backbone_features`). None (default): frozen when
@@ -83,10 +86,11 @@ def retinanet_model(
             trained one's moving statistics use momentum 0.9 (PyTorch's default), not Keras'
             0.99, so they catch up with the weights within tens of steps.
         name: model name.
-        variant: the architecture, a name in :data:`keras_retinanet.model.variants.VARIANTS` (None:
-            this package's own). Variants other than the default build their ResNet with
-            :mod:`keras_retinanet.model.resnet` and take ``weights`` None only (their weights come
-            from a converter, :mod:`keras_retinanet.convert`).
+        variant: the architecture, a name in :data:`keras_retinanet.model.variants.VARIANTS`
+            (None: the backbone preset's, this package's own or ``"lite"``). The fizyr and
+            torchvision variants build their ResNet with :mod:`keras_retinanet.model.resnet`
+            and take ``weights`` None only (their weights come from a converter,
+            :mod:`keras_retinanet.convert`).
 
     Returns:
         A ``keras.Model`` from ``(B, H, W, 3)`` caffe-preprocessed BGR images to
@@ -106,7 +110,10 @@ def retinanet_model(
             f"anchor strides {params.strides} give pyramid levels {levels}; this model has "
             f"levels {_SUPPORTED_LEVELS} (strides 8..128)"
         )
-    variant = get_variant(variant)
+    variant = backbones_lib.preset_variant(backbone) if variant is None else get_variant(variant)
+    pyramid_feature_size = pyramid_feature_size or variant.pyramid_channels
+    classification_feature_size = classification_feature_size or variant.head_channels
+    regression_feature_size = regression_feature_size or variant.head_channels
     if freeze_batch_norm is None:
         freeze_batch_norm = backbones_lib.resolve_weights(weights) is not None
     inputs = keras.Input(shape=(None, None, 3), name="image")
@@ -129,7 +136,7 @@ def retinanet_model(
         num_anchors,
         pyramid_feature_size,
         regression_feature_size,
-        head_norm=variant.head_norm,
+        variant=variant,
     )
     classification_model = classification_subnet(
         int(num_classes),
@@ -137,7 +144,7 @@ def retinanet_model(
         pyramid_feature_size,
         classification_feature_size,
         prior_probability,
-        head_norm=variant.head_norm,
+        variant=variant,
     )
     features = [pyramid[level] for level in levels]
     regression = keras.layers.Concatenate(axis=1, name="regression")(
@@ -168,6 +175,11 @@ def _variant_backbone(
             "weights come from a converted snapshot (retinanet-convert --from ...)"
         )
     name = backbones_lib.validate_backbone(backbone)
+    if name not in DEPTHS:
+        raise ValueError(
+            f"model variant {variant.name!r} builds its own ResNet ({sorted(DEPTHS)}), not "
+            f"{backbone!r}"
+        )
     x = inputs
     if variant.input_normalisation != "caffe":
         x = layers_lib.NormalizeInput(variant.input_normalisation, name="normalize_input")(x)

@@ -76,6 +76,11 @@ class ModelVariant:
             every side, as PyTorch's ``padding=1``).
         head_norm: ``"none"`` or ``"group_norm"`` (GroupNorm(32) after each hidden conv of
             both heads, whose convs then have no bias).
+        conv: the 3x3 convolutions of the pyramid (P3..P7) and both heads: ``"full"`` or
+            ``"separable"`` (depthwise 3x3 then pointwise 1x1, as FPNLite and EfficientDet).
+        pyramid_channels: the pyramid's channels (256: the paper; 64: EfficientDet-D0).
+        head_channels: the channels of the heads' hidden convolutions.
+        head_depth: hidden convolutions per head (4: the paper; 3: EfficientDet-D0).
         box_coder: ``"corners"`` (fizyr: corner offsets over the anchor size, normalised by
             std 0.2) or ``"centre_size"`` (torchvision: centre offsets over the anchor size and
             log size ratios, size deltas clamped at log(1000 / 16)).
@@ -119,6 +124,10 @@ class ModelVariant:
     p6_from: str = "C5"
     pyramid_padding: str = "same"
     head_norm: str = "none"
+    conv: str = "full"
+    pyramid_channels: int = 256  # Lin et al. 2017, sec. 4
+    head_channels: int = 256
+    head_depth: int = 4
     box_coder: str = "corners"
     anchor_rule: str = "centred"
     input_normalisation: str = "caffe"
@@ -141,6 +150,7 @@ class ModelVariant:
             "p6_from": ("C5", "P5"),
             "pyramid_padding": ("same", "symmetric"),
             "head_norm": ("none", "group_norm"),
+            "conv": ("full", "separable"),
             "box_coder": ("corners", "centre_size"),
             "anchor_rule": ("centred", "torchvision"),
             "input_normalisation": ("caffe", "torch"),
@@ -156,6 +166,9 @@ class ModelVariant:
                     f"model variant {self.name!r}: {field} must be one of {allowed}, "
                     f"got {getattr(self, field)!r}"
                 )
+        for field in ("pyramid_channels", "head_channels", "head_depth"):
+            if int(getattr(self, field)) < 1:
+                raise ValueError(f"model variant {self.name!r}: {field} must be >= 1")
         if int(self.pad_multiple) < 1:
             raise ValueError(f"model variant {self.name!r}: pad_multiple must be >= 1")
         if self.box_loss == "giou" and self.box_coder != "centre_size":
@@ -228,8 +241,17 @@ _TORCHVISION_V1 = ModelVariant(
     loss_normalisation="image",
 )
 
+# Ours with a thin pyramid and thin heads, for the mobile backbones: EfficientDet-D0's widths
+# (64 channels, 3 hidden layers per head; Tan et al. 2020, table 1) and depthwise-separable 3x3
+# convolutions (EfficientDet, SSD FPNLite). At 512x512 the heads and pyramid of the default
+# variant cost about 50 GFLOP; these about 1 (benchmarks/bench_backbones.py measures them).
+LITE = dataclasses.replace(
+    DEFAULT, name="lite", conv="separable", pyramid_channels=64, head_channels=64, head_depth=3
+)
+
 VARIANTS: dict[str, ModelVariant] = {
     "retinanet": DEFAULT,
+    "lite": LITE,
     "fizyr": _FIZYR,
     # fizyr 1.0.0 requires keras-resnet 0.2.0, whose stem convolution pads "same": snapshots
     # users trained with it (the published COCO file predates it and uses 0.1.0).

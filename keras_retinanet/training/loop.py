@@ -14,6 +14,7 @@ import keras
 from keras_retinanet.evaluation.callback import Evaluate
 from keras_retinanet.model import retinanet as models
 from keras_retinanet.model.anchors import AnchorParameters
+from keras_retinanet.model.backbones import preset_variant
 from keras_retinanet.model.variants import variant_from_metadata
 from keras_retinanet.training import multi_worker
 from keras_retinanet.training.batch_norm import PreciseBatchNorm
@@ -107,6 +108,8 @@ def _train(config: TrainConfig) -> dict:
         if resumed.get("data_seed") is not None and config.seed is None:
             # The data order (shuffle, augmentation) goes on from the resumed run's seed.
             config = dataclasses.replace(config, seed=int(resumed["data_seed"]))
+    if config.variant is None:  # the backbone preset's (mobilenet_v3_large_lite: "lite")
+        config = dataclasses.replace(config, variant=preset_variant(config.backbone).to_dict())
     if config.anchors not in ("auto", "default"):
         raise TrainingError(f"anchors must be auto or default, got {config.anchors!r}")
     if params is None and config.anchors == "auto":
