@@ -55,6 +55,7 @@ KERAS_BACKEND=jax .venv-jax/bin/python -m pytest -q -m "not slow" ${WORKERS[@]+"
     tests/test_boxes.py tests/test_anchors.py tests/test_targets.py tests/test_layers.py \
     tests/test_losses.py tests/test_inference.py \
     tests/test_models.py tests/test_backend_agnostic.py tests/test_batch_norm.py \
+    tests/test_backbones.py \
     "tests/test_fold.py::test_the_inference_model_is_folded_and_detects_the_same" \
     "tests/test_interrupt.py::test_a_run_stopped_mid_epoch_and_resumed_ends_with_the_uninterrupted_weights" \
     "tests/test_interrupt.py::test_a_mid_epoch_snapshot_refuses_another_epoch_length" "$@"

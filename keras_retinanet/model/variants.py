@@ -36,6 +36,10 @@ outputs with the real packages):
   Train as torchvision: ``Matcher(0.5, 0.4, allow_low_quality_matches=True)``, L1 (v1) or
   GIoU (v2) box loss, each image normalised by its own positives; batches padded to 32.
 
+- ``"lite"``: ours with a thin pyramid and heads for the mobile backbones (depthwise-separable
+  3x3 convolutions, 64 channels, 3 hidden layers per head, EfficientDet-D0's widths); every
+  backbone family has a ``_lite`` preset with it (``mobilenet_v3_large_lite``).
+
 ``tests/test_training_equivalence.py`` checks the training side against the real packages.
 """
 
