@@ -18,7 +18,13 @@ import pytest
 from keras_retinanet import models
 from keras_retinanet.model import fold
 from keras_retinanet.model.backbone_families import BACKBONE_FAMILIES
-from keras_retinanet.model.backbones import BACKBONES, backbone_features, preset_variant
+from keras_retinanet.model.backbones import (
+    BACKBONES,
+    backbone_features,
+    preset_variant,
+    tap_output,
+)
+from keras_retinanet.model.layers import ChannelAffine
 from keras_retinanet.model.presets import PRESETS
 from keras_retinanet.model.variants import DEFAULT, LITE
 from keras_retinanet.preprocessing.image import preprocess_image
@@ -103,31 +109,35 @@ def test_a_family_is_keras_applications_own(name, monkeypatch):
 
 
 # One family per input convention (and MobileNetV3's unnamed taps, EfficientNet's
-# Normalization layer with weights, ConvNeXt's grouped convolutions run as depthwise ones): our
-# backbone, loaded from a keras.applications weights
-# file through the imagenet download path, computes keras.applications' network on its own
-# preprocess_input, with BatchNormalization statistics that make every fold count.
+# Normalization layer with weights and its extra ImageNet scaling, ConvNeXt's grouped
+# convolutions run as depthwise ones and its taps after a block's residual add): our backbone,
+# loaded from a keras.applications weights file through the imagenet download path or as a
+# file path, computes at every tap what keras.applications' own network computes with
+# weights="imagenet" on its preprocess_input, with statistics that make every fold count.
+@pytest.mark.parametrize("route", ["imagenet", "path"])
 @pytest.mark.parametrize("name", ["vgg16", "mobilenet_v2", "densenet121", "mobilenet_v3_small",
                                   "efficientnet_b0", "convnext_tiny"])  # fmt: skip
 def test_imagenet_weights_load_and_compute_what_keras_applications_does(
-    name, tmp_path, monkeypatch
+    name, route, tmp_path, monkeypatch
 ):
     from keras.src.legacy.saving import legacy_h5_format
     from keras.src.utils import file_utils
 
     family = BACKBONE_FAMILIES[name]
+    constructor = getattr(keras.applications, family.constructor)
     keras.utils.set_random_seed(0)
-    reference = getattr(keras.applications, family.constructor)(
-        include_top=False, weights=None, input_shape=(64, 96, 3)
-    )
+    source = constructor(include_top=False, weights=None, input_shape=(64, 96, 3))
     rng = np.random.default_rng(1)
-    for layer in reference.layers:  # non-trivial statistics and biases everywhere
+    for layer in source.layers:  # non-trivial statistics and biases everywhere
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.moving_mean.assign(rng.normal(0, 0.1, layer.moving_mean.shape))
             layer.moving_variance.assign(rng.uniform(0.5, 2.0, layer.moving_variance.shape))
+        if isinstance(layer, keras.layers.Normalization) and layer.weights:  # EfficientNet's
+            layer.set_weights([np.array([0.485, 0.456, 0.406]),
+                               np.array([0.229, 0.224, 0.225]) ** 2, np.array(1)])  # fmt: skip
     path = tmp_path / family.url.rsplit("/", 1)[-1]
     with h5py.File(path, "w") as f:
-        legacy_h5_format.save_weights_to_hdf5_group(f, reference)
+        legacy_h5_format.save_weights_to_hdf5_group(f, source)
     fetched = []
 
     def fake_get_file(fname=None, origin=None, *args, **kwargs):
@@ -136,27 +146,97 @@ def test_imagenet_weights_load_and_compute_what_keras_applications_does(
 
     monkeypatch.setattr(file_utils, "get_file", fake_get_file)
     monkeypatch.setattr(keras.utils, "get_file", fake_get_file)
+    # The real thing: keras.applications' own network with its ImageNet weights (our file).
+    reference = constructor(include_top=False, weights="imagenet", input_shape=(64, 96, 3))
+    assert fetched == [path.name]
+    reference_taps = keras.Model(
+        reference.input, [tap_output(reference, tap) for tap in family.taps]
+    )
+    # Its first convolution sees the input before any depth can wash an input error out.
+    stem = next(x for x in reference.layers if isinstance(x, keras.layers.Conv2D)).name
+    reference_stem = keras.Model(reference.input, reference.get_layer(stem).output)
     inputs = keras.Input((None, None, 3))
-    c5 = backbone_features(inputs, name, weights="imagenet", freeze_batch_norm=True)[2]
-    assert fetched == [path.name, path.name]  # ours (with the registry's hash), then Keras'
-    ours = keras.Model(inputs, c5)
+    weights = "imagenet" if route == "imagenet" else str(path)
+    taps = backbone_features(inputs, name, weights=weights, freeze_batch_norm=True)
+    assert fetched == [path.name] * (2 if route == "imagenet" else 1)  # with the registry's hash
+    ours = keras.Model(inputs, list(taps))
 
     bgr = rng.integers(0, 256, (2, 64, 96, 3)).astype("float32")
-    expected = np.asarray(
-        reference(preprocess_module(name).preprocess_input(bgr[..., ::-1].copy()), training=False)
-    )
-    actual = np.asarray(ours(np.stack([preprocess_image(b) for b in bgr]), training=False))
-    scale = np.abs(expected).max()
-    assert scale > 1e-3
-    np.testing.assert_allclose(actual, expected, rtol=0, atol=2e-4 * scale)
-    # Folded for inference (depthwise convolutions included), the same function.
+    rgb = preprocess_module(name).preprocess_input(bgr[..., ::-1].copy())
+    expected = [np.asarray(t) for t in reference_taps(rgb, training=False)]
+    caffe = np.stack([preprocess_image(b) for b in bgr])
+    expected_stem = np.asarray(reference_stem(rgb))
+    stem_scale = np.abs(expected_stem).max()
+    np.testing.assert_allclose(
+        np.asarray(keras.Model(inputs, ours.get_layer(stem).output)(caffe)), expected_stem,
+        rtol=0, atol=1e-4 * stem_scale,
+    )  # fmt: skip
+    # That comparison sees an input off by a factor (halving it moves the values).
+    halved = np.asarray(reference_stem(rgb * 0.5))
+    assert np.abs(halved - expected_stem).max() > 0.1 * stem_scale
     folded = fold.fold_batch_norm(ours)
     assert not any(isinstance(layer, keras.layers.BatchNormalization)
                    for layer in fold._walk(folded)) or name == "densenet121"  # fmt: skip
+    for model in (ours, folded):  # folded for inference (depthwise convolutions too): the same
+        actual = [np.asarray(t) for t in model(caffe, training=False)]
+        for level, (a, e) in enumerate(zip(actual, expected, strict=True)):
+            scale = np.abs(e).max()
+            assert scale > 1e-3
+            np.testing.assert_allclose(a, e, rtol=0, atol=2e-4 * scale, err_msg=f"C{level + 3}")
+
+
+def test_convnext_taps_a_stage_after_its_last_residual_add():
+    """C3 and C4 are what the next stage's downsampling takes (the block's output after its
+    residual add), not the residual branch alone."""
+    family = BACKBONE_FAMILIES["convnext_tiny"]
+    model = keras.applications.ConvNeXtTiny(
+        include_top=False, weights=None, input_shape=(64, 64, 3)
+    )
+    for tap, block in zip(family.taps[:2], ("1", "2"), strict=True):
+        assert (
+            tap_output(model, tap)
+            is model.get_layer(f"convnext_tiny_downsampling_block_{block}").input
+        )
+
+
+def test_a_fine_tune_keeps_the_input_statistics_loaded_with_imagenet_weights(tmp_path):
+    """EfficientNet's input statistics come with its weights file; a model rebuilt without
+    weights and given the trained one's weights layer by layer (as a fine-tune does) computes
+    the same, because the statistics are weights of the layer that replaced Normalization."""
+    from keras.src.legacy.saving import legacy_h5_format
+
+    source = keras.applications.EfficientNetB0(include_top=False, weights=None,
+                                               input_shape=(64, 64, 3))  # fmt: skip
+    normalization = next(x for x in source.layers if isinstance(x, keras.layers.Normalization))
+    normalization.set_weights([np.array([0.4, 0.5, 0.6]), np.array([0.05, 0.06, 0.07]),
+                               np.array(1)])  # fmt: skip
+    path = tmp_path / "efficientnetb0_notop.h5"
+    with h5py.File(path, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, source)
+    trained = models.retinanet_model(2, backbone="efficientnet_b0_lite", weights=str(path))
+    fresh = models.retinanet_model(2, backbone="efficientnet_b0_lite", weights=None)
+    affine = trained.get_layer("input_statistics")  # keras.applications leaves it unnamed
+    assert isinstance(affine, ChannelAffine)
+    std = np.sqrt([0.05, 0.06, 0.07])
+    factor = 1 / np.sqrt([0.229, 0.224, 0.225])  # keras.applications' ImageNet-only scaling
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(affine.scale), factor / std, rtol=1e-6)
     np.testing.assert_allclose(
-        np.asarray(folded(np.stack([preprocess_image(b) for b in bgr]))), expected,
-        rtol=0, atol=2e-4 * scale,
+        keras.ops.convert_to_numpy(affine.offset), -np.array([0.4, 0.5, 0.6]) * factor / std,
+        rtol=1e-6,
     )  # fmt: skip
+    for layer in fresh.layers:
+        if layer.weights:
+            layer.set_weights(trained.get_layer(layer.name).get_weights())
+    image = np.random.default_rng(0).uniform(-100, 100, (1, 64, 64, 3)).astype("float32")
+    np.testing.assert_allclose(
+        fresh.predict_on_batch(image)[1], trained.predict_on_batch(image)[1], atol=1e-6
+    )
+    # The statistics survive a save and load too.
+    saved = str(tmp_path / "model.keras")
+    models.save_model(trained, saved, metadata={"backbone": "efficientnet_b0_lite",
+                                                "variant": LITE.to_dict()})  # fmt: skip
+    loaded = models.load_model(saved).get_layer("input_statistics")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded.scale), factor / std, rtol=1e-6)
 
 
 def test_the_lite_variant_is_thin_separable_and_rebuilt_from_its_snapshot(tmp_path):
@@ -191,6 +271,24 @@ def test_the_lite_variant_is_thin_separable_and_rebuilt_from_its_snapshot(tmp_pa
     inference = models.load_model(path, convert=True)
     assert not any(isinstance(layer, keras.layers.BatchNormalization)
                    for layer in fold._walk(inference))  # fmt: skip
+
+
+@pytest.mark.parametrize("subnet", ["classification_subnet", "regression_subnet"])
+def test_the_lite_heads_keep_their_input_scale_at_initialisation(subnet):
+    """Each separable layer of a lite head starts variance-preserving (depthwise N(0, 1/9),
+    pointwise He): after its three layers a unit-variance input keeps an RMS near 1, where
+    Keras' default depthwise initialisation would shrink it about 200-fold."""
+    from keras_retinanet.model import pyramid
+
+    keras.utils.set_random_seed(0)
+    head = getattr(pyramid, subnet)(3, 9, pyramid_feature_size=64, feature_size=64,
+                                    variant=LITE)  # fmt: skip
+    prefix = "pyramid_classification" if subnet == "classification_subnet" else "pyramid_regression"
+    last_hidden = head.get_layer(f"{prefix}_{LITE.head_depth - 1}")
+    trunk = keras.Model(head.input, last_hidden.output)
+    x = np.random.default_rng(0).normal(0, 1, (2, 32, 32, 64)).astype("float32")
+    rms = float(np.sqrt(np.mean(np.asarray(trunk(x)) ** 2)))
+    assert 0.3 < rms < 3.0, rms
 
 
 def test_a_fizyr_or_torchvision_variant_refuses_another_backbone():

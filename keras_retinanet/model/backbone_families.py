@@ -19,6 +19,7 @@ resolution, as fizyr, KerasHub and TF's object-detection API tap these networks.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 # keras.applications' ImageNet files (the notop ones a detector's backbone loads).
 _APPLICATIONS = "https://storage.googleapis.com/tensorflow/keras-applications/"
@@ -30,6 +31,8 @@ _EFFICIENTNET = "https://storage.googleapis.com/keras-applications/"
 # MobileNetV2) or "torch" (RGB / 255 normalised by ImageNet's mean and std: DenseNet), as
 # keras.applications' preprocess_input of each family computes.
 INPUTS = ("caffe", "rgb", "tf", "torch")
+
+_IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +48,11 @@ class BackboneFamily:
         url: the ImageNet notop weights file keras.applications fetches.
         file_hash: the hash keras.applications checks that file with (MD5 or SHA-256); None
             where it checks none.
+        loaded_input_scale: a per-channel factor keras.applications puts after the network's
+            ``Normalization`` layer when it loads ImageNet weights, and only then
+            (EfficientNet B0-B7: ``1 / sqrt(std)`` of ImageNet's RGB std, because the original
+            network divided by the variance: tensorflow/tensorflow issue 49930).
+            Applied here whenever weights come from a file, ImageNet's or the user's.
     """
 
     constructor: str
@@ -52,6 +60,7 @@ class BackboneFamily:
     input: str
     url: str
     file_hash: str | None
+    loaded_input_scale: tuple[float, float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.input not in INPUTS:
@@ -66,7 +75,8 @@ def _resnet(name: str, constructor: str, taps: tuple[str, str, str], md5: str) -
 def _efficientnet(suffix: str, md5: str) -> BackboneFamily:
     taps = ("block4a_expand_activation", "block6a_expand_activation", "top_activation")
     url = f"{_EFFICIENTNET}efficientnet{suffix}_notop.h5"
-    return BackboneFamily(f"EfficientNet{suffix.upper()}", taps, "rgb", url, md5)
+    scale = tuple(1.0 / math.sqrt(std) for std in _IMAGENET_STD_RGB)
+    return BackboneFamily(f"EfficientNet{suffix.upper()}", taps, "rgb", url, md5, scale)
 
 
 def _efficientnet_v2(suffix: str, md5: str) -> BackboneFamily:
@@ -89,8 +99,10 @@ def _vgg(depth: int, md5: str) -> BackboneFamily:
 
 def _convnext(size: str, blocks_stage_2: int, sha256: str) -> BackboneFamily:
     prefix = f"convnext_{size}"
-    last_of_stage_2 = f"{prefix}_stage_2_block_{blocks_stage_2 - 1}_identity"
-    taps = (f"{prefix}_stage_1_block_2_identity", last_of_stage_2, "output")
+    # A block's "identity" layer ends its residual branch; the unnamed Add after it (">") is
+    # the block's output, which the next stage's downsampling takes.
+    last_of_stage_2 = f"{prefix}_stage_2_block_{blocks_stage_2 - 1}_identity>"
+    taps = (f"{prefix}_stage_1_block_2_identity>", last_of_stage_2, "output")
     url = f"{_APPLICATIONS}convnext/{prefix}_notop.h5"
     return BackboneFamily(f"ConvNeXt{size.capitalize()}", taps, "rgb", url, sha256)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Sequence
 from typing import Any
 
 import keras
@@ -91,10 +93,11 @@ def backbone_features(
     weights = resolve_weights(weights)
     family = BACKBONES[name]
     constructor = getattr(keras.applications, family.constructor)
+    path = weights
     if weights == "imagenet":
         # Fetched here, into the cache keras.applications reads, so that a failure says what,
-        # why and the way around it; the constructor then finds the file.
-        fetch_file(
+        # why and the way around it; the network then loads it as any other weights file.
+        path = fetch_file(
             f"{family.constructor} ImageNet weights",
             family.url,
             "pass its path as --weights PATH (Python: weights=PATH), or train from random "
@@ -105,20 +108,19 @@ def backbone_features(
     x = inputs
     if family.input != "caffe":
         x = layers_lib.NormalizeInput(family.input, name="normalize_input")(inputs)
-    model = constructor(
-        include_top=False,
-        weights="imagenet" if weights == "imagenet" else None,
-        input_tensor=x,
-    )
-    if weights not in (None, "imagenet"):
+    # Built without weights and loaded as keras.applications loads its ImageNet file, so the
+    # network is the same layers whatever its weights (a fine-tune copies them layer by layer).
+    model = constructor(include_top=False, weights=None, input_tensor=x)
+    if path is not None:
         try:
-            model.load_weights(weights)
+            model.load_weights(path)
         except Exception as e:  # h5py/Keras raise several types for a mismatched file
             raise ValueError(
-                f"could not load backbone weights from {weights} into {family.constructor} "
+                f"could not load backbone weights from {path} into {family.constructor} "
                 f"(include_top=False): {e}. Use the notop weights file of the same network."
             ) from e
-    model = portable_ops(without_conv_bias(model, inputs), inputs)
+    input_scale = family.loaded_input_scale if path is not None else None
+    model = portable_ops(without_conv_bias(model, inputs), inputs, input_scale)
     set_trainable(model.layers, freeze_backbone, freeze_batch_norm)
     return tuple(tap_output(model, tap) for tap in family.taps)
 
@@ -195,7 +197,9 @@ def without_conv_bias(model: keras.Model, inputs: Any) -> keras.Model:
     return copy
 
 
-def portable_ops(model: keras.Model, inputs: Any) -> keras.Model:
+def portable_ops(
+    model: keras.Model, inputs: Any, input_scale: Sequence[float] | None = None
+) -> keras.Model:
     """A copy of ``model`` on ``inputs`` computing the same function with ops that every
     runtime we export to has; ``model`` itself when nothing needs replacing.
 
@@ -207,9 +211,11 @@ def portable_ops(model: keras.Model, inputs: Any) -> keras.Model:
     - A GELU activation becomes :class:`~keras_retinanet.model.layers.ErfGelu` (TensorFlow's
       GELU uses ``erfc``, which ONNX lacks).
     - A ``Normalization`` layer (EfficientNet's, EfficientNetV2's and ConvNeXt's input
-      statistics) becomes the ``Rescaling`` it computes, ``(x - mean) / std``: given its
-      statistics as numbers, Keras holds them as tensors outside the graph, which a traced
-      export captures as extra inputs that tf2onnx cannot feed.
+      statistics) becomes the :class:`~keras_retinanet.model.layers.ChannelAffine` it
+      computes, ``(x - mean) / std``, times ``input_scale`` per channel where given
+      (:attr:`~keras_retinanet.model.backbone_families.BackboneFamily.loaded_input_scale`):
+      given its statistics as numbers, Keras holds them as tensors outside the graph, which a
+      traced export captures as extra inputs that tf2onnx cannot feed.
     """
 
     def is_grouped(layer: keras.layers.Layer) -> bool:
@@ -228,10 +234,10 @@ def portable_ops(model: keras.Model, inputs: Any) -> keras.Model:
 
     grouped = {layer.name for layer in model.layers if is_grouped(layer)}
     gelus = {layer.name for layer in model.layers if is_gelu(layer)}
+    normalizations = [layer for layer in model.layers if type(layer) is keras.layers.Normalization]
     rescalings = {
-        layer.name: _as_rescaling(layer)
-        for layer in model.layers
-        if type(layer) is keras.layers.Normalization
+        layer.name: _as_channel_affine(layer, input_scale, _stable_name(layer, normalizations))
+        for layer in normalizations
     }
     if not grouped and not gelus and not rescalings:
         return model
@@ -245,8 +251,13 @@ def portable_ops(model: keras.Model, inputs: Any) -> keras.Model:
         if layer.name not in grouped:
             return layer.__class__.from_config(config)
         keep = ("name", "kernel_size", "strides", "padding", "data_format", "dilation_rate",
-                "activation", "use_bias", "dtype", "trainable")  # fmt: skip
-        return keras.layers.DepthwiseConv2D(**{k: config[k] for k in keep if k in config})
+                "activation", "use_bias", "dtype", "trainable", "bias_initializer",
+                "bias_regularizer", "bias_constraint", "activity_regularizer")  # fmt: skip
+        arguments = {k: config[k] for k in keep if k in config}
+        for part in ("initializer", "regularizer", "constraint"):  # the kernel's are depthwise
+            if f"kernel_{part}" in config:
+                arguments[f"depthwise_{part}"] = config[f"kernel_{part}"]
+        return keras.layers.DepthwiseConv2D(**arguments)
 
     input_tensors = [inputs] if isinstance(model.input, list) else inputs
     copy = keras.models.clone_model(model, input_tensors=input_tensors, clone_function=clone)
@@ -260,9 +271,23 @@ def portable_ops(model: keras.Model, inputs: Any) -> keras.Model:
     return copy
 
 
-def _as_rescaling(layer: keras.layers.Normalization) -> keras.layers.Rescaling:
-    """The ``Rescaling`` that computes what a last-axis ``Normalization`` does now:
-    ``(x - mean) / max(sqrt(variance), epsilon)``, Keras' own formula."""
+def _stable_name(layer: keras.layers.Layer, normalizations: list) -> str:
+    """``layer``'s name, or ``"input_statistics"`` where keras.applications left it unnamed
+    (EfficientNet's ``normalization_N``, numbered by how many the process made before): the
+    layer holds weights now, and a fine-tune finds weights by layer name."""
+    if not re.fullmatch(r"normalization(_\d+)?", layer.name):
+        return layer.name
+    if len(normalizations) != 1:
+        raise ValueError(f"{len(normalizations)} unnamed Normalization layers: name them")
+    return "input_statistics"
+
+
+def _as_channel_affine(
+    layer: keras.layers.Normalization, factor: Sequence[float] | None = None, name: str = ""
+) -> layers_lib.ChannelAffine:
+    """The :class:`~keras_retinanet.model.layers.ChannelAffine` that computes what a last-axis
+    ``Normalization`` does now, ``(x - mean) / max(sqrt(variance), epsilon)`` (Keras' own
+    formula), times ``factor`` per channel where given."""
     if tuple(layer.axis) not in ((-1,), (3,)) or getattr(layer, "invert", False):
         raise ValueError(f"{layer.name}: only a last-axis, non-inverted Normalization converts")
     if layer.input_mean is not None:
@@ -271,9 +296,11 @@ def _as_rescaling(layer: keras.layers.Normalization) -> keras.layers.Rescaling:
         mean, variance = layer.adapt_mean, layer.adapt_variance
     mean = np.asarray(keras.ops.convert_to_numpy(mean), dtype=np.float64).reshape(-1)
     variance = np.asarray(keras.ops.convert_to_numpy(variance), dtype=np.float64).reshape(-1)
-    std = np.maximum(np.sqrt(variance), keras.backend.epsilon())
-    return keras.layers.Rescaling(
-        scale=[float(v) for v in 1.0 / std],
-        offset=[float(v) for v in -mean / std],
-        name=layer.name,
+    scale = 1.0 / np.maximum(np.sqrt(variance), keras.backend.epsilon())
+    if factor is not None:
+        scale = scale * np.asarray(factor, dtype=np.float64)
+    return layers_lib.ChannelAffine(
+        scale=[float(v) for v in scale],
+        offset=[float(v) for v in -mean * scale],
+        name=name or layer.name,
     )

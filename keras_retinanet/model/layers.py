@@ -263,6 +263,62 @@ class NormalizeInput(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
+class ChannelAffine(keras.layers.Layer):
+    """``x * scale + offset`` per channel (last axis), with ``scale`` and ``offset`` held as
+    non-trainable weights.
+
+    :func:`keras_retinanet.model.backbones.portable_ops` puts it in place of a network's input
+    ``Normalization`` (EfficientNet's, ConvNeXt's): as weights, the statistics travel wherever
+    weights do (a fine-tune copies them layer by layer, where a ``Rescaling``'s numbers, held
+    in its config, would stay those of the fresh network), and an export sees them as
+    constants of the graph.
+
+    Args:
+        scale, offset: per-channel values (equal length), or None for 1 and 0 (set by weights).
+
+    Call: ``(..., C)`` float tensor; returns the same shape.
+    """
+
+    def __init__(
+        self,
+        scale: Sequence[float] | None = None,
+        offset: Sequence[float] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self._initial = (
+            None if scale is None else [float(v) for v in scale],
+            None if offset is None else [float(v) for v in offset],
+        )
+
+    def build(self, input_shape: Sequence[int | None]) -> None:
+        channels = int(input_shape[-1])
+        scale, offset = self._initial
+        for values in (scale, offset):
+            if values is not None and len(values) != channels:
+                raise ValueError(f"{self.name}: {len(values)} values for {channels} channels")
+        self.scale = self.add_weight(
+            name="scale", shape=(channels,), trainable=False,
+            initializer=keras.initializers.Constant(scale) if scale else "ones",
+        )  # fmt: skip
+        self.offset = self.add_weight(
+            name="offset", shape=(channels,), trainable=False,
+            initializer=keras.initializers.Constant(offset) if offset else "zeros",
+        )  # fmt: skip
+
+    def call(self, x: Any) -> Any:
+        return x * ops.cast(self.scale, x.dtype) + ops.cast(self.offset, x.dtype)
+
+    def compute_output_shape(self, input_shape: Sequence[int | None]) -> tuple:
+        return tuple(input_shape)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update({"scale": self._initial[0], "offset": self._initial[1]})
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
 class ErfGelu(keras.layers.Layer):
     """The exact GELU, ``x * Phi(x) = 0.5 * x * (1 + erf(x / sqrt(2)))``, written with erf.
 

@@ -29,10 +29,13 @@ def _conv3x3(
     """A 3x3 convolution, full or depthwise-separable (``conv == "separable"``: a 3x3
     depthwise then a 1x1 pointwise convolution, about 9 + C_out multiplies per output value
     instead of 9 * C_in, as FPNLite and EfficientDet's heads). ``kernel_initializer`` is the
-    pointwise one's."""
+    pointwise one's; the depthwise one's is N(0, 1/9), which keeps its input's variance (each
+    output sums 9 products; Keras' default, Glorot's over fans of 9 * C and 9, would shrink
+    the signal about C-fold a layer)."""
     if conv == "separable":
         if "kernel_initializer" in kwargs:
             kwargs["pointwise_initializer"] = kwargs.pop("kernel_initializer")
+        kwargs.setdefault("depthwise_initializer", keras.initializers.RandomNormal(stddev=1 / 3))
         return keras.layers.SeparableConv2D(
             filters, 3, strides=strides, padding=padding, name=name, **kwargs
         )
