@@ -9,6 +9,7 @@ dataset's ``trainval`` images::
 
     python benchmarks/bench_export.py                  # 512 x 512, 10 timed rounds
     python benchmarks/bench_export.py --size 384 640 --runs 20 --formats keras tflite
+    python benchmarks/bench_export.py --backbone mobilenet_v3_small_lite
     python benchmarks/bench_export.py --snapshot demo_output/snapshots/resnet50_voc_best.keras \
         --dataset demo_output/shapes --size 160 160
 
@@ -61,6 +62,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, nargs=2, default=[512, 512], metavar=("H", "W"))
     parser.add_argument("--num-classes", type=int, default=20)
+    parser.add_argument(
+        "--backbone", default="resnet50", help="without --snapshot: the preset built (random)"
+    )
     parser.add_argument("--runs", type=int, default=10, help="timed runs per format (>= 1)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed runs first")
     parser.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS))
@@ -147,17 +151,17 @@ def interleaved_medians(runners: dict[str, Callable[[], object]], runs: int, war
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def build_model(num_classes: int):
+def build_model(num_classes: int, backbone: str = "resnet50"):
     import keras
 
     from keras_retinanet import models
     from keras_retinanet.model import layers
 
     keras.utils.set_random_seed(0)
-    training = models.retinanet_model(num_classes, weights=None)
+    training = models.retinanet_model(num_classes, backbone=backbone, weights=None)
     output = training.get_layer("classification_submodel").get_layer("pyramid_classification")
-    kernel, bias = output.get_weights()
-    output.set_weights([kernel, bias * 0 + layers.prior_bias(0.1)])
+    *kernels, bias = output.get_weights()  # a separable (lite) head has two kernels
+    output.set_weights([*kernels, bias * 0 + layers.prior_bias(0.1)])
     return models.retinanet_box(training)
 
 
@@ -218,8 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         calibration = args.dataset
     else:
-        print(f"building ResNet50 RetinaNet, {args.num_classes} classes ...", flush=True)
-        model = build_model(args.num_classes)
+        print(f"building {args.backbone} RetinaNet, {args.num_classes} classes ...", flush=True)
+        model = build_model(args.num_classes, args.backbone)
         # Calibrate on random images here: the latency does not depend on the ranges.
         calibration = [image_rgb[0, :, :, ::-1]] * 8
     directory = args.output_dir or tempfile.mkdtemp(prefix="bench_export_")

@@ -25,6 +25,7 @@ from keras_retinanet.errors import DEBUG_HELP, run_command
 from keras_retinanet.evaluation.runner import evaluate
 from keras_retinanet.inference import detect
 from keras_retinanet.model import retinanet as models
+from keras_retinanet.model.backbones import BACKBONES
 from keras_retinanet.preprocessing.voc import PascalVocGenerator
 from keras_retinanet.training import TrainConfig, train
 from keras_retinanet.visualization import draw_annotations, draw_detections
@@ -61,6 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-train", type=int, default=200)
     parser.add_argument("--num-test", type=int, default=40)
     parser.add_argument(
+        "--backbone",
+        default="resnet50",
+        choices=sorted(BACKBONES),
+        metavar="NAME",
+        help="a backbone preset (see retinanet-train --help); the _lite ones train many more "
+        "steps in the same minutes on a CPU (benchmarks/README.md, issue #27)",
+    )
+    parser.add_argument(
         "--weights",
         default="none",
         help="backbone weights: none (offline), imagenet (downloads ~95 MB), or a .h5 path",
@@ -94,6 +103,7 @@ def run_demo(args: argparse.Namespace) -> dict:
             "val_set": "test",
             "classes": classes_file,
         },
+        backbone=args.backbone,
         weights=None if args.weights.lower() == "none" else args.weights,
         batch_size=args.batch_size,
         epochs=args.epochs,
@@ -137,6 +147,7 @@ def run_demo(args: argparse.Namespace) -> dict:
     )
 
     summary = {
+        "backbone": args.backbone,
         "mAP": evaluation.mean_average_precision,
         "average_precisions": {c.name: c.average_precision for c in evaluation.classes},
         "epochs": result["epochs_done"],
@@ -224,7 +235,10 @@ def _main(argv: list[str] | None = None) -> None:
     if args.weights == "imagenet":
         warnings.warn("downloading ImageNet weights (needs internet)", stacklevel=1)
     summary = run_demo(args)
-    print(f"\nshapes demo: mAP@0.5 = {summary['mAP']:.3f} after {summary['epochs']} epochs")
+    print(
+        f"\nshapes demo ({summary['backbone']}): mAP@0.5 = {summary['mAP']:.3f} after "
+        f"{summary['epochs']} epochs"
+    )
     for name, ap in summary["average_precisions"].items():
         print(f"  {name:<10} AP {ap:.3f}")
     print(f"best detection score on the test images: {summary['best_score']:.3f}")

@@ -4,8 +4,9 @@ import json
 
 import cv2
 import numpy as np
+import pytest
 
-from keras_retinanet import demo
+from keras_retinanet import demo, models
 from keras_retinanet.inference import Detections
 from keras_retinanet.visualization import label_color
 
@@ -43,13 +44,19 @@ def test_picture_draws_low_scoring_best_detections_and_a_legend():
     assert (legend == 255).mean() > 0.8 and (legend < 100).any()  # white strip with text
 
 
-def test_demo_end_to_end_prints_the_best_score(tmp_path, capsys):
+@pytest.mark.parametrize("backbone", [None, "mobilenet_v3_small_lite"])
+def test_demo_end_to_end_prints_the_best_score(backbone, tmp_path, capsys):
     argv = ["--output-dir", str(tmp_path), "--weights", "none", "--minutes", "5",
             "--epochs", "1", "--steps", "1", "--batch-size", "2", "--image-side", "96",
             "--num-train", "4", "--num-test", "2", "--quiet"]  # fmt: skip
-    demo.main(argv)
+    demo.main(argv + (["--backbone", backbone] if backbone else []))
     out = capsys.readouterr().out
     summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["backbone"] == (backbone or "resnet50")
+    assert f"shapes demo ({summary['backbone']})" in out
+    # The snapshot evaluated is the asked backbone's.
+    metadata = models.read_metadata(summary["snapshot"])
+    assert metadata["backbone"] == summary["backbone"]
     assert 0.0 <= summary["best_score"] <= 1.0
     assert f"best detection score on the test images: {summary['best_score']:.3f}" in out
     picture = cv2.imread(summary["detections_image"])
