@@ -5,6 +5,7 @@ held-out split), and draws its detections, all under ``--output-dir``::
 
     retinanet-demo                     # 15 minutes of training, then evaluation
     retinanet-demo --minutes 3         # shorter
+    retinanet-demo --backbone mobilenet_v3_large_lite   # more steps, higher mAP on a CPU
     python -m keras_retinanet.demo --weights imagenet   # faster learning when online
 """
 
