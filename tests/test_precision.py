@@ -91,3 +91,25 @@ def test_a_bfloat16_saved_model_detects_as_the_keras_bfloat16_model(models_and_i
         np.abs(found.boxes - reference.boxes[top]).max(axis=1) <= 2.0
     )
     assert close.any()
+
+
+@pytest.mark.parametrize("backbone", ["mobilenet_v3_small_lite", "efficientnet_b0_lite"])
+def test_a_backbone_with_graph_operations_runs_in_bfloat16(backbone):
+    """MobileNetV3's hard-swish adds a number in the graph (an operation, not a layer, which
+    takes no dtype), EfficientNet has its input statistics: both copy to bfloat16 and give
+    the float32 model's raw outputs to bfloat16's precision."""
+    keras.utils.set_random_seed(0)
+    training = models.retinanet_model(2, backbone=backbone, weights=None)
+    model = models.retinanet_box(training)
+    bf16 = with_precision(model, "bfloat16")
+    image = np.random.default_rng(0).uniform(-100, 100, (1, 96, 96, 3)).astype("float32")
+    names = ("regression", "classification")
+    raw = keras.Model(model.inputs, [model.get_layer(n).output for n in names])
+    raw_bf16 = keras.Model(bf16.inputs, [bf16.get_layer(n).output for n in names])
+    convolutions = [x for x in bf16.layers if isinstance(x, keras.layers.Conv2D)]
+    assert convolutions and all(x.dtype_policy.name == "bfloat16" for x in convolutions)
+    (regression, classification), (regression16, classification16) = raw(image), raw_bf16(image)
+    np.testing.assert_allclose(np.asarray(classification16, "float32"),
+                               np.asarray(classification), atol=0.05)  # fmt: skip
+    scale = float(np.abs(np.asarray(regression)).max())
+    assert np.abs(np.asarray(regression16, "float32") - np.asarray(regression)).max() < 0.1 * scale

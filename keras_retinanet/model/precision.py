@@ -81,7 +81,9 @@ def with_precision(model: keras.Model, precision: str = "bfloat16") -> keras.Mod
 
     def clone(layer: Any) -> Any:
         config = layer.get_config()
-        if type(layer).__name__ not in FLOAT32_LAYERS:
+        # A graph operation that is not a layer (MobileNetV3's ``x + 3.0``) has no dtype: it
+        # computes in its inputs' dtype.
+        if isinstance(layer, keras.layers.Layer) and type(layer).__name__ not in FLOAT32_LAYERS:
             config["dtype"] = precision
         return layer.__class__.from_config(config)
 
