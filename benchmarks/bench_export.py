@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
             maps[name] = voc_map(evaluated[name], generator)
     print()
     print(
-        f"{args.snapshot or 'ResNet50, random weights'}, "
+        f"{args.snapshot or args.backbone + ', random weights'}, "
         f"{generator.num_classes() if generator else args.num_classes} classes, "
         f"{height}x{width} uint8 input, batch 1, "
         f"median of {args.runs} interleaved runs after {args.warmup} warm-up, "
