@@ -448,9 +448,9 @@ def test_wrong_weights_file_raises_naming_it(tmp_path):
 
 
 def test_imagenet_weights_use_keras_applications_download(marked_resnet50_weights, monkeypatch):
-    """weights="imagenet": the package fetches the preset's file into the cache
-    keras.applications reads (so a failure can say why), then keras.applications loads it
-    (no network here: both downloads are intercepted)."""
+    """weights="imagenet": the package fetches the file keras.applications would fetch (the
+    same name, address, hash and cache folder), so a failure can say why, and loads it into
+    the backbone (no network here: the downloads are intercepted)."""
     if marked_resnet50_weights["legacy"] is None:
         pytest.skip("this Keras has no legacy .h5 weights writer")
     try:
@@ -466,7 +466,8 @@ def test_imagenet_weights_use_keras_applications_download(marked_resnet50_weight
     monkeypatch.setattr(keras_resnet.file_utils, "get_file", fake_get_file)
     monkeypatch.setattr(keras.utils, "get_file", fake_get_file)
     model = models.retinanet_model(NUM_CLASSES, weights="imagenet")
-    assert len(calls) == 2  # ours (with the registry's hash), then keras.applications'
+    assert len(calls) == 1  # ours, with the registry's hash; the backbone loads that file
+    keras.applications.ResNet50(include_top=False, weights="imagenet")  # what Keras asks for
     ours, applications = calls
     assert ours["fname"] == applications["fname"]
     assert ours["fname"] == "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
