@@ -318,3 +318,58 @@ def test_a_preset_trains_a_step(name):
     after = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
     changed = [not np.array_equal(a, b) for a, b in zip(before, after, strict=True)]
     assert all(changed[:3]) and all(changed[-3:])  # the backbone's first layers and the heads
+
+
+# Every preset on the running backend: ``-m slow`` (about 20-60 s each on a 2-core CPU). The
+# JAX environment runs it with ``KERAS_BACKEND=jax .venv-jax/bin/python -m pytest -m slow
+# tests/test_backbones.py``; the exports, which need TensorFlow, are
+# tests/test_backbones_end_to_end.py's.
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_every_preset_trains_saves_loads_and_folds(name, tmp_path):
+    from heads import spread_out_heads
+    from test_fold import assert_same_detections
+
+    from keras_retinanet.model.anchors import anchors_for_shape
+    from keras_retinanet.model.targets import anchor_targets_bbox
+    from keras_retinanet.training.batch_norm import update_batch_norm_statistics
+    from keras_retinanet.training.build import compile_model
+
+    keras.utils.set_random_seed(0)
+    model = compile_model(models.retinanet_model(2, backbone=name, weights=None, **TINY), 1e-3)
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-100, 100, (2, 64, 64, 3)).astype("float32")
+    annotations = [{"bboxes": np.array([[8.0, 8.0, 40.0, 44.0]]), "labels": np.array([1])}] * 2
+    regression, classification = anchor_targets_bbox(
+        anchors_for_shape((64, 64, 3)), [(64, 64, 3)] * 2, annotations, 2
+    )
+    before = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
+    loss = model.train_on_batch(
+        images, {"regression": regression, "classification": classification}, return_dict=True
+    )["loss"]
+    assert np.isfinite(loss)
+    after = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
+    changed = [not np.array_equal(a, b) for a, b in zip(before, after, strict=True)]
+    assert all(changed[:2]) and all(changed[-2:])  # the backbone's first layers and the heads
+
+    # Statistics of this image (a deep random backbone's initial ones leave P5 near zero) and
+    # heads that detect on it, so that folding has something to change and detections to keep.
+    image = rng.uniform(-100, 100, (1, 96, 96, 3)).astype("float32")
+    update_batch_norm_statistics(model, [image])
+    spread_out_heads(model, image)
+    metadata = {"backbone": name, "variant": preset_variant(name).to_dict()}
+    path = models.save_model(model, str(tmp_path / f"{name}.keras"), metadata=metadata)
+    loaded = models.load_model(path)
+    for ours, theirs in zip(loaded.predict_on_batch(image), model.predict_on_batch(image),
+                            strict=True):  # fmt: skip
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
+
+    plain = models.retinanet_box(loaded, fold_batch_norm=False, score_threshold=0.2)
+    folded = models.load_model(path, convert=True, score_threshold=0.2)
+    assert fold.batch_norm_pairs(folded) == {}
+    expected = [np.asarray(t)[0] for t in plain.predict_on_batch(image)]
+    assert (expected[2] >= 0).sum() >= 2
+    # The artifacts' tolerances (tests/test_export.py): a deep random backbone whose heads are
+    # scaled up to confident scores amplifies float32 rounding beyond test_fold's.
+    actual = [np.asarray(t)[0] for t in folded.predict_on_batch(image)]
+    assert_same_detections(expected, actual, score_tolerance=1e-3, box_tolerance=1.0)
