@@ -136,6 +136,31 @@ def test_a_failing_batch_puts_the_statistics_back(from_scratch):
     assert {layer.momentum for layer in layers} == {TRAINED_BATCH_NORM_MOMENTUM}
 
 
+def test_statistics_are_estimated_with_dropout_off():
+    """Stochastic depth (EfficientNet's per-image Dropout) must not enter the estimate: the
+    statistics are those of the network inference runs, and the rate is put back (also on
+    TensorFlow, whose compiled forward pass reads it when traced)."""
+    inputs = keras.Input((8, 8, 4))
+    x = keras.layers.Conv2D(6, 3, padding="same")(inputs)
+    x = keras.layers.Dropout(0.5, noise_shape=(None, 1, 1, 1), name="drop")(x)
+    outputs = keras.layers.BatchNormalization(name="norm")(x)
+    model = keras.Model(inputs, outputs)
+    images = np.random.default_rng(2).uniform(-1, 1, (2, 8, 8, 4)).astype("float32")
+    features = np.asarray(model.layers[1](images))  # the convolution: what inference feeds norm
+    keras.utils.set_random_seed(0)
+    for _ in range(2):  # twice: the compiled pass is reused
+        assert update_batch_norm_statistics(model, [images[:1], images[1:]]) == 2
+        norm = model.get_layer("norm")
+        mean = np.mean([features[k].mean(axis=(0, 1)) for k in range(2)], axis=0)
+        variance = np.mean([features[k].var(axis=(0, 1)) for k in range(2)], axis=0)
+        np.testing.assert_allclose(np.asarray(norm.moving_mean), mean, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(np.asarray(norm.moving_variance), variance, rtol=1e-4)
+        assert model.get_layer("drop").rate == 0.5
+    # The training step still drops: some image's features are zeroed or doubled.
+    trained = np.asarray(model.get_layer("drop")(features, training=True))
+    assert not np.allclose(trained, features)
+
+
 def test_frozen_batch_norm_is_left_alone():
     model = models.retinanet_model(1, weights=None, freeze_batch_norm=True, **SMALL)
     first = batch_norms(model)[0]
