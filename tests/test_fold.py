@@ -113,9 +113,7 @@ def test_the_inference_model_is_folded_and_detects_the_same(tmp_path):
     assert_same_detections(expected, [np.asarray(t)[0] for t in again.predict_on_batch(image)])
 
 
-def assert_same_detections(
-    expected: list, actual: list, score_tolerance: float = 1e-4, box_tolerance: float = 1e-2
-) -> None:
+def assert_same_detections(expected: list, actual: list) -> None:
     """Same count; each detection has a partner with its label, score and box (order may
     differ where two scores differ by less than the rounding)."""
     boxes, scores, labels = expected
@@ -124,7 +122,7 @@ def assert_same_detections(
     for box, score, label in zip(boxes[labels >= 0], scores[labels >= 0], labels[labels >= 0]):
         match = (
             (other_labels == label)
-            & (np.abs(other_scores - score) < score_tolerance)
-            & (np.abs(other_boxes - box).max(axis=1) < box_tolerance)
+            & (np.abs(other_scores - score) < 1e-4)
+            & (np.abs(other_boxes - box).max(axis=1) < 1e-2)
         )
         assert match.any(), (box, score, label)
