@@ -330,27 +330,13 @@ def test_a_preset_trains_a_step(name):
     assert all(changed[:3]) and all(changed[-3:])  # the backbone's first layers and the heads
 
 
-# Every preset on the running backend, ``-m slow`` (30 s to 3 min each on a 2-core CPU); the
-# JAX environment runs it with ``KERAS_BACKEND=jax .venv-jax/bin/python -m pytest -m slow
-# tests/test_backbones.py``. The exports, which need TensorFlow, are
-# tests/test_backbones_end_to_end.py's.
-# Open (not explained yet): folding an untrained resnet101_lite on JAX changed its regression
-# output by 0.0128 of 5.04 (2.5e-3), where resnet50's fold agrees to 1e-4 (test_fold):
-# rounding in a badly conditioned random network, or a defect. resnet152_lite is expected to
-# share it. Non-strict, so a fix shows as XPASS.
-FOLD_OPEN = pytest.mark.xfail(
-    reason="open: folding a deep random ResNet lite differs by ~2.5e-3 relative", strict=False
-)
-
-
+# Every preset on the running backend, ``-m slow`` (30 s to 4 min each on a 2-core CPU):
+# ``bash scripts/run_slow_presets.sh jax|tensorflow [PRESET ...]``. The
+# exports, which need TensorFlow, are tests/test_backbones_end_to_end.py's.
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "name",
-    [pytest.param(name, marks=FOLD_OPEN) if name in ("resnet101_lite", "resnet152_lite")
-     else name for name in sorted(BACKBONES)],
-)  # fmt: skip
+@pytest.mark.parametrize("name", sorted(BACKBONES))
 def test_every_preset_trains_saves_loads_and_folds(name, tmp_path):
-    from heads import spread_out_heads
+    from heads import rounding_change, spread_out_heads
 
     from keras_retinanet.training.batch_norm import update_batch_norm_statistics
 
@@ -359,16 +345,24 @@ def test_every_preset_trains_saves_loads_and_folds(name, tmp_path):
 
     # Folding, checked before training (one Adam step from random weights already moved
     # efficientnet_b4_lite's folded outputs by 1.7e-3): statistics of this image (a deep
-    # random backbone's initial ones leave P5 near zero) and heads that detect on it; the
-    # outputs agree relative to each one's largest value. The trained files' detections after
-    # NMS are tests/test_backbones_end_to_end.py's, at the exported files' tolerances.
+    # random backbone's initial ones leave P5 near zero) and heads that detect on it. Each
+    # output agrees relative to its largest value within 1e-3 or, for a network that
+    # amplifies rounding more, 4x what relative noise of 1e-7 (one unit in the last place)
+    # on its input changes, and never more than 2e-2. A random resnet101_lite's fold moved
+    # its outputs by 4e-3 on JAX, as that noise does (5e-3); in float64 a folded convolution
+    # is exact to 4e-16 (test_fold) while Keras' own batch normalisation was 5e-8 off on JAX:
+    # rounding, not the fold. The trained files' detections are the end-to-end test's.
     update_batch_norm_statistics(model, [image])
     spread_out_heads(model, image)
     folded = fold.fold_batch_norm(model)
     assert fold.batch_norm_pairs(folded) == {}
-    for ours, theirs in zip(folded.predict_on_batch(image), model.predict_on_batch(image),
-                            strict=True):  # fmt: skip
-        assert np.abs(ours - theirs).max() <= 1e-3 * np.abs(theirs).max()
+    tolerances = [max(1e-3, 4 * change) for change in rounding_change(model, image)]
+    outputs = zip(folded.predict_on_batch(image), model.predict_on_batch(image), tolerances,
+                  strict=True)  # fmt: skip
+    for ours, theirs, tolerance in outputs:
+        difference = np.abs(ours - theirs).max() / np.abs(theirs).max()
+        print(f"{name}: folded vs not {difference:.2g} (tolerance {tolerance:.2g})")
+        assert difference <= tolerance <= 2e-2
 
     losses, changed = train_steps(model, 1)
     assert np.isfinite(losses[0])

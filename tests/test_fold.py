@@ -126,3 +126,39 @@ def assert_same_detections(expected: list, actual: list) -> None:
             & (np.abs(other_boxes - box).max(axis=1) < 1e-2)
         )
         assert match.any(), (box, score, label)
+
+
+def test_a_folded_convolution_is_exact_in_float64():
+    """The fold's arithmetic is exact: in float64 a folded convolution and a depthwise one
+    compute ``gamma * (conv(x) - mean) / sqrt(variance + eps) + beta`` to 1e-12 of the result.
+    (What a deep random network's fold changes in float32 is rounding amplified by the
+    network: test_backbones' all-preset test.) On JAX, float64 needs JAX_ENABLE_X64."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        if not jax.config.jax_enable_x64:
+            pytest.skip("JAX computes float64 as float32 unless JAX_ENABLE_X64=1")
+    previous = keras.config.floatx(), keras.config.dtype_policy()
+    keras.config.set_floatx("float64")  # and the policy, which another test may have set
+    keras.config.set_dtype_policy("float64")
+    try:
+        rng = np.random.default_rng(0)
+        inputs = keras.Input((12, 12, 3), dtype="float64")
+        for conv in (keras.layers.Conv2D(5, 3, use_bias=True),
+                     keras.layers.DepthwiseConv2D(3, depth_multiplier=2)):  # fmt: skip
+            convolved = conv(inputs)
+            model = keras.Model(inputs, keras.layers.BatchNormalization(epsilon=1e-3)(convolved))
+            assert randomise_batch_norms(model, 1) == 1
+            bn = model.layers[-1]
+            folded = fold.fold_batch_norm(model)
+            assert count(folded, keras.layers.BatchNormalization) == 0
+            x = rng.normal(0, 10, (2, 12, 12, 3))
+            raw = np.asarray(keras.Model(inputs, convolved).predict_on_batch(x))
+            gamma, beta, mean, variance = (np.asarray(w, np.float64) for w in bn.get_weights())
+            exact = gamma * (raw - mean) / np.sqrt(variance + bn.epsilon) + beta
+            ours = np.asarray(folded.predict_on_batch(x))
+            assert ours.dtype == np.float64
+            assert np.abs(ours - exact).max() <= 1e-12 * np.abs(exact).max()
+    finally:
+        keras.config.set_floatx(previous[0])
+        keras.config.set_dtype_policy(previous[1])
