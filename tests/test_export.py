@@ -85,35 +85,66 @@ def detector():
     return model, image, reference
 
 
-def assert_same_detections(
+def matched_detections(
     reference: Detections,
-    outputs: dict[str, np.ndarray],
-    index: int = 0,
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    labels: np.ndarray,
     box_tolerance: float = BOX_TOLERANCE,
     score_tolerance: float = SCORE_TOLERANCE,
-) -> None:
-    """Every reference detection has its own match (same label, close box and score).
+) -> np.ndarray:
+    """Per reference detection, whether it has its own match among ``boxes``/``scores``/
+    ``labels`` (same label, box and score within the tolerances; the closest score first).
 
     Matching rather than comparing row by row, because two detections whose scores differ
     by less than the numerical noise may come out in either order.
     """
-    count = int(outputs["num_detections"][index])
-    assert count == len(reference)
-    boxes = outputs["boxes"][index][:count]
-    scores = outputs["scores"][index][:count]
-    labels = outputs["labels"][index][:count]
-    assert np.all(outputs["labels"][index][count:] == -1)  # padding rows
-    assert np.all(outputs["scores"][index][count:] == -1)
-    used = np.zeros(count, dtype=bool)
-    for box, score, label in zip(reference.boxes, reference.scores, reference.labels):
+    used = np.zeros(len(scores), dtype=bool)
+    found = np.zeros(len(reference), dtype=bool)
+    for index, (box, score, label) in enumerate(
+        zip(reference.boxes, reference.scores, reference.labels, strict=True)
+    ):
         candidates = (
             ~used
             & (labels == label)
             & (np.abs(scores - score) <= score_tolerance)
             & (np.abs(boxes - box).max(axis=1) <= box_tolerance)
         )
-        assert candidates.any(), f"no match for {label=} {score=} {box=}"
-        used[np.flatnonzero(candidates)[np.argmin(np.abs(scores[candidates] - score))]] = True
+        if candidates.any():
+            used[np.flatnonzero(candidates)[np.argmin(np.abs(scores[candidates] - score))]] = True
+            found[index] = True
+    return found
+
+
+def assert_same_detections(
+    reference: Detections,
+    outputs: dict[str, np.ndarray],
+    index: int = 0,
+    box_tolerance: float = BOX_TOLERANCE,
+    score_tolerance: float = SCORE_TOLERANCE,
+    stable: np.ndarray | None = None,
+    count_slack: int = 0,
+) -> None:
+    """Every reference detection has its own match (same label, close box and score) and
+    the counts are equal. Given a ``stable`` mask, only the detections it marks must match
+    (and are matched first), and the counts may differ by ``count_slack``."""
+    count = int(outputs["num_detections"][index])
+    assert abs(count - len(reference)) <= count_slack, (count, len(reference))
+    boxes = outputs["boxes"][index][:count]
+    scores = outputs["scores"][index][:count]
+    labels = outputs["labels"][index][:count]
+    assert np.all(outputs["labels"][index][count:] == -1)  # padding rows
+    assert np.all(outputs["scores"][index][count:] == -1)
+    if stable is not None:
+        reference = Detections(
+            reference.boxes[stable], reference.scores[stable], reference.labels[stable]
+        )
+    found = matched_detections(reference, boxes, scores, labels, box_tolerance, score_tolerance)
+    missed = np.flatnonzero(~found)
+    assert len(missed) == 0, "no match for " + "; ".join(
+        f"label={reference.labels[i]} score={reference.scores[i]:.4f} box={reference.boxes[i]}"
+        for i in missed
+    )
 
 
 def assert_scored_by_our_tools(path, model, image, reference: Detections, tmp_path) -> None:
