@@ -348,7 +348,9 @@ def test_every_preset_trains_saves_loads_and_folds(name, tmp_path):
     # random backbone's initial ones leave P5 near zero) and heads that detect on it. Each
     # output agrees relative to its largest value within 1e-3 or, for a network that
     # amplifies rounding more, 4x what relative noise of 1e-7 (one unit in the last place)
-    # on its input changes, and never more than 2e-2. A random resnet101_lite's fold moved
+    # on its input changes, and never more than 0.2 of the range. (Random deep networks
+    # amplify rounding that much: 1e-7 of noise gives efficientnet_b7_lite's outputs 8.5e-3,
+    # its fold 1.3e-2; resnet152's 1.9e-2.) A random resnet101_lite's fold moved
     # its outputs by 4e-3 on JAX, as that noise does (5e-3); in float64 a folded convolution
     # is exact to 4e-16 (test_fold) while Keras' own batch normalisation was 5e-8 off on JAX:
     # rounding, not the fold. The trained files' detections are the end-to-end test's.
@@ -362,7 +364,7 @@ def test_every_preset_trains_saves_loads_and_folds(name, tmp_path):
     for ours, theirs, tolerance in outputs:
         difference = np.abs(ours - theirs).max() / np.abs(theirs).max()
         print(f"{name}: folded vs not {difference:.2g} (tolerance {tolerance:.2g})")
-        assert difference <= tolerance <= 2e-2
+        assert difference <= tolerance <= 0.2
 
     losses, changed = train_steps(model, 1)
     assert np.isfinite(losses[0])
