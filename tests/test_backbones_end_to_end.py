@@ -39,6 +39,8 @@ from keras_retinanet.training.batch_norm import update_batch_norm_statistics
 
 SIDE = 128
 HAS_ONNX = all(importlib.util.find_spec(m) for m in ("tf2onnx", "onnxruntime"))
+EXPECTED_ARTIFACTS = ["saved_model", "tflite.tflite", *(["onnx.onnx"] * HAS_ONNX),
+                      "tflite_int8.tflite"]  # fmt: skip
 
 
 THRESHOLD = 0.2
@@ -72,7 +74,8 @@ def rounding_stable(
     return stable, added
 
 
-def everywhere(preset: str, tmp_path, capsys, onnx: bool = True) -> None:
+def everywhere(preset: str, tmp_path, capsys, onnx: bool = True) -> list[str]:
+    """Returns the artifacts it checked, by file name."""
     annotations, classes = small_objects_csv(tmp_path, images=3)
     out = tmp_path / "snapshots"
     dataset = ["csv", str(annotations), str(classes)]
@@ -138,6 +141,7 @@ def everywhere(preset: str, tmp_path, capsys, onnx: bool = True) -> None:
     if onnx and HAS_ONNX:
         formats.append(("onnx", {}))
     formats.append(("tflite", {"int8": True, "calibration": str(annotations.parent)}))
+    checked = []
     for format, options in formats:
         suffix = {"saved_model": "", "tflite": ".tflite", "onnx": ".onnx"}[format]
         path = tmp_path / f"{format}{'_int8' if options else ''}{suffix}"
@@ -155,16 +159,22 @@ def everywhere(preset: str, tmp_path, capsys, onnx: bool = True) -> None:
             )
         else:
             assert_same_detections(reference, as_outputs(found), **same)
+        checked.append(path.name)
+    return checked
 
 
 def test_mobilenet_v3_large_lite_everywhere(tmp_path, capsys):
-    everywhere("mobilenet_v3_large_lite", tmp_path, capsys)
+    checked = everywhere("mobilenet_v3_large_lite", tmp_path, capsys)
+    assert checked == EXPECTED_ARTIFACTS
+    assert all((tmp_path / name).exists() for name in checked)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("preset", sorted(BACKBONES))
 def test_every_preset_everywhere(preset, tmp_path, capsys):
-    everywhere(preset, tmp_path, capsys)
+    checked = everywhere(preset, tmp_path, capsys)
+    assert checked == EXPECTED_ARTIFACTS
+    assert all((tmp_path / name).exists() for name in checked)
 
 
 def test_an_unknown_backbone_lists_the_presets(capsys):
