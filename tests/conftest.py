@@ -6,6 +6,8 @@ Shared helpers live in modules beside this file: ``shared_data`` (the datasets a
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from shared_data import DATA, MISSING
 
@@ -19,20 +21,57 @@ def untrained_voc_model():
     return models.retinanet_model(num_classes=20, weights=None)
 
 
+def _release_keras_state() -> None:
+    """Drop Keras' global state, collect, and hand freed heap back to the system (glibc's
+    ``malloc_trim``; TensorFlow's freed buffers otherwise stay in the process's arenas)."""
+    import ctypes
+    import gc
+
+    import keras
+
+    keras.backend.clear_session()
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_after_each_module(request):
+    """After each test module, release what its models left behind. A test process (one of
+    the two xdist workers) runs about thirty modules; without this, each worker grew to 10-14
+    GiB over the TensorFlow suite and the two together filled the 24 GiB machine, which then
+    thrashed until CI's time ran out. ``KERAS_RETINANET_TEST_MEMORY_LOG=FILE`` appends each
+    module's resident memory before and after the release to FILE."""
+    yield
+    before = _rss_mb()
+    _release_keras_state()
+    log = os.environ.get("KERAS_RETINANET_TEST_MEMORY_LOG")
+    if log:
+        with open(log, "a") as out:
+            out.write(f"{os.getpid()} {request.module.__name__} {before:.0f} {_rss_mb():.0f}\n")
+
+
 @pytest.fixture(autouse=True)
 def _release_slow_models(request):
-    """After a test marked slow, drop Keras' global state and collect: ``-m slow`` builds
-    dozens of large models in one process (every backbone preset), and without this their
-    graphs accumulate until the process runs out of memory (24 GiB after 13 TensorFlow
-    presets)."""
+    """After a test marked slow, release Keras' state at once: ``-m slow`` builds dozens of
+    large models in one module (every backbone preset), and without this their graphs
+    accumulate until the process runs out of memory (24 GiB after 13 TensorFlow presets)."""
     yield
     if request.node.get_closest_marker("slow") is not None:
-        import gc
-
-        import keras
-
-        keras.backend.clear_session()
-        gc.collect()
+        _release_keras_state()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
