@@ -81,11 +81,13 @@ def raccoon_photo(tmp_path) -> tuple[str, str, np.ndarray]:
 
 
 def assert_same_detections(
-    boxes, scores, labels, reference: dict, score_atol: float = 1e-4
+    boxes, scores, labels, reference: dict, score_atol: float = 1e-4, capacity: int | None = None
 ) -> dict:
     """Every reference detection has a distinct one of ours with the same label, a box within
     0.5 px and a score within ``score_atol`` (near-equal scores may swap places, so match, not
-    zip).
+    zip). When the reference list is full (``capacity`` detections), its last places were cut
+    by score: a detection within ``score_atol`` of that cut may have lost its place to one just
+    above it in ours (seen on the CC0 photo: fizyr's 300th at 0.28378, ours 0.28383).
 
     Returns the worst box and score differences."""
     keep = scores > 0
@@ -97,10 +99,14 @@ def assert_same_detections(
     assert len(scores) == len(ref_scores) > 0
     free = np.ones(len(scores), bool)
     worst_box = worst_score = 0.0
+    at_cut = capacity is not None and len(ref_scores) == capacity
+    cut = ref_scores.min() + score_atol if at_cut else -np.inf
     for box, score, label in zip(ref_boxes, ref_scores, ref_labels):
         distance = np.abs(boxes - box).max(axis=1)
         distance[~free | (labels != label)] = np.inf
         j = int(np.argmin(distance))
+        if distance[j] > 0.5 and score <= cut:
+            continue  # at the cut: its place went to a near-equal score
         assert distance[j] <= 0.5, (box, score, label, distance[j])
         assert abs(scores[j] - score) <= score_atol, (scores[j], score)
         free[j] = False
