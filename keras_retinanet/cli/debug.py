@@ -9,6 +9,11 @@ Examples::
     retinanet-debug voc data/VOC2007 --output-dir debug --limit 20
     retinanet-debug voc data/cells --image-min-side 600 --config small_anchors.json
     retinanet-debug csv annotations.csv classes.csv --random-transform --output-dir debug
+    retinanet-debug voc data/cells --set test --snapshot snapshots/resnet50_voc_10.keras --scores
+
+``--scores`` (with a training ``--snapshot``) also reports, per class, whether the model has
+learned it (:mod:`keras_retinanet.learned`): the answer for a class at AP 0 whose boxes the
+anchors cover.
 """
 
 from __future__ import annotations
@@ -19,9 +24,10 @@ from collections.abc import Sequence
 
 from keras_retinanet.debug import analyze_coverage
 from keras_retinanet.errors import DEBUG_HELP, debugging, run_command
+from keras_retinanet.learned import analyze_scores
 from keras_retinanet.model.anchor_config import read_anchor_parameters
 from keras_retinanet.model.anchors import AnchorParameters
-from keras_retinanet.model.retinanet import read_metadata
+from keras_retinanet.model.retinanet import load_model, read_metadata
 from keras_retinanet.preprocessing.csv import CSVGenerator
 from keras_retinanet.preprocessing.transform import random_transform
 from keras_retinanet.preprocessing.voc import PascalVocGenerator
@@ -60,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--snapshot",
         help="take the anchor parameters and image sizes from this snapshot's metadata "
         "(--config and --image-*-side override them)",
+    )
+    common.add_argument(
+        "--scores",
+        action="store_true",
+        help="also run the --snapshot's model over the images and report, per class, how well "
+        "its scores separate the class's anchors from the rest and how many boxes its best "
+        "anchor finds: tells a class that is not learned yet from one that is (AP 0 on a class)",
     )
     common.add_argument("--limit", type=int, help="analyse only the first N images")
     common.add_argument(
@@ -160,6 +173,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:
         parser.error(f"--limit must be at least 1, got {args.limit}")
+    if args.scores and not args.snapshot:
+        parser.error("--scores needs --snapshot (the training snapshot whose scores to read)")
     if not 0 < args.negative_overlap <= args.positive_overlap <= 1:
         parser.error("need 0 < --negative-overlap <= --positive-overlap <= 1")
     # Neither flag: draw both, the useful default.
@@ -178,14 +193,24 @@ def _main(argv: Sequence[str] | None = None) -> int:
             negative_overlap=args.negative_overlap,
             positive_overlap=args.positive_overlap,
         )
+        print(report.format())
+        if args.scores:
+            scores = analyze_scores(
+                load_model(args.snapshot),
+                generator,
+                limit=args.limit,
+                progress=not args.no_progress,
+                output_dir=args.output_dir,
+            )
+            print(scores.format())
     except (FileNotFoundError, ValueError, KeyError) as e:
         if debugging():  # --debug: the traceback, not the message
             raise
         print(f"retinanet-debug: error: {e}", file=sys.stderr)
         return 2
-    print(report.format())
     if args.output_dir:
-        print(f"pictures and coverage.json in {args.output_dir}")
+        written = "coverage.json and scores.json" if args.scores else "coverage.json"
+        print(f"pictures and {written} in {args.output_dir}")
     return 0
 
 
