@@ -43,9 +43,9 @@ from keras_retinanet.preprocessing.image import ImageReadError
 LOGIT_LIMIT = 16.0
 BINS = 2048  # 1/64 of a logit each
 # The verdict's tiers (ScoreReport.verdict), set from BCCD at 256-352 px, ResNet50 from random
-# weights (benchmarks/README.md, issue #26): platelets at separation 0.62 after 200 steps had AP
-# 0, at 0.88 after 800 steps AP 0.05 (a few thousand background anchors per image still
-# outrank them); red cells at 0.985 AP 0.5, white cells at 1.000 AP 0.9.
+# weights (benchmarks/README.md, issue #26): the platelets' separation was 0.66 after 200 steps
+# (AP 0) and 0.88 after 800 (AP at most 0.05: background anchors still outrank most of them);
+# the red cells' 0.985 went with AP 0.75, the white cells' 1.000 with AP 0.98.
 NOT_LEARNED = 0.75
 LEARNED = 0.95
 FOUND_IOU = 0.5

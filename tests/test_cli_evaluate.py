@@ -108,6 +108,12 @@ def test_voc_subcommand_prints_table(snapshot, capsys):
     assert sum(r[1] for r in rows.values()) == 5 * 5  # 5 images x --max-detections 5
     assert "mAP@0.5 (voc12, 6 classes with ground truth):" in output
     assert "ms per image (5 images; first batch" in output
+    # The untrained model's weak classes are named, with the command that tells why.
+    low = sorted(name for name, r in rows.items() if r[0] and float(r[2]) < 0.05)
+    assert low
+    (hint,) = [line for line in output.splitlines() if line.startswith("AP below 0.05:")]
+    assert hint.split(": ", 1)[1].split(". ")[0].split(", ") == low
+    assert f"--snapshot {snapshot} --scores" in hint
 
 
 def test_snapshot_alone_uses_recorded_dataset_and_saves(snapshot, tmp_path, capsys):
@@ -166,8 +172,13 @@ def test_plain_h5_inference_model(training_model, tmp_path, capsys):
         ]
     )
     assert code == 0
-    rows = table_rows(capsys.readouterr().out)
+    output = capsys.readouterr().out
+    rows = table_rows(output)
     assert rows["car"][0] == 7
+    # Not a training snapshot: the hint points to the one it came from.
+    assert any(r[0] and float(r[2]) < 0.05 for r in rows.values())
+    assert "The training snapshot this was exported from tells why" in output
+    assert "--snapshot SNAPSHOT --scores" in output
 
     # The same file alone: it records no dataset, so there is nothing to evaluate on.
     with pytest.raises(SystemExit) as error:
