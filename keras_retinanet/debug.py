@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -204,6 +205,29 @@ class CoverageReport:
         return "\n".join(lines)
 
 
+def preprocessed_images(
+    generator: Any, count: int, progress: bool, description: str, skipped: list[str]
+) -> Iterator[tuple[str, np.ndarray, dict[str, np.ndarray]]]:
+    """``(path, image, annotations)`` of the generator's first ``count`` images, each through
+    its own pipeline (transform, resizing), with a progress bar; the paths of unreadable
+    images go to ``skipped`` (with a warning)."""
+    indices: Any = range(count)
+    if progress:
+        indices = tqdm(indices, unit="image", desc=description)
+    for index in indices:
+        path = generator.image_path(index)
+        try:
+            images, annotations, _ = generator.preprocess_group([index])
+        except ImageReadError as e:
+            warnings.warn(f"skipping {path}: {e}", stacklevel=3)
+            skipped.append(path)
+            continue
+        if not images:  # skipped by the generator (skip_bad_images), which warned
+            skipped.append(path)
+            continue
+        yield path, images[0], annotations[0]
+
+
 def analyze_coverage(
     generator: Any,
     output_dir: str | os.PathLike | None = None,
@@ -248,21 +272,9 @@ def analyze_coverage(
         output_dir = os.fspath(output_dir)
         os.makedirs(output_dir, exist_ok=True)
     used: set[str] = set()
-    indices: Any = range(count)
-    if progress:
-        indices = tqdm(indices, unit="image", desc="anchors")
-    for index in indices:
-        path = generator.image_path(index)
-        try:
-            images, annotations, _ = generator.preprocess_group([index])
-        except ImageReadError as e:
-            warnings.warn(f"skipping {path}: {e}", stacklevel=2)
-            report.skipped.append(path)
-            continue
-        if not images:  # skipped by the generator (skip_bad_images), which warned
-            report.skipped.append(path)
-            continue
-        image, image_annotations = images[0], annotations[0]
+    for path, image, image_annotations in preprocessed_images(
+        generator, count, progress, "anchors", report.skipped
+    ):
         padded_shape = generator.padded_shape([image])
         coverage = image_coverage(
             image,

@@ -27,18 +27,16 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
+from keras_retinanet.debug import preprocessed_images
 from keras_retinanet.model.anchors import POSITIVE, anchors_for_shape
 from keras_retinanet.model.boxes import bbox_transform_inv, bbox_transform_inv_centre_size
 from keras_retinanet.model.retinanet import is_inference_model
-from keras_retinanet.preprocessing.image import ImageReadError
 
 LOGIT_LIMIT = 16.0
 BINS = 2048  # 1/64 of a logit each
@@ -280,20 +278,10 @@ def analyze_scores(
         )
     count = generator.size() if limit is None else min(int(limit), generator.size())
     report = ScoreReport(class_names=list(generator.classes))
-    indices: Any = range(count)
-    if progress:
-        indices = tqdm(indices, unit="image", desc="scores")
-    for index in indices:
-        path = generator.image_path(index)
-        try:
-            images, annotations, _ = generator.preprocess_group([index])
-        except ImageReadError as e:
-            warnings.warn(f"skipping {path}: {e}", stacklevel=2)
-            report.skipped.append(path)
-            continue
-        if not images:
-            report.skipped.append(path)
-            continue
+    for _, image, image_annotations in preprocessed_images(
+        generator, count, progress, "scores", report.skipped
+    ):
+        images, annotations = [image], [image_annotations]
         inputs = generator.compute_inputs(images)
         regression_targets, classification_targets = generator.compute_targets(images, annotations)
         deltas, probabilities = _outputs(model, inputs)
