@@ -35,7 +35,11 @@ import numpy as np
 
 from keras_retinanet.debug import preprocessed_images
 from keras_retinanet.model.anchors import POSITIVE, anchors_for_shape
-from keras_retinanet.model.boxes import bbox_transform_inv, bbox_transform_inv_centre_size
+from keras_retinanet.model.boxes import (
+    bbox_transform_inv,
+    bbox_transform_inv_centre_size,
+    compute_overlap,
+)
 from keras_retinanet.model.retinanet import is_inference_model
 
 LOGIT_LIMIT = 16.0
@@ -50,13 +54,17 @@ FOUND_IOU = 0.5
 SCORES_FILE = "scores.json"
 
 
-def logit_histogram(probabilities: np.ndarray) -> np.ndarray:
-    """``(BINS,)`` int64 counts of the probabilities' logits in steps of
-    ``2 * LOGIT_LIMIT / BINS`` (values past the limits go to the end bins)."""
-    p = np.clip(np.asarray(probabilities, dtype=np.float64).reshape(-1), 1e-12, 1 - 1e-12)
+def logit_bins(probabilities: np.ndarray) -> np.ndarray:
+    """The histogram bin of each probability's logit (same shape, int): steps of
+    ``2 * LOGIT_LIMIT / BINS``, values past the limits in the end bins."""
+    p = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-12, 1 - 1e-12)
     logits = np.clip(np.log(p) - np.log1p(-p), -LOGIT_LIMIT, LOGIT_LIMIT)
-    index = np.minimum(((logits + LOGIT_LIMIT) * (BINS / (2 * LOGIT_LIMIT))).astype(int), BINS - 1)
-    return np.bincount(index, minlength=BINS).astype(np.int64)
+    return np.minimum(((logits + LOGIT_LIMIT) * (BINS / (2 * LOGIT_LIMIT))).astype(int), BINS - 1)
+
+
+def logit_histogram(probabilities: np.ndarray) -> np.ndarray:
+    """``(BINS,)`` int64 counts of the probabilities' logits (see :func:`logit_bins`)."""
+    return np.bincount(logit_bins(probabilities).reshape(-1), minlength=BINS).astype(np.int64)
 
 
 def separation(positives: np.ndarray, negatives: np.ndarray) -> float:
@@ -108,6 +116,7 @@ class ScoreReport:
         class_names: names by label.
         positives: ``(K, BINS)`` logit histograms of class k's score at its positive anchors.
         negatives: ``(K, BINS)`` the same at every other counted anchor.
+        annotated: ``(K,)`` boxes in the images (difficult ones left out).
         boxes: ``(K,)`` boxes with at least one positive anchor.
         found: ``(K,)`` of those, boxes the best-scored positive anchor finds.
         images: images analysed.
@@ -117,6 +126,7 @@ class ScoreReport:
     class_names: list[str]
     positives: np.ndarray = field(init=False)
     negatives: np.ndarray = field(init=False)
+    annotated: np.ndarray = field(init=False)
     boxes: np.ndarray = field(init=False)
     found: np.ndarray = field(init=False)
     images: int = 0
@@ -126,6 +136,7 @@ class ScoreReport:
         k = len(self.class_names)
         self.positives = np.zeros((k, BINS), np.int64)
         self.negatives = np.zeros((k, BINS), np.int64)
+        self.annotated = np.zeros(k, np.int64)
         self.boxes = np.zeros(k, np.int64)
         self.found = np.zeros(k, np.int64)
 
@@ -137,11 +148,13 @@ class ScoreReport:
         probabilities: np.ndarray,
         deltas: np.ndarray,
         image_shape: Sequence[int],
+        annotations: dict[str, np.ndarray],
         box_coder: str = "corners",
     ) -> None:
         """Add one image: its ``(N, 4)`` anchors, the training targets (``(N, 5)`` and
         ``(N, K + 1)``, the last column the anchor state), the model's ``(N, K)``
-        probabilities and ``(N, 4)`` regression, and the image's ``(H, W)`` before padding."""
+        probabilities and ``(N, 4)`` regression, the image's ``(H, W)`` before padding and
+        its ground truth in the same pixels (``"bboxes"``, ``"labels"``[, ``"difficult"``])."""
         height, width = int(image_shape[0]), int(image_shape[1])
         state = classification_targets[:, -1]
         labels = classification_targets[:, :-1]
@@ -149,38 +162,46 @@ class ScoreReport:
         centre_y = (anchors[:, 1] + anchors[:, 3]) / 2
         counted = (state != -1) & (centre_x < width) & (centre_y < height)
         positive = counted & (state == POSITIVE)
-        # The box each positive anchor learns, decoded from its regression target.
+        bboxes = np.asarray(annotations["bboxes"], np.float64).reshape(-1, 4)
+        box_labels = np.asarray(annotations["labels"]).reshape(-1)
+        difficult = np.asarray(
+            annotations.get("difficult", np.zeros(len(bboxes), bool)), bool
+        ).reshape(-1)
+        for k in range(len(self.class_names)):
+            self.annotated[k] += int(np.sum((box_labels == k) & ~difficult))
+        # The box each positive anchor learns: the one its decoded regression target matches.
         indices = np.flatnonzero(positive)
         targets = decode(anchors[indices], regression_targets[indices, :4], box_coder)
         predicted = decode(anchors[indices], deltas[indices], box_coder)
         ious = _iou_rows(predicted, targets)
-        box_keys = np.round(targets, 1)
+        if len(indices) and len(bboxes):
+            box_of = compute_overlap(targets.astype(np.float64), bboxes).argmax(axis=1)
+        else:
+            box_of = np.zeros(len(indices), int)
+        bins = logit_bins(probabilities)
         for k in range(len(self.class_names)):
             mine = positive & (labels[:, k] == 1)
-            self.positives[k] += logit_histogram(probabilities[mine, k])
-            self.negatives[k] += logit_histogram(probabilities[counted & ~mine, k])
-            in_class = labels[indices, k] == 1
-            if not in_class.any():
-                continue
-            keys = box_keys[in_class]
-            scores = probabilities[indices[in_class], k]
-            _, box_of = np.unique(keys, axis=0, return_inverse=True)
-            box_of = box_of.reshape(-1)
-            for box in range(box_of.max() + 1):
-                rows = np.flatnonzero(box_of == box)
-                best = rows[np.argmax(scores[rows])]
+            self.positives[k] += np.bincount(bins[mine, k], minlength=BINS)
+            self.negatives[k] += np.bincount(bins[counted & ~mine, k], minlength=BINS)
+            in_class = np.flatnonzero(labels[indices, k] == 1)
+            for box in np.unique(box_of[in_class]):
+                rows = in_class[box_of[in_class] == box]
+                best = rows[np.argmax(probabilities[indices[rows], k])]
                 self.boxes[k] += 1
-                self.found[k] += bool(ious[in_class][best] >= FOUND_IOU)
+                self.found[k] += bool(ious[best] >= FOUND_IOU)
         self.images += 1
 
     def separation(self, label: int) -> float:
         return separation(self.positives[label], self.negatives[label])
 
     def found_share(self, label: int) -> float:
-        return float(self.found[label] / self.boxes[label]) if self.boxes[label] else float("nan")
+        count = self.annotated[label]
+        return float(self.found[label] / count) if count else float("nan")
 
     def verdict(self, label: int) -> str:
         """What the figures of a class mean, in a few words."""
+        if not self.annotated[label]:
+            return "no boxes in these images"
         if not self.boxes[label]:
             return "no positive anchor: see the coverage (and --config, --image-min-side)"
         auc = self.separation(label)
@@ -206,15 +227,24 @@ class ScoreReport:
             f"  {'class':<20} {'boxes':>6} {'separation':>10} {'median score':>12} "
             f"{'found':>6}  verdict",
         ]
+        absent = []
         for k, name in enumerate(self.class_names):
-            if not self.boxes[k] and not self.negatives[k].any():
+            if not self.annotated[k]:
+                absent.append(name)
+                continue
+            boxes = int(self.annotated[k])
+            if not self.boxes[k]:
+                lines.append(
+                    f"  {name:<20} {boxes:>6} {'-':>10} {'-':>12} {0:>6.0%}  {self.verdict(k)}"
+                )
                 continue
             median = median_probability(self.positives[k])
-            found = self.found_share(k)
             lines.append(
-                f"  {name:<20} {int(self.boxes[k]):>6} {self.separation(k):>10.3f} "
-                f"{median:>12.4f} {found:>6.0%}  {self.verdict(k)}"
+                f"  {name:<20} {boxes:>6} {self.separation(k):>10.3f} "
+                f"{median:>12.4f} {self.found_share(k):>6.0%}  {self.verdict(k)}"
             )
+        if absent:
+            lines.append(f"  no boxes in these images: {', '.join(absent)}")
         if self.skipped:
             lines.append(f"  {len(self.skipped)} unreadable image(s) skipped")
         return "\n".join(lines)
@@ -230,6 +260,7 @@ class ScoreReport:
             "skipped": list(self.skipped),
             "classes": {
                 name: {
+                    "annotated": int(self.annotated[k]),
                     "boxes": int(self.boxes[k]),
                     "found": int(self.found[k]),
                     "separation": number(self.separation(k)),
@@ -306,6 +337,7 @@ def analyze_scores(
             probabilities[0],
             deltas[0],
             images[0].shape[:2],
+            annotations[0],
             generator.variant.box_coder,
         )
     if output_dir is not None:

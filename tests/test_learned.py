@@ -43,15 +43,19 @@ def test_separation_edge_cases():
     assert median_probability(logit_histogram([0.2, 0.3, 0.9])) == pytest.approx(0.3, abs=0.01)
 
 
-def _scene():
-    """A 128x128 image with two boxes of class 0 and one of class 1, its anchors and targets."""
+BOXES = {
+    "bboxes": np.array([[10, 10, 42, 42], [70, 60, 102, 92], [20, 64, 84, 124]], np.float32),
+    "labels": np.array([0, 0, 1]),
+}
+
+
+def _scene(annotations=BOXES, coder="corners"):
+    """A 128x128 image with two boxes of class 0 and one of class 1: its anchors and targets."""
     image = np.zeros((128, 128, 3), np.uint8)
-    annotations = {
-        "bboxes": np.array([[10, 10, 42, 42], [70, 60, 102, 92], [20, 64, 84, 124]], np.float32),
-        "labels": np.array([0, 0, 1]),
-    }
     anchors = anchors_for_shape((128, 128))
-    regression, classification = anchor_targets_bbox(anchors, [image], [annotations], 2)
+    regression, classification = anchor_targets_bbox(
+        anchors, [image], [annotations], 2, coder=coder
+    )
     return anchors, regression[0], classification[0]
 
 
@@ -63,7 +67,7 @@ def test_a_model_that_scores_its_own_anchors_is_learned_and_finds_every_box():
     report = ScoreReport(["a", "b"])
     # Perfect regression: the deltas are the targets.
     report.add_image(anchors, regression, classification, probabilities, regression[:, :4],
-                     (128, 128))  # fmt: skip
+                     (128, 128), BOXES)  # fmt: skip
     assert [report.separation(k) for k in (0, 1)] == [1.0, 1.0]
     assert list(report.boxes) == [2, 1] and list(report.found) == [2, 1]
     assert report.verdict(0).startswith("learned")
@@ -79,14 +83,14 @@ def test_chance_scores_are_not_learned_and_bad_boxes_are_not_found():
     deltas[:, 0] += 3 / 0.2
     deltas[:, 2] += 3 / 0.2
     report = ScoreReport(["a", "b"])
-    report.add_image(anchors, regression, classification, probabilities, deltas, (128, 128))
+    report.add_image(anchors, regression, classification, probabilities, deltas, (128, 128), BOXES)
     assert 0.3 < report.separation(0) < 0.7
     assert report.verdict(0).startswith("not learned")
     assert list(report.found) == [0, 0]
     # Separated but misplaced.
     report = ScoreReport(["a", "b"])
     scored = np.where(classification[:, :2] == 1, 0.9, 0.05).astype(np.float32)
-    report.add_image(anchors, regression, classification, scored, deltas, (128, 128))
+    report.add_image(anchors, regression, classification, scored, deltas, (128, 128), BOXES)
     assert report.separation(0) == 1.0 and report.verdict(0).startswith("learned but misplaced")
 
 
@@ -97,13 +101,45 @@ def test_anchors_centred_in_the_padding_do_not_count():
     probabilities[centre_x >= 100] = 0.999  # the image is 100 wide, padded to 128
     report = ScoreReport(["a", "b"])
     report.add_image(anchors, regression, classification, probabilities, regression[:, :4],
-                     (128, 100))  # fmt: skip
+                     (128, 100), BOXES)  # fmt: skip
     assert report.separation(0) == 1.0
     # Counted, the padding's high scores would have outranked the positives.
     unpadded = ScoreReport(["a", "b"])
     unpadded.add_image(anchors, regression, classification, probabilities, regression[:, :4],
-                       (128, 128))  # fmt: skip
+                       (128, 128), BOXES)  # fmt: skip
     assert unpadded.separation(0) < 1.0
+
+
+def test_boxes_with_fractional_corners_are_each_counted_once():
+    # Resized boxes have fractional corners; each positive anchor goes to the box its decoded
+    # target matches, whatever the rounding of the decoding.
+    rng = np.random.default_rng(4)
+    boxes = {
+        "bboxes": (BOXES["bboxes"] * 1.25 - 11.95).clip(0, 127) + rng.uniform(0, 0.1, (3, 4)),
+        "labels": BOXES["labels"],
+    }
+    for coder in ("corners", "centre_size"):
+        anchors, regression, classification = _scene(boxes, coder)
+        probabilities = np.where(classification[:, :2] == 1, 0.9, 0.05).astype(np.float32)
+        report = ScoreReport(["a", "b"])
+        report.add_image(anchors, regression, classification, probabilities,
+                         regression[:, :4], (128, 128), boxes, box_coder=coder)  # fmt: skip
+        assert list(report.annotated) == [2, 1]
+        assert list(report.boxes) == [2, 1] and list(report.found) == [2, 1], coder
+
+
+def test_the_centre_size_coder_decodes_the_model_deltas():
+    anchors, regression, classification = _scene(coder="centre_size")
+    probabilities = np.where(classification[:, :2] == 1, 0.9, 0.05).astype(np.float32)
+    # A centre-size dw of log(3) makes every box three times as wide (IoU 1/3: not found);
+    # read as the corners coder's x2 offset it moves x2 by 0.22 anchor widths (found).
+    deltas = regression[:, :4].copy()
+    deltas[:, 2] += np.log(3.0)
+    for coder, found in (("centre_size", [0, 0]), ("corners", [2, 1])):
+        report = ScoreReport(["a", "b"])
+        report.add_image(anchors, regression, classification, probabilities, deltas,
+                         (128, 128), BOXES, box_coder=coder)  # fmt: skip
+        assert list(report.found) == found, coder
 
 
 # --- retinanet-debug --scores -------------------------------------------------------------
@@ -112,16 +148,22 @@ def test_anchors_centred_in_the_padding_do_not_count():
 def test_debug_scores_of_an_untrained_snapshot(tmp_path, capsys):
     from heads import MAX_SIDE, MIN_SIDE, small_snapshot
 
+    from keras_retinanet import models
     from keras_retinanet.cli import debug as debug_cli
-    from keras_retinanet.datasets.shapes import write_shapes_dataset
+    from keras_retinanet.datasets.shapes import SHAPE_CLASSES, write_shapes_dataset
 
     data = write_shapes_dataset(tmp_path / "shapes", num_train=1, num_test=3,
                                 image_size=(96, 128), shape_size=(24, 60))  # fmt: skip
-    snapshot, _, _ = small_snapshot(tmp_path / "small.keras")
+    snapshot, model, _ = small_snapshot(tmp_path / "small.keras")
     output = tmp_path / "out"
     argv = ["voc", str(data), "--set", "test", "--snapshot", str(snapshot), "--scores",
             "--output-dir", str(output), "--no-progress", "--image-min-side", str(MIN_SIDE),
             "--image-max-side", str(MAX_SIDE)]  # fmt: skip
+    # The snapshot's classes (a, b, c) are the ones read: the shapes' names are not among them.
+    assert debug_cli.main(argv) == 2
+    assert "'rectangle', which is not in the class list ['a', 'b', 'c']" in capsys.readouterr().err
+    metadata = dict(models.read_metadata(str(snapshot)), classes=list(SHAPE_CLASSES))
+    models.save_model(model, str(snapshot), metadata=metadata)
     assert debug_cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "scores of the model at the anchors, 3 images" in out
@@ -135,9 +177,26 @@ def test_debug_scores_of_an_untrained_snapshot(tmp_path, capsys):
         assert not figures_of_class["verdict"].startswith("learned")
 
 
-def test_debug_scores_needs_a_training_snapshot(tmp_path, capsys):
+def test_debug_scores_needs_a_training_snapshot_and_its_anchors(tmp_path, capsys):
+    from heads import ANCHORS, small_snapshot
+
+    from keras_retinanet import models
     from keras_retinanet.cli import debug as debug_cli
 
     with pytest.raises(SystemExit):
         debug_cli.main(["voc", str(tmp_path), "--scores", "--no-progress"])
     assert "--scores needs --snapshot" in capsys.readouterr().err
+
+    snapshot, model, _ = small_snapshot(tmp_path / "small.keras")
+    with pytest.raises(SystemExit):
+        debug_cli.main(["voc", str(tmp_path), "--snapshot", str(snapshot), "--scores",
+                        "--config", "anchors.json", "--no-progress"])  # fmt: skip
+    assert "leave out --config" in capsys.readouterr().err
+
+    inference = tmp_path / "inference.keras"
+    wrapped = models.retinanet_box(model, anchor_parameters=ANCHORS)
+    models.save_model(wrapped, str(inference), {"model": "inference"})
+    argv = ["voc", str(tmp_path), "--snapshot", str(inference), "--scores", "--no-progress"]
+    assert debug_cli.main(argv) == 2
+    error = capsys.readouterr().err
+    assert "is an inference model" in error and str(inference) in error

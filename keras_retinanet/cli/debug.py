@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 
 from keras_retinanet.debug import analyze_coverage
@@ -72,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also run the --snapshot's model over the images and report, per class, how well "
         "its scores separate the class's anchors from the rest and how many boxes its best "
-        "anchor finds: tells a class that is not learned yet from one that is (AP 0 on a class)",
+        "anchor finds: tells a class that is not learned yet from one that is (AP 0 on a class). "
+        "The anchors are the snapshot's and positives follow training's IoU thresholds "
+        "(--positive-overlap and --negative-overlap apply to the coverage only)",
     )
     common.add_argument("--limit", type=int, help="analyse only the first N images")
     common.add_argument(
@@ -154,11 +157,21 @@ def create_generator(args: argparse.Namespace):
         skip_bad_images=True,
         variant=variant,
     )
+    recorded = read_metadata(args.snapshot).get("classes") if args.snapshot else None
     if args.dataset_type == "voc":
-        # classes None: DATA_DIR/classes.txt, else the annotations' names (or VOC's).
-        return PascalVocGenerator(args.data_dir, args.set, classes=args.classes, **kwargs)
-
-    return CSVGenerator(args.annotations, args.classes, **kwargs)
+        # The snapshot's classes, in its order; else DATA_DIR/classes.txt, else the
+        # annotations' names (or VOC's).
+        classes = args.classes or recorded
+        generator = PascalVocGenerator(args.data_dir, args.set, classes=classes, **kwargs)
+    else:
+        generator = CSVGenerator(args.annotations, args.classes, **kwargs)
+    if recorded and list(recorded) != list(generator.classes):
+        warnings.warn(
+            f"{args.snapshot} was trained with classes {list(recorded)} but the dataset names "
+            f"its labels {list(generator.classes)}; labels are matched by index",
+            stacklevel=2,
+        )
+    return generator
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -175,6 +188,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--limit must be at least 1, got {args.limit}")
     if args.scores and not args.snapshot:
         parser.error("--scores needs --snapshot (the training snapshot whose scores to read)")
+    if args.scores and args.config:
+        parser.error("--scores reads the model at the snapshot's own anchors; leave out --config")
     if not 0 < args.negative_overlap <= args.positive_overlap <= 1:
         parser.error("need 0 < --negative-overlap <= --positive-overlap <= 1")
     # Neither flag: draw both, the useful default.
@@ -182,6 +197,11 @@ def _main(argv: Sequence[str] | None = None) -> int:
     draw_ground_truth = args.annotations or not args.anchors
 
     try:
+        if args.scores and read_metadata(args.snapshot).get("model") == "inference":
+            raise ValueError(
+                f"{args.snapshot} is an inference model; --scores needs the training snapshot "
+                "it was converted from (retinanet-train writes those)"
+            )
         generator = create_generator(args)
         report = analyze_coverage(
             generator,

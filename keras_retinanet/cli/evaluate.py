@@ -286,8 +286,9 @@ def low_ap_hint(result: Any, model_path: str, is_snapshot: bool) -> str | None:
     names = ", ".join(low)
     if not is_snapshot:
         return (
-            f"AP below {LOW_AP:g}: {names}. The training snapshot this was exported from tells "
-            "why: retinanet-debug DATASET --snapshot SNAPSHOT --scores"
+            f"AP below {LOW_AP:g}: {names}. A training snapshot of this model (as "
+            "retinanet-train writes) tells why: retinanet-debug DATASET --snapshot SNAPSHOT "
+            "--scores"
         )
     return (
         f"AP below {LOW_AP:g}: {names}. Why (no anchor fits them, or the model has not learned "
@@ -379,7 +380,10 @@ def run(args: argparse.Namespace) -> None:
         "best:SAVE_PATH/report.json uses those):"
     )
     print(format_thresholds(threshold_report(result)))
-    hint = low_ap_hint(result, model_path, metadata.get("model") == "training")
+    # A fizyr or torchvision file is evaluated through a temporary conversion: name the file
+    # given, and the snapshot wording only for our own training snapshots.
+    own_snapshot = model_path == args.model and metadata.get("model") == "training"
+    hint = low_ap_hint(result, args.model, own_snapshot)
     if hint:
         print(hint)
 
