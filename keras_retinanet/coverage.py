@@ -20,15 +20,19 @@ This module holds the per-image part (:func:`image_coverage`, :func:`draw_covera
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from keras_retinanet.model.anchors import POSITIVE, AnchorParameters
 from keras_retinanet.model.anchors import anchors_for_shape as anchor_grid
 from keras_retinanet.model.boxes import compute_overlap
 from keras_retinanet.model.targets import anchor_targets_bbox
+from keras_retinanet.preprocessing.image import ImageReadError
 from keras_retinanet.visualization import (
     draw_annotations,
     draw_box,
@@ -198,3 +202,26 @@ def draw_coverage(
     for index in uncovered:
         draw_caption(picture, bboxes[index], f"{name(labels[index])}: no anchor", UNCOVERED_COLOR)
     return picture
+
+
+def preprocessed_images(
+    generator: Any, count: int, progress: bool, description: str, skipped: list[str]
+) -> Iterator[tuple[str, np.ndarray, dict[str, np.ndarray]]]:
+    """``(path, image, annotations)`` of the generator's first ``count`` images, each through
+    its own pipeline (transform, resizing), with a progress bar; the paths of unreadable
+    images go to ``skipped`` (with a warning)."""
+    indices: Any = range(count)
+    if progress:
+        indices = tqdm(indices, unit="image", desc=description)
+    for index in indices:
+        path = generator.image_path(index)
+        try:
+            images, annotations, _ = generator.preprocess_group([index])
+        except ImageReadError as e:
+            warnings.warn(f"skipping {path}: {e}", stacklevel=3)
+            skipped.append(path)
+            continue
+        if not images:  # skipped by the generator (skip_bad_images), which warned
+            skipped.append(path)
+            continue
+        yield path, images[0], annotations[0]

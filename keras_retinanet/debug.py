@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from keras_retinanet.coverage import (  # noqa: F401  (re-exported: retinanet-debug's names)
     UNCOVERED_COLOR,
@@ -25,10 +22,10 @@ from keras_retinanet.coverage import (  # noqa: F401  (re-exported: retinanet-de
     anchor_color,
     draw_coverage,
     image_coverage,
+    preprocessed_images,
 )
 from keras_retinanet.model.anchors import AnchorParameters
 from keras_retinanet.preprocessing.anchor_fit import BoxSample, coverage_of, size_advice
-from keras_retinanet.preprocessing.image import ImageReadError
 
 COVERAGE_FILE = "coverage.json"
 
@@ -203,29 +200,6 @@ class CoverageReport:
         if self.pictures:
             lines.append(f"{len(self.pictures)} picture(s) written")
         return "\n".join(lines)
-
-
-def preprocessed_images(
-    generator: Any, count: int, progress: bool, description: str, skipped: list[str]
-) -> Iterator[tuple[str, np.ndarray, dict[str, np.ndarray]]]:
-    """``(path, image, annotations)`` of the generator's first ``count`` images, each through
-    its own pipeline (transform, resizing), with a progress bar; the paths of unreadable
-    images go to ``skipped`` (with a warning)."""
-    indices: Any = range(count)
-    if progress:
-        indices = tqdm(indices, unit="image", desc=description)
-    for index in indices:
-        path = generator.image_path(index)
-        try:
-            images, annotations, _ = generator.preprocess_group([index])
-        except ImageReadError as e:
-            warnings.warn(f"skipping {path}: {e}", stacklevel=3)
-            skipped.append(path)
-            continue
-        if not images:  # skipped by the generator (skip_bad_images), which warned
-            skipped.append(path)
-            continue
-        yield path, images[0], annotations[0]
 
 
 def analyze_coverage(

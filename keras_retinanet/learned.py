@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_retinanet.debug import preprocessed_images
+from keras_retinanet.coverage import preprocessed_images
 from keras_retinanet.model.anchors import POSITIVE, anchors_for_shape
 from keras_retinanet.model.boxes import (
     bbox_transform_inv,

@@ -25,6 +25,7 @@ TIERS = {
     "models": 6,  # the public names users import (from_preset downloads through convert/)
     "inference": 2,
     "coverage": 2,
+    "learned": 3,
     "class_names": 1,
     "evaluation": 3,
     "export": 3,

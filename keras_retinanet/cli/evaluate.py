@@ -19,7 +19,6 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
-from typing import Any
 
 from keras_retinanet.cli.foreign import snapshot_or_converted
 from keras_retinanet.cli.tile_options import add_tile_arguments, check_tile_arguments
@@ -274,28 +273,6 @@ def _main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-LOW_AP = 0.05
-
-
-def low_ap_hint(result: Any, model_path: str, is_snapshot: bool) -> str | None:
-    """One line for the classes whose AP is below :data:`LOW_AP` (with boxes to find): the
-    command that tells whether no anchor fits them or the model has not learned them."""
-    low = [c.name for c in result.classes if c.num_annotations and c.average_precision < LOW_AP]
-    if not low or result.metric == "coco":
-        return None
-    names = ", ".join(low)
-    if not is_snapshot:
-        return (
-            f"AP below {LOW_AP:g}: {names}. A training snapshot of this model (as "
-            "retinanet-train writes) tells why: retinanet-debug DATASET --snapshot SNAPSHOT "
-            "--scores"
-        )
-    return (
-        f"AP below {LOW_AP:g}: {names}. Why (no anchor fits them, or the model has not learned "
-        f"them yet): retinanet-debug DATASET --snapshot {model_path} --scores"
-    )
-
-
 def run(args: argparse.Namespace) -> None:
     """Evaluate as the parsed arguments say: build the data, load the model, report."""
 
@@ -380,11 +357,9 @@ def run(args: argparse.Namespace) -> None:
         "best:SAVE_PATH/report.json uses those):"
     )
     print(format_thresholds(threshold_report(result)))
-    # A fizyr or torchvision file is evaluated through a temporary conversion: name the file
-    # given, and the snapshot wording only for our own training snapshots.
-    own_snapshot = model_path == args.model and metadata.get("model") == "training"
-    hint = low_ap_hint(result, args.model, own_snapshot)
-    if hint:
+    # A fizyr or torchvision file was converted to a temporary file: name the one given.
+    own = model_path == args.model and metadata.get("model") == "training"
+    if hint := reports.low_ap_hint(result, args.model, own):
         print(hint)
 
     if args.save_path:

@@ -182,3 +182,25 @@ def save_detection_images(
             raise OSError(f"could not write {path}; check that the folder is writable")
         paths.append(path)
     return paths
+
+
+LOW_AP = 0.05
+
+
+def low_ap_hint(result: EvaluationResult, model_path: str, is_snapshot: bool) -> str | None:
+    """One line for the classes whose AP is below :data:`LOW_AP` (with boxes to find): the
+    command that tells whether no anchor fits them or the model has not learned them."""
+    low = [c.name for c in result.classes if c.num_annotations and c.average_precision < LOW_AP]
+    if not low or result.metric == "coco":
+        return None
+    names = ", ".join(low)
+    if not is_snapshot:
+        return (
+            f"AP below {LOW_AP:g}: {names}. A training snapshot of this model (as "
+            "retinanet-train writes) tells why: retinanet-debug DATASET --snapshot SNAPSHOT "
+            "--scores"
+        )
+    return (
+        f"AP below {LOW_AP:g}: {names}. Why (no anchor fits them, or the model has not learned "
+        f"them yet): retinanet-debug DATASET --snapshot {model_path} --scores"
+    )
