@@ -200,3 +200,31 @@ def test_debug_scores_needs_a_training_snapshot_and_its_anchors(tmp_path, capsys
     assert debug_cli.main(argv) == 2
     error = capsys.readouterr().err
     assert "is an inference model" in error and str(inference) in error
+
+
+def test_debug_scores_on_bccd(tmp_path, capsys):
+    # The real dense dataset (up to 30 boxes an image), with an untrained 3-class snapshot
+    # given BCCD's class names: every box is counted once, and nothing is learned.
+    from heads import MAX_SIDE, MIN_SIDE, small_snapshot
+    from shared_data import shared
+
+    from keras_retinanet import models
+    from keras_retinanet.cli import debug as debug_cli
+
+    data = shared("bccd")
+    snapshot, model, _ = small_snapshot(tmp_path / "small.keras")
+    classes = (data / "classes.txt").read_text().split()
+    metadata = dict(models.read_metadata(str(snapshot)), classes=classes)
+    models.save_model(model, str(snapshot), metadata=metadata)
+    argv = ["voc", str(data), "--set", "test", "--snapshot", str(snapshot), "--scores",
+            "--limit", "3", "--output-dir", str(tmp_path / "out"), "--no-progress",
+            "--image-min-side", str(MIN_SIDE), "--image-max-side", str(MAX_SIDE)]  # fmt: skip
+    assert debug_cli.main(argv) == 0
+    capsys.readouterr()
+    coverage = json.loads((tmp_path / "out" / "coverage.json").read_text())
+    figures = json.loads((tmp_path / "out" / "scores.json").read_text())["classes"]
+    assert sum(c["annotated"] for c in figures.values()) == coverage["boxes"]
+    for name in classes:
+        assert figures[name]["found"] <= figures[name]["boxes"] <= figures[name]["annotated"]
+        if figures[name]["boxes"]:
+            assert not figures[name]["verdict"].startswith("learned")
