@@ -35,11 +35,7 @@ import numpy as np
 
 from keras_retinanet.coverage import preprocessed_images
 from keras_retinanet.model.anchors import POSITIVE, anchors_for_shape
-from keras_retinanet.model.boxes import (
-    bbox_transform_inv,
-    bbox_transform_inv_centre_size,
-    compute_overlap,
-)
+from keras_retinanet.model.boxes import box_iou, compute_overlap, decode_boxes
 from keras_retinanet.model.retinanet import is_inference_model
 
 LOGIT_LIMIT = 16.0
@@ -88,23 +84,6 @@ def median_probability(histogram: np.ndarray) -> float:
     index = int(np.searchsorted(np.cumsum(histogram), (count + 1) / 2))
     logit = -LOGIT_LIMIT + (index + 0.5) * (2 * LOGIT_LIMIT / BINS)
     return float(1 / (1 + np.exp(-logit)))
-
-
-def _iou_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of each row of ``a`` with the same row of ``b`` (``(P, 4)`` each)."""
-    width = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
-    height = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
-    inter = width * height
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a + area_b - inter, 1e-9)
-
-
-def decode(anchors: np.ndarray, deltas: np.ndarray, box_coder: str) -> np.ndarray:
-    """Boxes from anchors and (standardised) deltas, as the variant's box coder decodes."""
-    if box_coder == "centre_size":
-        return np.asarray(bbox_transform_inv_centre_size(anchors, deltas))
-    return np.asarray(bbox_transform_inv(anchors, deltas))
 
 
 @dataclass
@@ -171,9 +150,9 @@ class ScoreReport:
             self.annotated[k] += int(np.sum((box_labels == k) & ~difficult))
         # The box each positive anchor learns: the one its decoded regression target matches.
         indices = np.flatnonzero(positive)
-        targets = decode(anchors[indices], regression_targets[indices, :4], box_coder)
-        predicted = decode(anchors[indices], deltas[indices], box_coder)
-        ious = _iou_rows(predicted, targets)
+        targets = decode_boxes(anchors[indices], regression_targets[indices, :4], box_coder)
+        predicted = decode_boxes(anchors[indices], deltas[indices], box_coder)
+        ious = box_iou(predicted[:, None], targets[:, None])[:, 0, 0]  # row by row
         if len(indices) and len(bboxes):
             box_of = compute_overlap(targets.astype(np.float64), bboxes).argmax(axis=1)
         else:

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from collections.abc import Sequence
 
 from keras_retinanet.debug import analyze_coverage
 from keras_retinanet.errors import DEBUG_HELP, debugging, run_command
+from keras_retinanet.evaluation.inputs import warn_if_other_classes
 from keras_retinanet.learned import analyze_scores
 from keras_retinanet.model.anchor_config import read_anchor_parameters
 from keras_retinanet.model.anchors import AnchorParameters
@@ -165,12 +165,7 @@ def create_generator(args: argparse.Namespace):
         generator = PascalVocGenerator(args.data_dir, args.set, classes=classes, **kwargs)
     else:
         generator = CSVGenerator(args.annotations, args.classes, **kwargs)
-    if recorded and list(recorded) != list(generator.classes):
-        warnings.warn(
-            f"{args.snapshot} was trained with classes {list(recorded)} but the dataset names "
-            f"its labels {list(generator.classes)}; labels are matched by index",
-            stacklevel=2,
-        )
+    warn_if_other_classes(args.snapshot, recorded, generator)
     return generator
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import warnings
 from collections.abc import Sequence
 
 from keras_retinanet.cli.foreign import snapshot_or_converted
@@ -317,12 +316,7 @@ def run(args: argparse.Namespace) -> None:
         len(recorded_classes) if recorded_classes else None
     )
     inputs.check_num_classes(recorded_count, generator, model_path)
-    if recorded_classes and list(recorded_classes) != list(generator.classes):
-        warnings.warn(
-            f"{model_path} was trained with classes {list(recorded_classes)} but the dataset "
-            f"names its labels {list(generator.classes)}; labels are matched by index",
-            stacklevel=2,
-        )
+    inputs.warn_if_other_classes(model_path, recorded_classes, generator)
 
     asked = {} if args.score_threshold is None else {"score_threshold": args.score_threshold}
     if artifact and (args.precision != "float32" or args.image_min_side or args.image_max_side):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from typing import Any
 
 from keras_retinanet.model.retinanet import read_metadata
@@ -113,3 +114,14 @@ def default_metric(dataset: dict | None) -> str:
         if year and int(year.group(1)) >= 2010:
             return "voc12"
     return "voc07"
+
+
+def warn_if_other_classes(model_path: str, recorded: Any, generator: Any) -> None:
+    """Warn when a model's recorded class names differ from the dataset's (labels are then
+    matched by index)."""
+    if recorded and list(recorded) != list(generator.classes):
+        warnings.warn(
+            f"{model_path} was trained with classes {list(recorded)} but the dataset names its "
+            f"labels {list(generator.classes)}; labels are matched by index",
+            stacklevel=3,
+        )

@@ -266,6 +266,23 @@ def bbox_transform_inv_centre_size(anchors: Any, deltas: Any, xp: Any = np) -> A
     return xp.stack([pred_x - half_w, pred_y - half_h, pred_x + half_w, pred_y + half_h], axis=-1)
 
 
+def decode_boxes(
+    anchors: Any,
+    deltas: Any,
+    coder: str = "corners",
+    mean: Any = DEFAULT_MEAN,
+    std: Any = DEFAULT_STD,
+    xp: Any = np,
+) -> Any:
+    """Boxes from ``anchors`` and regression ``deltas`` (both ``(..., 4)``) as a model
+    variant's box coder decodes them: ``"corners"`` (:func:`bbox_transform_inv`, with
+    ``mean``/``std``) or ``"centre_size"`` (:func:`bbox_transform_inv_centre_size`, which
+    ignores them). Returns ``(..., 4)`` ``(x1, y1, x2, y2)``."""
+    if coder == "centre_size":
+        return bbox_transform_inv_centre_size(anchors, deltas, xp=xp)
+    return bbox_transform_inv(anchors, deltas, mean, std, xp=xp)
+
+
 def clip_boxes(boxes: Any, height: Any, width: Any, xp: Any = np) -> Any:
     """Clip boxes to the image ``[0, width] x [0, height]``.
 

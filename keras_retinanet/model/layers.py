@@ -169,9 +169,7 @@ class RegressBoxes(keras.layers.Layer):
     def call(self, inputs: Sequence[Any]) -> Any:
         anchors, regression = inputs
         regression = ops.cast(regression, "float32")
-        if self.coder == "centre_size":
-            return boxes_lib.bbox_transform_inv_centre_size(anchors, regression, xp=ops)
-        return boxes_lib.bbox_transform_inv(anchors, regression, self.mean, self.std, xp=ops)
+        return boxes_lib.decode_boxes(anchors, regression, self.coder, self.mean, self.std, xp=ops)
 
     def compute_output_shape(self, input_shape: Sequence[Sequence[int | None]]) -> tuple:
         return tuple(input_shape[1])
